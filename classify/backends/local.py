@@ -1,0 +1,216 @@
+"""The default backend: EfficientNet-Lite0 on the CPU, offline, no cloud account.
+
+Two modes (``backend_config["mode"]``):
+
+- ``zero_shot``: each project class maps to ImageNet classes (``Label.mappings["local"]``); its
+  score is the sum of their probabilities and unknown takes the rest.
+- ``trained``: a logistic-regression head on the 1280-d embeddings, fitted on the project's
+  exemplars and human labels (``fit_head``); without one, everything goes to review.
+- ``auto`` (default): the trained head when the project has activated one, else zero-shot.
+
+The network is loaded once per worker process, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+
+NETWORK = "efficientnet-lite0-imagenet"
+MODES = ("auto", "zero_shot", "trained")
+
+
+@functools.cache
+def _network() -> Any:
+    """The network, loaded once per process (a worker child loads it on its first task)."""
+    import torch
+
+    from .efficientnet_lite import load_pretrained
+
+    torch.set_num_threads(max(1, settings.LOUPE_TORCH_THREADS))
+    return load_pretrained()
+
+
+@functools.cache
+def _imagenet_index() -> dict[str, int]:
+    from .efficientnet_lite import imagenet_classes
+
+    return {name: index for index, name in enumerate(imagenet_classes())}
+
+
+def embed_and_probabilities(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images."""
+    import torch
+
+    from .efficientnet_lite import preprocess
+
+    batch = torch.stack([preprocess(image) for image in images])
+    with torch.inference_mode():
+        embedding, logits = _network().embed_and_logits(batch)
+        probabilities = torch.softmax(logits, dim=1)
+    return embedding.numpy().astype(np.float32), probabilities.numpy().astype(np.float64)
+
+
+def embed(image: Image.Image) -> bytes:
+    """The 1280-d embedding of one image, as float32 bytes (what ``Item.embedding`` stores)."""
+    return embed_and_probabilities([image])[0][0].tobytes()
+
+
+def imagenet_indices(names: Sequence[str]) -> list[int]:
+    """ImageNet indices for class names; an unknown name is a non-retryable ``BackendError``."""
+    index = _imagenet_index()
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise BackendError(f"not ImageNet class names: {', '.join(missing)}", retryable=False)
+    return [index[name] for name in names]
+
+
+def suggest_imagenet_classes(label_name: str, limit: int = 5) -> list[str]:
+    """ImageNet classes whose names contain the label's name as a word (admin suggestions)."""
+    needle = label_name.strip().lower()
+    if not needle:
+        return []
+    hits = []
+    for name in _imagenet_index():
+        synonyms = [part.strip().lower() for part in name.split(",")]
+        if needle in synonyms or any(needle in synonym.split() for synonym in synonyms):
+            hits.append(name)
+    return hits[:limit]
+
+
+@dataclass(frozen=True)
+class TrainedHead:
+    """Standardise, then multinomial logistic regression: rows of ``coef`` follow ``classes``."""
+
+    classes: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, embedding: np.ndarray) -> dict[str, float]:
+        logits = ((embedding - self.mean) / self.scale) @ self.coef.T + self.intercept
+        logits -= logits.max()
+        exp = np.exp(logits)
+        return dict(zip(self.classes, (exp / exp.sum()).tolist(), strict=True))
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, classes=np.array(self.classes), mean=self.mean, scale=self.scale,
+                 coef=self.coef, intercept=self.intercept)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainedHead:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(tuple(str(name) for name in arrays["classes"]), arrays["mean"], arrays["scale"],
+                       arrays["coef"], arrays["intercept"])
+
+
+@functools.lru_cache(maxsize=32)
+def _load_head(version: str, data: bytes) -> TrainedHead:
+    return TrainedHead.from_bytes(data)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None
+    ) -> None:
+        self.classes = tuple(classes)
+        self.mode = config.get("mode", "auto")
+        if self.mode not in MODES:
+            raise BackendError(f"local backend mode must be one of {', '.join(MODES)}", retryable=False)
+        self.head = _load_head(model.version, model.data) if model and self.mode != "zero_shot" else None
+        self.head_version = model.version if self.head else None
+        self.mapping = {spec.name: imagenet_indices(spec.mapping) for spec in self.classes if not spec.is_unknown}
+
+    @property
+    def model_version(self) -> str:
+        if self.head is not None:
+            return f"{NETWORK}/head:{self.head_version}"
+        if self.mode == "trained":
+            return f"{NETWORK}/untrained"
+        digest = hashlib.sha256(json.dumps(self.mapping, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{NETWORK}/zero-shot:{digest}"
+
+    def classify(self, image: Image.Image) -> Scores:
+        embeddings, probabilities = embed_and_probabilities([image])
+        embedding = embeddings[0]
+        if self.head is not None:
+            known = self.head.probabilities(embedding)
+        elif self.mode == "trained":
+            known = {}  # no head yet: all mass on unknown, so a person decides
+        else:
+            known = {name: float(probabilities[0, idx].sum()) for name, idx in self.mapping.items()}
+        return Scores(distribution(known, self.classes), self.model_version, embedding=embedding.tobytes())
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    head: TrainedHead
+    n_train: int
+    n_test: int
+    held_out_accuracy: float | None
+
+
+def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) -> HeadFit:
+    """Fit a trained head; hold out a stratified 20% (when every class has ≥ 2 examples) to score it.
+
+    The reported head is refitted on all examples after the held-out measurement.
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(labels)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError("a trained head needs examples of at least two classes")
+    accuracy, n_test = None, 0
+    n_holdout = max(len(classes), int(round(0.2 * len(y))))
+    if counts.min() >= 2 and len(y) - n_holdout >= len(classes):
+        x_train, x_test, y_train, y_test = train_test_split(
+            embeddings, y, test_size=n_holdout, stratify=y, random_state=seed
+        )
+        accuracy = float((_fit(x_train, y_train).predict(x_test) == y_test).mean())
+        n_test = len(y_test)
+    model = _fit(embeddings, y)
+    return HeadFit(_head_from(model), n_train=len(y) - n_test, n_test=n_test, held_out_accuracy=accuracy)
+
+
+class _Standardised:
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, model: Any) -> None:
+        self.mean, self.scale, self.model = mean, scale, model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict((x - self.mean) / self.scale)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> _Standardised:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-6
+    model = LogisticRegression(C=0.5, max_iter=2000).fit((x - mean) / scale, y)
+    return _Standardised(mean, scale, model)
+
+
+def _head_from(fitted: _Standardised) -> TrainedHead:
+    model = fitted.model
+    coef, intercept = model.coef_, model.intercept_
+    if coef.shape[0] == 1:  # binary: softmax([-z/2, z/2]) equals the sigmoid of z
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return TrainedHead(tuple(str(c) for c in model.classes_), fitted.mean.astype(np.float32),
+                       fitted.scale.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))

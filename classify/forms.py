@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django import forms
+from django.utils.text import slugify
+
+from . import backends
+from .models import Project
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=64, required=False, help_text="Used in URLs and the API. Leave empty to derive it from the name.")
+    labels = forms.CharField(
+        label="Classes", help_text="Comma-separated, e.g. cat, dog, bird. An unknown/other class is always added."
+    )
+    backend = forms.ChoiceField(choices=backends.choices, initial="local")
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data.get("slug") or slugify(self.cleaned_data.get("name", ""))
+        if not slug:
+            raise forms.ValidationError("Enter a slug.")
+        if Project.objects.filter(slug=slug).exists():
+            raise forms.ValidationError("A project with this slug exists already.")
+        return slug
+
+    def clean_labels(self) -> list[str]:
+        names = [name.strip() for name in self.cleaned_data["labels"].split(",") if name.strip()]
+        if len(names) < 2:
+            raise forms.ValidationError("Enter at least two classes.")
+        if len({name.lower() for name in names}) != len(names):
+            raise forms.ValidationError("Class names must be distinct.")
+        if any(name.lower() == "unknown" for name in names):
+            raise forms.ValidationError("'unknown' is added for you.")
+        if any(len(name) > 100 for name in names):
+            raise forms.ValidationError("Class names are at most 100 characters.")
+        return names

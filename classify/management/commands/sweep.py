@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from classify import services
+
+
+class Command(BaseCommand):
+    help = "Re-queue items stuck in received/queued/classifying (what the periodic sweeper does)."
+
+    def handle(self, *args, **options) -> None:
+        result = services.sweep_stuck_items()
+        self.stdout.write(f"{result.requeued} re-queued, {result.failed} failed.")

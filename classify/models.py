@@ -1,0 +1,295 @@
+"""Projects, their classes, the items uploaded to them and what the models said about each.
+
+Models hold fields and small derived properties only; every write with rules attached goes
+through ``classify.services``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
+
+
+class Project(models.Model):
+    """A set of classes, the backend that scores images against them, and the items."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    backend = models.CharField(
+        max_length=64,
+        default="local",
+        help_text="Which classifier scores this project's images. Takes effect for new items at once.",
+    )
+    backend_config = models.JSONField(
+        default=dict, blank=True, help_text="Backend settings as JSON, e.g. {\"mode\": \"auto\"} for local."
+    )
+    refit_every = models.PositiveIntegerField(
+        default=20,
+        help_text="Refit the local model's trained head after this many new human labels (0 = never).",
+    )
+    min_examples_per_class = models.PositiveIntegerField(
+        default=3, help_text="Fewer labelled examples than this for any class: the trained head is not used."
+    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """Who may see a project, and whether they may also administer it."""
+
+    class Role(models.TextChoices):
+        REVIEWER = "reviewer", "Reviewer"
+        ADMIN = "admin", "Project admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.REVIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Label(models.Model):
+    """One class of a project with the thresholds that decide auto-accept.
+
+    Every project has exactly one ``is_unknown`` label: the rejection class that takes the score
+    no other class claims. It never auto-accepts.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, help_text="Shown to reviewers and to LLM backends.")
+    order = models.PositiveIntegerField(default=0)
+    accept_threshold = models.FloatField(
+        default=0.8, validators=UNIT_INTERVAL, help_text="Auto-accept when this class scores at least this."
+    )
+    margin = models.FloatField(
+        default=0.0, validators=UNIT_INTERVAL, help_text="…and leads the runner-up by at least this."
+    )
+    is_unknown = models.BooleanField(default=False, editable=False)
+    mappings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per backend, the backend's own class names this class stands for, "
+        'e.g. {"local": ["tabby, tabby cat", "tiger cat"]}.',
+    )
+
+    class Meta:
+        ordering = ["project", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_label_name_per_project"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_unknown=True), name="one_unknown_label_per_project"
+            ),
+            models.CheckConstraint(
+                condition=Q(accept_threshold__gte=0) & Q(accept_threshold__lte=1), name="threshold_in_unit_interval"
+            ),
+            models.CheckConstraint(condition=Q(margin__gte=0) & Q(margin__lte=1), name="margin_in_unit_interval"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _generated_key(folder: str, original: str) -> str:
+    """A storage key that never contains anything the client chose."""
+    suffix = PurePosixPath(original).suffix.lower()
+    extension = suffix if suffix in {".jpg", ".png"} else ".jpg"
+    return f"{folder}/{uuid.uuid4().hex}{extension}"
+
+
+def item_image_key(instance: Item, filename: str) -> str:
+    return _generated_key(f"items/{instance.project_id}", filename)
+
+
+def exemplar_image_key(instance: Exemplar, filename: str) -> str:
+    return _generated_key(f"exemplars/{instance.label.project_id}", filename)
+
+
+class Exemplar(models.Model):
+    """A reference image of a class: shown to reviewers and used to train the local head."""
+
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="exemplars")
+    image = models.FileField(upload_to=exemplar_image_key)
+    sha256 = models.CharField(max_length=64, editable=False)
+    embedding = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"exemplar of {self.label}"
+
+
+class Item(models.Model):
+    """One uploaded image and where it stands. The database, not the broker, is the truth."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        CLASSIFYING = "classifying", "Classifying"
+        AUTO_ACCEPTED = "auto_accepted", "Auto-accepted"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+        REVIEWED = "reviewed", "Reviewed"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    image = models.FileField(upload_to=item_image_key, max_length=200)
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    status_reason = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="items")
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    labelled_at = models.DateTimeField(null=True, blank=True)
+    embedding = models.BinaryField(null=True, editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "status"]),
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["project", "sha256"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"item #{self.pk}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status not in TRANSIENT_STATUSES
+
+
+TRANSIENT_STATUSES = frozenset({Item.Status.RECEIVED, Item.Status.QUEUED, Item.Status.CLASSIFYING})
+
+# The state machine: which status may follow which. services.transition() enforces it.
+S = Item.Status
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.RECEIVED: frozenset({S.QUEUED, S.CLASSIFYING, S.REJECTED, S.FAILED}),
+    S.QUEUED: frozenset({S.CLASSIFYING, S.FAILED}),
+    S.CLASSIFYING: frozenset({S.AUTO_ACCEPTED, S.NEEDS_REVIEW, S.QUEUED, S.FAILED}),
+    S.AUTO_ACCEPTED: frozenset({S.REVIEWED, S.QUEUED}),
+    S.NEEDS_REVIEW: frozenset({S.REVIEWED, S.QUEUED}),
+    S.REVIEWED: frozenset({S.REVIEWED}),  # a human label is never thrown away by a re-run
+    S.REJECTED: frozenset({S.QUEUED}),
+    S.FAILED: frozenset({S.QUEUED}),
+}
+del S
+
+
+class Prediction(models.Model):
+    """What one backend said about one item, and the routing decision taken on it.
+
+    ``thresholds`` is the rule set in force when the item was routed, so "why was this
+    auto-accepted?" has an answer after admins change the thresholds.
+    """
+
+    class Decision(models.TextChoices):
+        AUTO_ACCEPTED = "auto_accepted", "Auto-accepted"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    backend = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=200)
+    scores = models.JSONField(help_text="Every class of the project, unknown included; sums to 1.")
+    top_label = models.CharField(max_length=100)
+    top_score = models.FloatField()
+    margin = models.FloatField()
+    latency_ms = models.FloatField()
+    thresholds = models.JSONField()
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    reason = models.CharField(max_length=500)
+    reused_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Set when the scores were copied from an identical image instead of calling the backend.",
+    )
+    raw = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["backend", "model_version"])]
+
+    def __str__(self) -> str:
+        return f"{self.top_label} {self.top_score:.2f} ({self.backend})"
+
+    @property
+    def sorted_scores(self) -> list[tuple[str, float]]:
+        return sorted(self.scores.items(), key=lambda pair: pair[1], reverse=True)
+
+
+class ModelVersion(models.Model):
+    """A fitted model a backend can use (for ``local``: a trained head on the embeddings)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    backend = models.CharField(max_length=64, default="local")
+    version = models.CharField(max_length=100)
+    artifact = models.BinaryField(editable=False)
+    classes = models.JSONField(default=list)
+    n_train = models.PositiveIntegerField(default=0)
+    n_test = models.PositiveIntegerField(default=0)
+    held_out_accuracy = models.FloatField(null=True, blank=True)
+    human_labels_seen = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=False)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "backend", "version"], name="unique_model_version"),
+            models.UniqueConstraint(
+                fields=["project", "backend"], condition=Q(is_active=True), name="one_active_model_per_backend"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.backend} {self.version}"
+
+
+class ApiToken(models.Model):
+    """An API key. Only its SHA-256 is stored; the key itself is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

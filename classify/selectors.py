@@ -1,0 +1,59 @@
+"""Reads used by more than one caller. Every query a person can trigger is scoped here."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404
+
+from .models import Item, Membership, Prediction, Project
+
+
+def projects_for(user) -> QuerySet[Project]:
+    """The projects a user may see: their memberships (superusers see all)."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_for(user, slug: str) -> Project:
+    """The project, or 404 when it does not exist *or* the user may not see it (no leak)."""
+    project = projects_for(user).filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def is_project_admin(user, project: Project) -> bool:
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(project=project, user=user, role=Membership.Role.ADMIN).exists()
+
+
+def items_for(user) -> QuerySet[Item]:
+    latest = Prefetch("predictions", queryset=Prediction.objects.order_by("-created_at", "-id"))
+    return (
+        Item.objects.filter(project__in=projects_for(user))
+        .select_related("project", "label")
+        .prefetch_related(latest)
+    )
+
+
+def item_for(user, item_id: int) -> Item:
+    item = items_for(user).filter(pk=item_id).first()
+    if item is None:
+        raise Http404("No such item.")
+    return item
+
+
+def latest_prediction(item: Item) -> Prediction | None:
+    predictions = list(item.predictions.all())  # prefetched, newest first
+    return predictions[0] if predictions else None
+
+
+def status_counts(project: Project) -> dict[str, int]:
+    counts = {status: 0 for status in Item.Status.values}
+    for row in Item.objects.filter(project=project).values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts

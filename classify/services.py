@@ -1,0 +1,390 @@
+"""Writes: creating projects, taking uploads, moving items through their states, refitting.
+
+Every status change is a conditional UPDATE checked against ``ALLOWED_TRANSITIONS``, so two
+workers (or a worker and the sweeper) can never both move the same item.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from . import pipeline
+from .images import ImageRejected
+from .backends import BackendError, ClassSpec, ModelArtifact, Scores, get_backend
+from .models import ALLOWED_TRANSITIONS, Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+
+log = logging.getLogger(__name__)
+Status = Item.Status
+UNKNOWN_LABEL = "unknown"
+
+
+# --- Projects ----------------------------------------------------------------------------------
+
+
+def create_project(
+    *, slug: str, name: str = "", labels: Sequence[str], backend: str = "", created_by=None
+) -> Project:
+    """A project with its classes and the unknown/other class every project has.
+
+    For the local backend, each class starts with the ImageNet classes whose names match it.
+    """
+    from .backends.local import suggest_imagenet_classes
+
+    backend = backend or settings.LOUPE_DEFAULT_BACKEND
+    names = [name.strip() for name in labels if name.strip()]
+    if len(set(names)) != len(names) or UNKNOWN_LABEL in names:
+        raise ValueError(f"class names must be distinct and not {UNKNOWN_LABEL!r}")
+    with transaction.atomic():
+        project = Project.objects.create(slug=slug, name=name or slug, backend=backend, created_by=created_by)
+        for order, label in enumerate(names):
+            mappings = {"local": suggest_imagenet_classes(label)} if backend == "local" else {}
+            Label.objects.create(project=project, name=label, order=order, mappings=mappings)
+        Label.objects.create(
+            project=project, name=UNKNOWN_LABEL, order=len(names), is_unknown=True,
+            description="None of the project's classes: the rejection class.",
+        )
+        if created_by is not None:
+            Membership.objects.create(project=project, user=created_by, role=Membership.Role.ADMIN)
+    return project
+
+
+# --- Intake ------------------------------------------------------------------------------------
+
+
+def clean_filename(filename: str) -> str:
+    """The client's filename reduced to harmless metadata (never used as a storage key)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in "\u202a\u202b\u202c\u202d\u202e")
+    try:
+        return get_valid_filename(base)[:255]
+    except Exception:  # get_valid_filename refuses names like "..": keep none
+        return ""
+
+
+def check_upload_size(size: int) -> None:
+    if size > settings.LOUPE_MAX_UPLOAD_BYTES:
+        limit = settings.LOUPE_MAX_UPLOAD_BYTES / 2**20
+        raise ImageRejected(f"The file is {size / 2**20:.1f} MB; the limit is {limit:g} MB.")
+
+
+def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=None) -> Item:
+    """Validate, normalise and store one upload, then hand it to a worker after commit.
+
+    Raises ``images.ImageRejected`` (with the reason to show) before anything is stored.
+    """
+    check_upload_size(len(data))
+    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    item = Item(
+        project=project, original_filename=clean_filename(filename), sha256=prepared.sha256,
+        width=prepared.width, height=prepared.height, uploaded_by=uploaded_by, status=Status.RECEIVED,
+    )
+    item.image.save("upload.jpg", ContentFile(prepared.jpeg), save=False)
+    try:
+        with transaction.atomic():
+            item.save()
+            schedule_classification(item.pk)
+    except Exception:
+        item.image.delete(save=False)  # nothing half-stored
+        raise
+    return item
+
+
+def schedule_classification(item_id: int) -> None:
+    """Hand the item to the task queue once the surrounding transaction commits."""
+    transaction.on_commit(lambda: hand_to_queue(item_id))
+
+
+def hand_to_queue(item_id: int) -> bool:
+    """Publish the classification task. With the broker down, the item keeps its state and a
+    reason saying so, and the sweeper publishes it later: the database is the source of truth.
+    """
+    from .tasks import classify_item
+
+    try:
+        classify_item.delay(item_id)
+    except Exception as exc:  # kombu raises various connection errors; all mean "not queued"
+        log.warning("could not queue item %s: %s", item_id, exc)
+        Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
+            status_reason="Waiting for the task queue (broker unreachable); it will be retried automatically.",
+            updated_at=timezone.now(),
+        )
+        return False
+    Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
+        status=Status.QUEUED, status_reason="", enqueued_at=timezone.now(), updated_at=timezone.now()
+    )
+    return True
+
+
+# --- State transitions -------------------------------------------------------------------------
+
+
+def transition(item_id: int, *, to: str, reason: str = "", only_from: Iterable[str] | None = None, **fields) -> bool:
+    """Move an item to ``to`` if the state machine allows it from where it stands now.
+
+    Returns False (and changes nothing) when the item is not in an allowed state: someone else
+    moved it first. Extra ``fields`` are written in the same UPDATE.
+    """
+    sources = [state for state, targets in ALLOWED_TRANSITIONS.items() if to in targets]
+    if only_from is not None:
+        sources = [state for state in sources if state in set(only_from)]
+    updated = Item.objects.filter(pk=item_id, status__in=sources, **fields.pop("where", {})).update(
+        status=to, status_reason=reason[:500], updated_at=timezone.now(), **fields
+    )
+    return updated == 1
+
+
+def start_classification(*, item_id: int) -> Item | None:
+    """Claim an item for one worker: a conditional UPDATE that also counts the attempt.
+
+    Returns None when there is nothing to do (already claimed, finished, or deleted). An item
+    whose earlier attempts never finished (the worker died, as a poison image can make it) ends
+    ``failed`` once it has used ``LOUPE_MAX_ATTEMPTS``, instead of looping forever.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LOUPE_STUCK_CLASSIFYING_AFTER)
+    claim = uuid.uuid4()
+    claimed = Item.objects.filter(
+        Q(status__in=[Status.RECEIVED, Status.QUEUED]) | Q(status=Status.CLASSIFYING, claimed_at__lt=stale),
+        pk=item_id,
+    ).update(status=Status.CLASSIFYING, claim=claim, claimed_at=now, updated_at=now, attempts=F("attempts") + 1)
+    if not claimed:
+        return None
+    item = Item.objects.select_related("project").get(pk=item_id)
+    if item.attempts > settings.LOUPE_MAX_ATTEMPTS:
+        last = item.status_reason or "the worker stopped before finishing"
+        mark_failed(item, reason=f"Gave up after {item.attempts - 1} attempts. Last problem: {last}")
+        return None
+    return item
+
+
+def mark_failed(item: Item, *, reason: str) -> bool:
+    return transition(item.pk, to=Status.FAILED, reason=reason, where={"claim": item.claim})
+
+
+def requeue_after_error(item: Item, *, reason: str) -> bool:
+    """Put a claimed item back in the queue state before a retry is scheduled."""
+    return transition(
+        item.pk, to=Status.QUEUED, reason=reason, only_from=[Status.CLASSIFYING],
+        where={"claim": item.claim}, enqueued_at=timezone.now(),
+    )
+
+
+def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool:
+    """The backend could not score it (retries exhausted, or an error retrying cannot fix):
+    a person decides instead. Nothing is dropped."""
+    prefix = "Backend unavailable" if error.retryable else "Backend error"
+    return transition(
+        item.pk, to=Status.NEEDS_REVIEW, reason=f"{prefix}: {error}", only_from=[Status.CLASSIFYING],
+        where={"claim": item.claim},
+    )
+
+
+# --- Classification ----------------------------------------------------------------------------
+
+
+def class_specs(project: Project, labels: Sequence[Label]) -> list[ClassSpec]:
+    return [
+        ClassSpec(
+            name=label.name, is_unknown=label.is_unknown, description=label.description,
+            mapping=tuple(label.mappings.get(project.backend, ())),
+        )
+        for label in labels
+    ]
+
+
+def build_backend(project: Project, labels: Sequence[Label]):
+    """The project's backend as configured right now, with its active fitted model if any."""
+    active = ModelVersion.objects.filter(project=project, backend=project.backend, is_active=True).first()
+    model = ModelArtifact(version=active.version, data=bytes(active.artifact)) if active else None
+    return get_backend(project.backend, classes=class_specs(project, labels), config=project.backend_config,
+                       model=model)
+
+
+def classify_item(item: Item) -> Prediction | None:
+    """Score a claimed item with its project's backend, route it, and record both.
+
+    An identical image (same pixels) already scored by the same backend and model version is not
+    sent again: its scores are reused. Raises ``BackendError`` for the task to retry or route.
+    """
+    labels = list(item.project.labels.all())
+    backend = build_backend(item.project, labels)
+    earlier = reusable_prediction(item, backend_name=backend.name, model_version=backend.model_version)
+    if earlier is not None:
+        scores, latency = Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0
+    else:
+        scores, latency = pipeline.classify(load_image(item), backend)
+    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
+    unknown = next(label.name for label in labels if label.is_unknown)
+    routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
+    return record_prediction(item, backend.name, scores, routing, latency, rules, earlier)
+
+
+def reusable_prediction(item: Item, *, backend_name: str, model_version: str) -> Prediction | None:
+    return (
+        Prediction.objects.filter(
+            item__project_id=item.project_id, item__sha256=item.sha256, backend=backend_name,
+            model_version=model_version,
+        )
+        .exclude(item_id=item.pk)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def load_image(item: Item):
+    from PIL import Image
+
+    with item.image.open("rb") as handle:
+        image = Image.open(handle)
+        image.load()
+    return image.convert("RGB")
+
+
+def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from) -> Prediction | None:
+    """Store the prediction and the routed status together, if this worker still holds the claim."""
+    labels_by_name = {label.name: label for label in item.project.labels.all()}
+    accepted = routing.decision == Prediction.Decision.AUTO_ACCEPTED
+    fields = {"label": labels_by_name.get(routing.top_label) if accepted else None}
+    if scores.embedding is not None:
+        fields["embedding"] = scores.embedding
+    with transaction.atomic():
+        if not transition(item.pk, to=routing.decision, reason=routing.reason, only_from=[Status.CLASSIFYING],
+                          where={"claim": item.claim}, **fields):
+            return None
+        return Prediction.objects.create(
+            item=item, backend=backend_name, model_version=scores.model_version, scores=scores.scores,
+            top_label=routing.top_label, top_score=routing.top_score, margin=routing.margin,
+            latency_ms=round(latency, 3), decision=routing.decision, reason=routing.reason,
+            thresholds={name: {"threshold": r.threshold, "margin": r.margin} for name, r in rules.items()},
+            raw=scores.raw, reused_from=reused_from,
+        )
+
+
+def reclassify(*, items: Iterable[Item]) -> int:
+    """Send items (failed, rejected, or already decided) through classification again."""
+    count = 0
+    for item in items:
+        if transition(item.pk, to=Status.QUEUED, reason="Re-queued by an admin.", attempts=0,
+                      enqueued_at=timezone.now()):
+            schedule_classification(item.pk)
+            count += 1
+    return count
+
+
+# --- The sweeper ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requeued: int
+    failed: int
+
+
+def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
+    """Re-publish items the broker may have lost; fail those that used up their attempts.
+
+    - ``received`` for longer than LOUPE_STUCK_RECEIVED_AFTER: never reached the broker.
+    - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER: the message may be gone.
+    - ``classifying`` for longer than LOUPE_STUCK_CLASSIFYING_AFTER: the worker died mid-task.
+    A duplicate message is harmless: ``start_classification`` lets only one worker claim.
+    """
+    now = timezone.now()
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    received = Item.objects.filter(status=Status.RECEIVED, updated_at__lt=ago(settings.LOUPE_STUCK_RECEIVED_AFTER))
+    queued = Item.objects.filter(status=Status.QUEUED).filter(
+        Q(enqueued_at__lt=ago(settings.LOUPE_STUCK_QUEUED_AFTER)) | Q(enqueued_at__isnull=True)
+    )
+    requeued = failed = 0
+    for item_id in list(received.values_list("pk", flat=True)[:limit]) + list(queued.values_list("pk", flat=True)[:limit]):
+        requeued += hand_to_queue(item_id)
+    stuck = Item.objects.filter(status=Status.CLASSIFYING, claimed_at__lt=ago(settings.LOUPE_STUCK_CLASSIFYING_AFTER))
+    for item in stuck[:limit]:
+        if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
+            failed += mark_failed(item, reason=f"Gave up after {item.attempts} attempts: the worker stopped mid-task.")
+        elif requeue_after_error(item, reason="Re-queued: the worker stopped mid-task."):
+            requeued += hand_to_queue(item.pk)
+    return SweepResult(requeued=requeued, failed=failed)
+
+
+# --- The local model's trained head --------------------------------------------------------------
+
+
+def human_label_count(project: Project) -> int:
+    """Exemplars plus human-reviewed items: what the trained head learns from."""
+    exemplars = Exemplar.objects.filter(label__project=project).count()
+    return exemplars + Item.objects.filter(project=project, status=Status.REVIEWED, label__isnull=False).count()
+
+
+def maybe_schedule_refit(project: Project) -> bool:
+    """After ``refit_every`` new human labels, refit the trained head in the background."""
+    if project.refit_every == 0 or project.backend != "local":
+        return False
+    last = ModelVersion.objects.filter(project=project, backend="local").order_by("-created_at").first()
+    new_labels = human_label_count(project) - (last.human_labels_seen if last else 0)
+    if new_labels < project.refit_every:
+        return False
+    from .tasks import refit_head
+
+    transaction.on_commit(lambda: refit_head.delay(project.pk))
+    return True
+
+
+def training_examples(project: Project) -> tuple[np.ndarray, list[str]]:
+    """Embeddings and class names of every exemplar and human-labelled item (embeddings are
+    computed once and kept)."""
+    from .backends.local import embed
+
+    vectors, names = [], []
+    for label in project.labels.prefetch_related("exemplars"):
+        for exemplar in label.exemplars.all():
+            if exemplar.embedding is None:
+                exemplar.embedding = embed(load_image(exemplar))
+                exemplar.save(update_fields=["embedding"])
+            vectors.append(np.frombuffer(bytes(exemplar.embedding), dtype=np.float32))
+            names.append(label.name)
+    reviewed = Item.objects.filter(project=project, status=Status.REVIEWED, label__isnull=False).select_related("label")
+    for item in reviewed.iterator():
+        if item.embedding is None:
+            item.embedding = embed(load_image(item))
+            Item.objects.filter(pk=item.pk).update(embedding=item.embedding)
+        vectors.append(np.frombuffer(bytes(item.embedding), dtype=np.float32))
+        names.append(item.label.name)
+    return (np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)), names
+
+
+def refit_local_head(*, project: Project) -> ModelVersion | None:
+    """Fit a new trained head; store it as a model version; activate it unless it measured
+    worse than the active one. Returns None when there are too few examples to fit."""
+    from .backends.local import fit_head
+
+    embeddings, names = training_examples(project)
+    counts = {label.name: names.count(label.name) for label in project.labels.filter(is_unknown=False)}
+    if not counts or min(counts.values()) < max(project.min_examples_per_class, 2):
+        log.info("project %s: too few examples to fit a head (%s)", project.slug, counts)
+        return None
+    fit = fit_head(embeddings, names)
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)  # one refit of a project at a time
+        number = ModelVersion.objects.filter(project=project, backend="local").count() + 1
+        active = ModelVersion.objects.filter(project=project, backend="local", is_active=True).first()
+        better = active is None or (fit.held_out_accuracy or 0) >= (active.held_out_accuracy or 0)
+        if better and active is not None:
+            ModelVersion.objects.filter(pk=active.pk).update(is_active=False)
+        return ModelVersion.objects.create(
+            project=project, backend="local", version=f"head-{number}", artifact=fit.head.to_bytes(),
+            classes=list(fit.head.classes), n_train=fit.n_train, n_test=fit.n_test,
+            held_out_accuracy=fit.held_out_accuracy, human_labels_seen=len(names), is_active=better,
+            note="" if better else "Not activated: held-out accuracy below the active version's.",
+        )

@@ -1,0 +1,87 @@
+"""Celery tasks: thin wrappers that take ids, call one service, and own the retry policy.
+
+Broker-level safety comes from settings (acks_late, reject_on_worker_lost, prefetch 1); the
+attempt counter and the sweeper in ``services`` make the database the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+
+from . import services
+from .backends import BackendError
+from .models import Project
+
+log = logging.getLogger(__name__)
+
+
+def _backoff(retries: int) -> int:
+    """Exponential backoff with full jitter, so a throttled burst does not retry in lockstep."""
+    return get_exponential_backoff_interval(
+        factor=settings.LOUPE_RETRY_BACKOFF_SECONDS, retries=retries,
+        maximum=settings.LOUPE_RETRY_BACKOFF_MAX_SECONDS, full_jitter=True,
+    )
+
+
+@shared_task(
+    bind=True, name="classify.classify_item", max_retries=None,
+    soft_time_limit=settings.LOUPE_TASK_SOFT_TIME_LIMIT, time_limit=settings.LOUPE_TASK_TIME_LIMIT,
+)
+def classify_item(self, item_id: int) -> None:
+    item = services.start_classification(item_id=item_id)
+    if item is None:
+        return
+    try:
+        services.classify_item(item)
+    except (BackendError, SoftTimeLimitExceeded) as exc:
+        error = exc if isinstance(exc, BackendError) else BackendError("timed out", retryable=True)
+        if error.retryable and self.request.retries < settings.LOUPE_BACKEND_RETRIES:
+            services.requeue_after_error(item, reason=f"Retrying after a backend problem: {error}")
+            raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
+        services.route_to_review_after_backend_error(item, error)
+    except Exception as exc:
+        # Not the backend's fault (a bug, a storage hiccup): retry until the attempt limit.
+        log.exception("classifying item %s failed", item_id)
+        reason = f"{exc.__class__.__name__}: {exc}"[:300]
+        if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
+            services.mark_failed(item, reason=f"Gave up after {item.attempts} attempts. Last problem: {reason}")
+            return
+        services.requeue_after_error(item, reason=f"Retrying after an error: {reason}")
+        raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
+
+
+@shared_task(name="classify.refit_head")
+def refit_head(project_id: int) -> None:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is not None:
+        services.refit_local_head(project=project)
+
+
+@shared_task(name="classify.sweep")
+def sweep() -> None:
+    result = services.sweep_stuck_items()
+    if result.requeued or result.failed:
+        log.info("sweeper: %s re-queued, %s failed", result.requeued, result.failed)
+
+
+@shared_task(name="classify.prune_broker")
+def prune_broker(max_age_seconds: int = 24 * 3600) -> int:
+    """The embedded broker keeps consumed messages (safer, see docs/architecture.md): drop old ones."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    folder = options.get("processed_folder")
+    if not folder:
+        return 0
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    for path in Path(folder).iterdir():
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "classify"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("projects/new/", views.project_create, name="project_create"),
+    path("projects/<slug:slug>/", views.project_detail, name="project"),
+    path("projects/<slug:slug>/items/<int:item_id>/", views.item_detail, name="item_detail"),
+    path("items/<int:item_id>/image", views.item_image, name="item_image"),
+]

@@ -1,0 +1,108 @@
+"""Pages: the project list, a project's upload page and items, one item, its image."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_not_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import selectors, services
+from .forms import ProjectForm
+from .models import Item
+
+PAGE_SIZE = 200
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    projects = [(project, selectors.status_counts(project)) for project in selectors.projects_for(request.user)]
+    return render(request, "classify/home.html", {"projects": projects})
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        project = services.create_project(
+            slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], labels=form.cleaned_data["labels"],
+            backend=form.cleaned_data["backend"], created_by=request.user,
+        )
+        messages.success(request, f"Project {project.name} created. Tune its thresholds in the admin.")
+        return redirect("classify:project", slug=project.slug)
+    return render(request, "classify/project_create.html", {"form": form})
+
+
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_for(request.user, slug)
+    status = request.GET.get("status", "")
+    items = selectors.items_for(request.user).filter(project=project)
+    if status in Item.Status.values:
+        items = items.filter(status=status)
+    context = {
+        "project": project,
+        "items": items[:PAGE_SIZE],
+        "counts": selectors.status_counts(project),
+        "statuses": Item.Status.choices,
+        "status": status,
+        "labels": project.labels.all(),
+        "is_admin": selectors.is_project_admin(request.user, project),
+    }
+    return render(request, "classify/project_detail.html", context)
+
+
+def item_detail(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+    item = selectors.item_for(request.user, item_id)
+    if item.project.slug != slug:
+        raise Http404("No such item.")
+    predictions = list(item.predictions.all())
+    context = {"item": item, "project": item.project, "prediction": predictions[0] if predictions else None,
+               "history": predictions[1:]}
+    return render(request, "classify/item_detail.html", context)
+
+
+def item_image(request: HttpRequest, item_id: int) -> HttpResponse:
+    """The re-encoded JPEG, only to members of the item's project; S3 media via a presigned URL."""
+    item = selectors.item_for(request.user, item_id)
+    if not item.image:
+        raise Http404("This item has no image.")
+    url = item.image.url
+    if url.startswith("https://") or url.startswith("http://"):
+        response: HttpResponse = HttpResponseRedirect(url)
+    else:
+        response = FileResponse(item.image.open("rb"), content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+# --- Error pages: JSON under /api/, a plain page elsewhere; never a stack trace -------------
+
+
+def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": message}, status=status)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+@login_not_required
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "The request could not be understood.")
+
+
+@login_not_required
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403, "You do not have access to this.")
+
+
+@login_not_required
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404, "Not found (or not yours to see).")
+
+
+@login_not_required
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _error(request, 500, "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,25 @@
+"""The Celery app. Settings come from Django settings (``CELERY_*``); nothing connects at import."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("loupe")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule_periodic_tasks(sender: Celery, **_kwargs: object) -> None:
+    """The sweeper runs under celery beat (or a worker started with -B)."""
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.LOUPE_SWEEP_EVERY_SECONDS, sender.signature("classify.sweep"), name="sweep stuck items"
+    )
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        sender.add_periodic_task(3600.0, sender.signature("classify.prune_broker"), name="prune broker")

@@ -1,0 +1,22 @@
+"""URL map: auth, admin, the classify pages and API, the reviewer pages."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+admin.site.site_header = "Loupe administration"
+admin.site.site_title = "Loupe admin"
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("classify.api_urls")),
+    path("review/", include("reviewer.urls")),
+    path("", include("classify.urls")),
+]
+
+handler400 = "classify.views.bad_request"
+handler403 = "classify.views.forbidden"
+handler404 = "classify.views.not_found"
+handler500 = "classify.views.server_error"

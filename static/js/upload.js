@@ -1,0 +1,119 @@
+// Upload page: many files at once (picker or drag and drop), a progress bar per file,
+// and every item's status kept live by polling the JSON API. No framework, no build step.
+(function () {
+  "use strict";
+  const section = document.getElementById("upload");
+  if (!section) return;
+  const uploadUrl = section.dataset.uploadUrl;
+  const csrf = section.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const input = document.getElementById("file-input");
+  const zone = document.getElementById("dropzone");
+  const uploads = document.getElementById("uploads");
+  const itemsTable = document.getElementById("items");
+  const TERMINAL = new Set(["auto_accepted", "needs_review", "reviewed", "rejected", "failed"]);
+  const PARALLEL = 3;
+  const pending = [];
+  const watched = new Map(); // item id -> [row, ...] whose status cells follow that item
+  let active = 0;
+
+  function cell(row, field) { return row.querySelector('[data-field="' + field + '"]'); }
+
+  function showStatus(row, status, text, label, reason) {
+    const badge = cell(row, "status");
+    badge.className = "status status-" + status;
+    badge.textContent = text;
+    row.dataset.status = status;
+    if (label !== undefined) cell(row, "label").textContent = label || "";
+    if (reason !== undefined) cell(row, "reason").textContent = reason || "";
+  }
+
+  function addRow(file) {
+    uploads.hidden = false;
+    const row = document.createElement("tr");
+    row.innerHTML = '<td class="filename"></td><td><progress max="100" value="0"></progress></td>' +
+      '<td><span data-field="status" class="status status-uploading">Waiting</span></td>' +
+      '<td data-field="label"></td><td class="reason" data-field="reason"></td>';
+    row.querySelector(".filename").textContent = file.name;
+    uploads.tBodies[0].appendChild(row);
+    return row;
+  }
+
+  function enqueue(files) {
+    for (const file of files) pending.push({ file: file, row: addRow(file) });
+    pump();
+  }
+
+  function pump() {
+    while (active < PARALLEL && pending.length) {
+      const job = pending.shift();
+      active += 1;
+      send(job.file, job.row).finally(function () { active -= 1; pump(); });
+    }
+  }
+
+  function send(file, row) {
+    return new Promise(function (resolve) {
+      const xhr = new XMLHttpRequest();
+      const bar = row.querySelector("progress");
+      xhr.open("POST", uploadUrl);
+      xhr.setRequestHeader("X-CSRFToken", csrf);
+      xhr.responseType = "json";
+      showStatus(row, "uploading", "Uploading");
+      xhr.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
+      xhr.onload = function () {
+        const body = xhr.response || {};
+        if (xhr.status === 201) {
+          bar.value = 100;
+          follow(body.id, row);
+          update(body);
+        } else {
+          showStatus(row, "upload_error", "Not accepted", "", body.error || ("HTTP " + xhr.status));
+        }
+        resolve();
+      };
+      xhr.onerror = function () { showStatus(row, "upload_error", "Upload failed", "", "Network error: is the server running?"); resolve(); };
+      const form = new FormData();
+      form.append("image", file);
+      xhr.send(form);
+    });
+  }
+
+  function follow(id, row) {
+    row.dataset.itemId = id;
+    if (!watched.has(id)) watched.set(id, []);
+    watched.get(id).push(row);
+  }
+
+  function update(item) {
+    for (const row of watched.get(item.id) || []) {
+      showStatus(row, item.status, item.status_display, item.label, item.status_reason || (item.decision && item.decision.reason) || "");
+    }
+    if (TERMINAL.has(item.status)) watched.delete(item.id);
+  }
+
+  async function poll() {
+    const ids = Array.from(watched.keys());
+    if (ids.length) {
+      try {
+        const response = await fetch(itemsTable.dataset.pollUrl + "?limit=500&ids=" + ids.join(","), { headers: { Accept: "application/json" } });
+        if (response.ok) (await response.json()).items.forEach(update);
+      } catch (err) { /* the next poll tries again */ }
+    }
+    setTimeout(poll, 1000);
+  }
+
+  input.addEventListener("change", function () { enqueue(input.files); input.value = ""; });
+  ["dragenter", "dragover"].forEach(function (name) {
+    zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.add("over"); });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.remove("over"); });
+  });
+  zone.addEventListener("drop", function (e) { enqueue(e.dataTransfer.files); });
+
+  // Items already on the page that are still moving are followed too.
+  itemsTable.querySelectorAll("tr[data-item-id]").forEach(function (row) {
+    if (!TERMINAL.has(row.dataset.status)) follow(Number(row.dataset.itemId), row);
+  });
+  poll();
+})();
