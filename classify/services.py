@@ -121,9 +121,11 @@ def hand_to_queue(item_id: int) -> bool:
             updated_at=timezone.now(),
         )
         return False
-    Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
-        status=Status.QUEUED, status_reason="", enqueued_at=timezone.now(), updated_at=timezone.now()
+    now = timezone.now()
+    Item.objects.filter(pk=item_id, status=Status.RECEIVED).update(
+        status=Status.QUEUED, status_reason="", enqueued_at=now, updated_at=now
     )
+    Item.objects.filter(pk=item_id, status=Status.QUEUED).update(enqueued_at=now, updated_at=now)
     return True
 
 

@@ -1,0 +1,72 @@
+"""The cast (a project admin, a reviewer, an outsider) and helpers that make real images."""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from PIL import Image
+
+from classify import services
+from classify.models import Label, Membership, Project
+
+PASSWORD = "correct horse battery staple"
+COLOURS = {"red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
+
+
+def make_user(username: str, **extra):
+    return get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
+
+
+def make_colour_project(slug: str = "colours", *, admin=None, reviewer=None, threshold: float = 0.8,
+                        config: dict | None = None) -> Project:
+    """A project on the deterministic test backend: red, green, blue (+ unknown)."""
+    project = services.create_project(slug=slug, labels=list(COLOURS), backend="colour", created_by=admin)
+    for name, colour in COLOURS.items():
+        Label.objects.filter(project=project, name=name).update(
+            mappings={"colour": [colour]}, accept_threshold=threshold
+        )
+    if config:
+        Project.objects.filter(pk=project.pk).update(backend_config=config)
+        project.refresh_from_db()
+    if reviewer is not None:
+        Membership.objects.create(project=project, user=reviewer, role=Membership.Role.REVIEWER)
+    return project
+
+
+def solid_image(rgb: tuple[int, int, int], size: tuple[int, int] = (96, 80), fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def noisy_image(rgb: tuple[int, int, int], seed: int, size: tuple[int, int] = (96, 80)) -> bytes:
+    """A distinct image (different pixels, so a different hash) with the given mean colour."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(rgb) + rng.integers(-20, 21, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@cache
+def photo(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photographs (chelsea, coffee, rocket, astronaut...)."""
+    from skimage import data
+
+    return np.asarray(getattr(data, name)())
+
+
+def photo_bytes(name: str, *, fmt: str = "JPEG", crop: tuple[float, float, float, float] | None = None,
+                mirror: bool = False) -> bytes:
+    image = Image.fromarray(photo(name)).convert("RGB")
+    if crop:
+        w, h = image.size
+        image = image.crop((int(crop[0] * w), int(crop[1] * h), int(crop[2] * w), int(crop[3] * h)))
+    if mirror:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, quality=92)
+    return buffer.getvalue()
