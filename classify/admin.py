@@ -25,6 +25,27 @@ def administered_projects(user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
 
 
+def administers_any(request) -> bool:
+    user = request.user
+    return user.is_active and user.is_staff and (user.is_superuser or administered_projects(user).exists())
+
+
+class ScopedInline:
+    """Inlines follow the same rule as their parent page: project admins may edit them."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return administers_any(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return administers_any(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return administers_any(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return administers_any(request)
+
+
 class ProjectScopedAdmin(admin.ModelAdmin):
     """Limits rows, and project choices in forms, to the projects the user administers."""
 
@@ -41,25 +62,20 @@ class ProjectScopedAdmin(admin.ModelAdmin):
             kwargs["queryset"] = administered_projects(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def _administers(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff and (
-            request.user.is_superuser or administered_projects(request.user).exists()
-        )
-
     def has_module_permission(self, request) -> bool:
-        return self._administers(request)
+        return administers_any(request)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return self._administers(request)
+        return administers_any(request)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return self._administers(request)
+        return administers_any(request)
 
     def has_add_permission(self, request) -> bool:
-        return self._administers(request)
+        return administers_any(request)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return self._administers(request)
+        return administers_any(request)
 
 
 class LabelForm(forms.ModelForm):
@@ -111,7 +127,7 @@ class ExemplarForm(forms.ModelForm):
         return ContentFile(prepared.jpeg, name="exemplar.jpg")
 
 
-class ExemplarInline(admin.TabularInline):
+class ExemplarInline(ScopedInline, admin.TabularInline):
     model = Exemplar
     form = ExemplarForm
     extra = 1
@@ -127,7 +143,7 @@ class LabelAdmin(ProjectScopedAdmin):
     form = LabelForm
     list_display = ["name", "project", "order", "accept_threshold", "margin", "is_unknown", "exemplar_count"]
     list_editable = ["order", "accept_threshold", "margin"]
-    list_filter = ["project"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "project__name"]
     inlines = [ExemplarInline]
 
@@ -138,7 +154,7 @@ class LabelAdmin(ProjectScopedAdmin):
         return super().has_delete_permission(request, obj) and not (obj and obj.is_unknown)
 
 
-class LabelInline(admin.TabularInline):
+class LabelInline(ScopedInline, admin.TabularInline):
     model = Label
     fields = ["name", "order", "accept_threshold", "margin", "is_unknown"]
     readonly_fields = ["is_unknown"]
@@ -149,7 +165,7 @@ class LabelInline(admin.TabularInline):
         return False  # delete a class from its own page, where the unknown class is protected
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ScopedInline, admin.TabularInline):
     model = Membership
     extra = 1
 
@@ -184,7 +200,7 @@ class ProjectAdmin(ProjectScopedAdmin):
             Label.objects.create(project=project, name=services.UNKNOWN_LABEL, is_unknown=True, order=10_000)
 
 
-class PredictionInline(admin.TabularInline):
+class PredictionInline(ScopedInline, admin.TabularInline):
     model = Prediction
     fk_name = "item"
     fields = ["backend", "model_version", "top_label", "top_score", "margin", "decision", "reason", "created_at"]
@@ -199,7 +215,7 @@ class PredictionInline(admin.TabularInline):
 @admin.register(Item)
 class ItemAdmin(ProjectScopedAdmin):
     list_display = ["id", "project", "status", "label", "original_filename", "attempts", "created_at"]
-    list_filter = ["status", "project"]
+    list_filter = ["status", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_filename", "sha256"]
     readonly_fields = [
         "project", "image", "original_filename", "sha256", "width", "height", "status", "status_reason",
@@ -224,7 +240,7 @@ class ItemAdmin(ProjectScopedAdmin):
 class ModelVersionAdmin(ProjectScopedAdmin):
     list_display = ["project", "backend", "version", "held_out_accuracy", "n_train", "n_test", "is_active",
                     "created_at"]
-    list_filter = ["project", "backend", "is_active"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "backend", "is_active"]
     readonly_fields = ["project", "backend", "version", "classes", "n_train", "n_test", "held_out_accuracy",
                        "human_labels_seen", "is_active", "note", "created_at"]
     exclude = ["artifact"]

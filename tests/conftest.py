@@ -20,6 +20,7 @@ def _test_settings(settings, tmp_path):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.LOUPE_RETRY_BACKOFF_SECONDS = 0
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, tests only
     previous = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     yield

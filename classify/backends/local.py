@@ -77,16 +77,19 @@ def imagenet_indices(names: Sequence[str]) -> list[int]:
 
 
 def suggest_imagenet_classes(label_name: str, limit: int = 5) -> list[str]:
-    """ImageNet classes whose names contain the label's name as a word (admin suggestions)."""
+    """ImageNet classes named like the label (admin suggestions): exact synonyms first, then
+    classes with the label's name as one word of a synonym ("cat" → "tiger cat")."""
     needle = label_name.strip().lower()
     if not needle:
         return []
-    hits = []
+    exact, partial = [], []
     for name in _imagenet_index():
         synonyms = [part.strip().lower() for part in name.split(",")]
-        if needle in synonyms or any(needle in synonym.split() for synonym in synonyms):
-            hits.append(name)
-    return hits[:limit]
+        if needle in synonyms:
+            exact.append(name)
+        elif any(needle in synonym.split() for synonym in synonyms):
+            partial.append(name)
+    return (exact + partial)[:limit]
 
 
 @dataclass(frozen=True)

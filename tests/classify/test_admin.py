@@ -1,0 +1,95 @@
+"""Django admin: thresholds inline with validation, the ImageNet picker, exemplars, scoping."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from classify import services
+from classify.models import Exemplar, Label
+from tests.base import make_colour_project, make_user, photo_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client():
+    admin = make_user("ada", is_staff=True)
+    project = make_colour_project(admin=admin)
+    client = Client()
+    client.force_login(admin)
+    return client, project
+
+
+def changelist_post(project, **overrides) -> dict:
+    labels = list(project.labels.all())
+    data = {"form-TOTAL_FORMS": len(labels), "form-INITIAL_FORMS": len(labels), "_save": "Save"}
+    for index, label in enumerate(labels):
+        data[f"form-{index}-id"] = label.pk
+        data[f"form-{index}-order"] = label.order
+        data[f"form-{index}-accept_threshold"] = overrides.get(label.name, label.accept_threshold)
+        data[f"form-{index}-margin"] = label.margin
+    return data
+
+
+def test_thresholds_are_editable_in_the_list(admin_client):
+    client, project = admin_client
+    response = client.post("/admin/classify/label/", changelist_post(project, red=0.55))
+    assert response.status_code == 302
+    assert Label.objects.get(project=project, name="red").accept_threshold == 0.55
+
+
+def test_a_threshold_outside_0_to_1_is_refused(admin_client):
+    client, project = admin_client
+    response = client.post("/admin/classify/label/", changelist_post(project, red=1.5))
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to 1.0." in response.content.decode()
+    assert Label.objects.get(project=project, name="red").accept_threshold == 0.8
+
+
+def test_the_imagenet_picker_saves_the_local_mapping(admin_client):
+    client, project = admin_client
+    label = project.labels.get(name="red")
+    data = {"project": project.pk, "name": "red", "description": "", "order": 0, "accept_threshold": 0.7,
+            "margin": 0.1, "mappings": '{"colour": ["#ff0000"]}', "imagenet_classes": ["tabby, tabby cat", "tiger cat"],
+            "exemplars-TOTAL_FORMS": 0, "exemplars-INITIAL_FORMS": 0}
+    response = client.post(f"/admin/classify/label/{label.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    label.refresh_from_db()
+    assert label.mappings == {"colour": ["#ff0000"], "local": ["tabby, tabby cat", "tiger cat"]}
+    assert (label.accept_threshold, label.margin) == (0.7, 0.1)
+
+
+def test_exemplars_are_validated_and_reencoded(admin_client):
+    client, project = admin_client
+    label = project.labels.get(name="red")
+    base = {"project": project.pk, "name": "red", "description": "", "order": 0, "accept_threshold": 0.8,
+            "margin": 0.0, "mappings": "{}", "exemplars-TOTAL_FORMS": 1, "exemplars-INITIAL_FORMS": 0}
+    bad = {**base, "exemplars-0-image": SimpleUploadedFile("x.jpg", b"<svg onload=alert(1)>")}
+    response = client.post(f"/admin/classify/label/{label.pk}/change/", bad)
+    assert response.status_code == 200 and "not an image" in response.content.decode()
+    assert not Exemplar.objects.exists()
+    good = {**base, "exemplars-0-image": SimpleUploadedFile("cat.png", photo_bytes("chelsea", fmt="PNG"))}
+    assert client.post(f"/admin/classify/label/{label.pk}/change/", good).status_code == 302
+    exemplar = Exemplar.objects.get()
+    assert exemplar.image.name.endswith(".jpg") and len(exemplar.sha256) == 64
+    with exemplar.image.open("rb") as handle:
+        assert handle.read(2) == b"\xff\xd8"
+
+
+def test_project_admins_see_only_their_projects(admin_client):
+    client, project = admin_client
+    other = services.create_project(slug="theirs", labels=["a", "b"])
+    page = client.get("/admin/classify/label/").content.decode()
+    assert "colours" in page and "theirs" not in page
+    foreign = other.labels.first()
+    assert client.get(f"/admin/classify/label/{foreign.pk}/change/").status_code == 302  # "doesn't exist"
+    assert client.get("/admin/classify/project/").status_code == 200
+
+
+def test_the_unknown_class_cannot_be_deleted(admin_client):
+    client, project = admin_client
+    unknown = project.labels.get(is_unknown=True)
+    assert client.post(f"/admin/classify/label/{unknown.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Label.objects.filter(pk=unknown.pk).exists()

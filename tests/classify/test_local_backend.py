@@ -1,0 +1,149 @@
+"""The local backend on real photographs (scikit-image's samples), zero-shot and trained."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from classify import services
+from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
+from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
+from classify.models import Exemplar, Item, Label, ModelVersion
+from reviewer.services import record_decision
+from tests.base import make_user, photo_bytes
+
+CLASSES = [
+    ClassSpec("cat", mapping=("tabby, tabby cat", "tiger cat", "Egyptian cat")),
+    ClassSpec("coffee", mapping=("espresso", "cup", "coffee mug")),
+    ClassSpec("unknown", is_unknown=True),
+]
+CROPS = [(0, 0, 1, 1), (0.1, 0.1, 0.9, 0.9), (0, 0, 0.8, 0.8), (0.2, 0.2, 1, 1), (0.1, 0, 1, 0.9),
+         (0, 0.1, 0.9, 1), (0.15, 0.05, 0.95, 0.85), (0.05, 0.15, 0.85, 0.95)]
+
+
+def image(name: str, **kwargs) -> Image.Image:
+    return Image.open(io.BytesIO(photo_bytes(name, **kwargs))).convert("RGB")
+
+
+class ZeroShotTests:
+    def test_it_recognises_real_photos(self):
+        backend = get_backend("local", classes=CLASSES, config={"mode": "zero_shot"})
+        cat = backend.classify(image("chelsea")).scores
+        coffee = backend.classify(image("coffee")).scores
+        assert max(cat, key=cat.get) == "cat" and cat["cat"] > 0.8
+        assert max(coffee, key=coffee.get) == "coffee" and coffee["coffee"] > 0.8
+        assert sum(cat.values()) == pytest.approx(1.0, abs=1e-4)
+
+    def test_what_maps_to_no_class_scores_as_unknown(self):
+        backend = get_backend("local", classes=CLASSES, config={})
+        scores = backend.classify(image("rocket")).scores
+        assert max(scores, key=scores.get) == "unknown" and scores["unknown"] > 0.9
+
+    def test_it_returns_the_embedding_and_a_version_that_follows_the_mapping(self):
+        first = get_backend("local", classes=CLASSES, config={})
+        other = get_backend("local", classes=[CLASSES[0], ClassSpec("coffee", mapping=("espresso",)), CLASSES[2]],
+                            config={})
+        result = first.classify(image("coffee"))
+        assert np.frombuffer(result.embedding, dtype=np.float32).shape == (1280,)
+        assert first.model_version.startswith("efficientnet-lite0-imagenet/zero-shot:")
+        assert first.model_version != other.model_version
+
+    def test_a_mapping_to_a_name_imagenet_lacks_is_a_clear_error(self):
+        with pytest.raises(BackendError, match="not ImageNet class names: kitty") as error:
+            get_backend("local", classes=[ClassSpec("cat", mapping=("kitty",)), CLASSES[2]], config={})
+        assert error.value.retryable is False
+
+    def test_an_unknown_mode_is_a_clear_error(self):
+        with pytest.raises(BackendError, match="mode must be one of"):
+            get_backend("local", classes=CLASSES, config={"mode": "magic"})
+
+    def test_it_suggests_imagenet_classes_by_name(self):
+        assert "tabby, tabby cat" in suggest_imagenet_classes("cat")
+        assert suggest_imagenet_classes("espresso") == ["espresso", "espresso maker"]
+        assert suggest_imagenet_classes("") == []
+
+
+def embeddings(name: str) -> np.ndarray:
+    images = [image(name, crop=crop, mirror=mirror) for crop in CROPS for mirror in (False, True)]
+    return embed_and_probabilities(images)[0]
+
+
+class TrainedHeadTests:
+    def test_a_fitted_head_separates_two_photos_crops_and_survives_serialisation(self):
+        cats, cups = embeddings("chelsea"), embeddings("coffee")
+        fit = fit_head(np.vstack([cats, cups]), ["cat"] * len(cats) + ["coffee"] * len(cups))
+        assert fit.held_out_accuracy == 1.0 and fit.n_test >= 2
+        head = TrainedHead.from_bytes(fit.head.to_bytes())
+        assert head.classes == ("cat", "coffee")
+        backend = get_backend("local", classes=CLASSES, config={}, model=ModelArtifact("head-9", fit.head.to_bytes()))
+        scores = backend.classify(image("chelsea", crop=(0.05, 0.05, 0.7, 0.95))).scores
+        assert max(scores, key=scores.get) == "cat"
+        assert backend.model_version == "efficientnet-lite0-imagenet/head:head-9"
+
+    def test_it_refuses_to_fit_one_class(self):
+        with pytest.raises(ValueError, match="at least two classes"):
+            fit_head(np.zeros((4, 1280), np.float32), ["cat"] * 4)
+
+    def test_trained_mode_without_a_head_sends_everything_to_review(self):
+        backend = get_backend("local", classes=CLASSES, config={"mode": "trained"})
+        assert backend.classify(image("chelsea")).scores["unknown"] == 1.0
+        assert backend.model_version.endswith("/untrained")
+
+
+@pytest.mark.django_db
+class RefitTests:
+    def make_project(self, refit_every: int = 0):
+        project = services.create_project(slug="pets", labels=["cat", "coffee"], backend="local")
+        project.refit_every = refit_every
+        project.min_examples_per_class = 3
+        project.save()
+        return project
+
+    def add_exemplars(self, project, name: str, photo: str, count: int) -> None:
+        label = project.labels.get(name=name)
+        for crop in CROPS[:count]:
+            Exemplar.objects.create(label=label, image=ContentFile(photo_bytes(photo, crop=crop), name="e.jpg"))
+
+    def test_a_refit_stores_an_active_version_with_its_accuracy_and_is_then_used(self, django_capture_on_commit_callbacks):
+        project = self.make_project()
+        self.add_exemplars(project, "cat", "chelsea", 5)
+        self.add_exemplars(project, "coffee", "coffee", 5)
+        version = services.refit_local_head(project=project)
+        assert version.is_active and version.version == "head-1"
+        assert version.held_out_accuracy == 1.0 and version.n_train + version.n_test == 10
+        assert set(version.classes) == {"cat", "coffee"}
+        assert Exemplar.objects.filter(embedding__isnull=True).count() == 0  # computed once, kept
+        with django_capture_on_commit_callbacks(execute=True):
+            item = services.ingest_upload(project=project, data=photo_bytes("chelsea", mirror=True), filename="c.jpg")
+        prediction = Item.objects.get(pk=item.pk).predictions.get()
+        assert prediction.model_version == "efficientnet-lite0-imagenet/head:head-1"
+        assert prediction.top_label == "cat"
+
+    def test_too_few_examples_fit_nothing(self):
+        project = self.make_project()
+        self.add_exemplars(project, "cat", "chelsea", 5)
+        self.add_exemplars(project, "coffee", "coffee", 2)
+        assert services.refit_local_head(project=project) is None
+        assert not ModelVersion.objects.exists()
+
+    def test_human_labels_trigger_a_background_refit(self, django_capture_on_commit_callbacks):
+        project = self.make_project(refit_every=6)
+        reviewer = make_user("rey")
+        cat, coffee = Label.objects.get(project=project, name="cat"), Label.objects.get(project=project, name="coffee")
+        items = []
+        with django_capture_on_commit_callbacks(execute=True):
+            for index, crop in enumerate(CROPS[:3]):
+                for photo in ("chelsea", "coffee"):
+                    data = photo_bytes(photo, crop=crop, mirror=bool(index % 2))
+                    items.append((services.ingest_upload(project=project, data=data, filename="x.jpg"), photo))
+        Item.objects.filter(project=project).update(status=Item.Status.NEEDS_REVIEW)
+        for n, (item, photo) in enumerate(items, start=1):
+            with django_capture_on_commit_callbacks(execute=True):
+                record_decision(item=item, label=cat if photo == "chelsea" else coffee, reviewer=reviewer)
+            assert ModelVersion.objects.count() == (1 if n >= 6 else 0)
+        version = ModelVersion.objects.get()
+        assert version.human_labels_seen == 6 and version.is_active
