@@ -10,4 +10,5 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project_detail, name="project"),
     path("projects/<slug:slug>/items/<int:item_id>/", views.item_detail, name="item_detail"),
     path("items/<int:item_id>/image", views.item_image, name="item_image"),
+    path("healthz", views.healthz, name="healthz"),
 ]

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db import connection
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -78,6 +79,16 @@ def item_image(request: HttpRequest, item_id: int) -> HttpResponse:
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@login_not_required
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and docker-compose: the database answers."""
+    try:
+        connection.ensure_connection()
+    except Exception:
+        return JsonResponse({"ok": False, "database": "unreachable"}, status=503)
+    return JsonResponse({"ok": True})
 
 
 # --- Error pages: JSON under /api/, a plain page elsewhere; never a stack trace -------------

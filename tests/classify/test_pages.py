@@ -37,6 +37,7 @@ def project_urls(world) -> dict[str, tuple[str, str]]:
         "reviewer:decide": ("post", reverse("reviewer:decide", args=[slug, item_id])),
         "api:project_items": ("get", reverse("api:project_items", args=[slug])),
         "api:item_detail": ("get", reverse("api:item_detail", args=[item_id])),
+        "classify:healthz": ("get", reverse("classify:healthz")),
     }
 
 
@@ -48,8 +49,18 @@ def test_the_url_table_covers_every_named_url_of_our_apps(world):
     assert names == set(project_urls(world))
 
 
+PUBLIC = {"classify:healthz"}
+
+
+def test_the_health_check_is_public_and_says_ok(world):
+    response = Client().get(reverse("classify:healthz"))
+    assert response.status_code == 200 and response.json() == {"ok": True}
+
+
 def test_anonymous_users_are_sent_to_login_or_get_401(world):
     for name, (method, url) in project_urls(world).items():
+        if name in PUBLIC:
+            continue
         response = getattr(Client(), method)(url)
         if name.startswith("api:"):
             assert response.status_code == 401, name
@@ -61,7 +72,7 @@ def test_a_user_of_another_project_gets_404_everywhere(world):
     client = Client()
     client.force_login(world["outsider"])
     for name, (method, url) in project_urls(world).items():
-        if name in {"classify:home", "classify:project_create"}:
+        if name in {"classify:home", "classify:project_create"} | PUBLIC:
             continue
         assert getattr(client, method)(url).status_code == 404, name
 

@@ -1,0 +1,140 @@
+"""A real ``celery -A config worker`` subprocess sharing the test database, broker and media.
+
+Used by the ``celery_worker_process`` fixture (tests/conftest.py). Everything the worker needs
+to see what the test process sees is passed as environment variables, because that is the only
+way the settings module reads it (config/settings.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app as celery_app
+
+READY = re.compile(r"celery@\S+ ready\.")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def celery_command() -> list[str]:
+    """The worker command line, with the ``celery`` script of the virtualenv running the tests."""
+    script = Path(sys.executable).with_name("celery")
+    return [
+        str(script), "-A", "config", "worker", "--pool", "prefork", "--concurrency", "2",
+        "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
+    ]
+
+
+def database_url_for_worker() -> str:
+    """A DATABASE_URL for the test database the test process is connected to right now."""
+    db = connection.settings_dict
+    engine = db["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        name = str(db["NAME"])
+        if not name or name == ":memory:" or "mode=memory" in name:
+            raise RuntimeError("a worker subprocess cannot share an in-memory SQLite test database")
+        return "sqlite:///" + str(Path(name).resolve())  # sqlite:////absolute/path
+    if engine in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
+        auth = quote(db.get("USER") or "", safe="")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = db.get("HOST") or ""
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
+    raise RuntimeError(f"no DATABASE_URL for a worker on {engine}")
+
+
+def purge_broker() -> int:
+    """Drop every message a previous test (or run) left in the broker. Returns how many."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        removed = 0
+        for key in ("data_folder_in", "data_folder_out"):
+            for path in Path(options[key]).glob("*.msg"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+    removed = celery_app.control.purge() or 0
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        if conn.transport.driver_type == "redis":
+            # Messages a killed worker never acknowledged: kombu would restore them into the
+            # queue after the visibility timeout, possibly into a later run whose ids start at 1.
+            channel.client.delete(channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key)
+    return removed
+
+
+class CeleryWorkerProcess:
+    """One worker subprocess in its own process group, logging to a file."""
+
+    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def for_test_process(cls, *, log_path: Path, extra_env: Mapping[str, str]) -> CeleryWorkerProcess:
+        """Environment: the test database, broker, var folder and media of this process."""
+        env = {key: value for key, value in os.environ.items()
+               if key not in {"CELERY_TASK_ALWAYS_EAGER", "AWS_STORAGE_BUCKET_NAME", "MEDIA_ROOT"}}
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url_for_worker(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "LOUPE_VAR_DIR": str(settings.VAR_DIR),
+            "MEDIA_ROOT": str(settings.STORAGES["default"]["OPTIONS"]["location"]),
+            "LOUPE_ENABLE_TEST_BACKENDS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **extra_env,
+        })
+        return cls(env=env, log_path=log_path)
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                celery_command(), cwd=settings.BASE_DIR, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not READY.search(self.log()):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the celery worker exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the celery worker was not ready after {timeout:.0f} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Warm shutdown (TERM), then KILL the whole process group if it is still there."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # The pool children are in the worker's own session/group: nothing of it may outlive it.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
