@@ -14,7 +14,8 @@ from django.db.models import QuerySet
 from django.utils.html import format_html
 
 from . import backends, pipeline, services
-from .backends.efficientnet_lite import imagenet_classes
+from .backends.imagenet import imagenet_classes
+from .backends.local import suggest_imagenet_classes
 from .images import ImageRejected
 from .models import Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
 
@@ -99,7 +100,10 @@ class LabelForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         mappings = dict(data.get("mappings") or {})
-        mappings["local"] = list(data.get("imagenet_classes") or [])
+        chosen = list(data.get("imagenet_classes") or [])
+        if not chosen and self.instance.pk is None and data.get("name"):
+            chosen = suggest_imagenet_classes(data["name"])  # a new class starts with suggestions
+        mappings["local"] = chosen
         data["mappings"] = mappings
         return data
 
@@ -224,7 +228,7 @@ class ItemAdmin(ProjectScopedAdmin):
     ]
     exclude = ["embedding"]
     inlines = [PredictionInline]
-    actions = ["reclassify"]
+    actions = ["reclassify", "promote_to_exemplar"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -233,6 +237,16 @@ class ItemAdmin(ProjectScopedAdmin):
     def reclassify(self, request, queryset) -> None:
         count = services.reclassify(items=queryset)
         self.message_user(request, f"{count} item(s) re-queued; reviewed items keep their human label.",
+                          messages.SUCCESS)
+
+
+    @admin.action(description="Use the selected labelled items as exemplars of their class")
+    def promote_to_exemplar(self, request, queryset) -> None:
+        labelled = queryset.filter(label__isnull=False)
+        for item in labelled:
+            services.promote_to_exemplar(item=item)
+        skipped = queryset.count() - labelled.count()
+        self.message_user(request, f"{labelled.count()} exemplar(s) added; {skipped} item(s) without a label skipped.",
                           messages.SUCCESS)
 
 

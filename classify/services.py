@@ -320,6 +320,17 @@ def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
     return SweepResult(requeued=requeued, failed=failed)
 
 
+def promote_to_exemplar(*, item: Item) -> Exemplar:
+    """Make a labelled item an exemplar of its class (a copy: deleting the item keeps it)."""
+    if item.label is None:
+        raise ValueError(f"item #{item.pk} has no label yet")
+    with item.image.open("rb") as handle:
+        data = handle.read()
+    exemplar = Exemplar(label=item.label, sha256=item.sha256, embedding=item.embedding)
+    exemplar.image.save("exemplar.jpg", ContentFile(data), save=True)
+    return exemplar
+
+
 # --- The local model's trained head --------------------------------------------------------------
 
 

@@ -8,9 +8,7 @@ squeeze-excite, uses ReLU6 and TensorFlow "SAME" padding.
 
 from __future__ import annotations
 
-import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +23,6 @@ MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
 EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
-_CLASSES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 
 # Per stage: (repeats, kernel, first stride, expand ratio, output channels).
 _STAGES = (
@@ -146,16 +143,3 @@ def preprocess(image: Image.Image) -> Tensor:
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = (array - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-@functools.cache
-def imagenet_classes() -> tuple[str, ...]:
-    """Return the 1000 ImageNet-1k class names; index i is logit i.
-
-    The two "crane" classes are disambiguated as "crane (bird)" and "crane (machine)" so that
-    names are unique keys.
-    """
-    names = _CLASSES_FILE.read_text(encoding="utf-8").splitlines()
-    if len(names) != NUM_CLASSES:
-        raise ValueError(f"{_CLASSES_FILE} has {len(names)} lines, expected {NUM_CLASSES}")
-    return tuple(names)

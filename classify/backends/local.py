@@ -44,7 +44,7 @@ def _network() -> Any:
 
 @functools.cache
 def _imagenet_index() -> dict[str, int]:
-    from .efficientnet_lite import imagenet_classes
+    from .imagenet import imagenet_classes
 
     return {name: index for index, name in enumerate(imagenet_classes())}
 

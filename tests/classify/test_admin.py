@@ -93,3 +93,26 @@ def test_the_unknown_class_cannot_be_deleted(admin_client):
     unknown = project.labels.get(is_unknown=True)
     assert client.post(f"/admin/classify/label/{unknown.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Label.objects.filter(pk=unknown.pk).exists()
+
+
+def test_a_new_class_starts_with_imagenet_suggestions(admin_client):
+    client, project = admin_client
+    data = {"project": project.pk, "name": "goldfish", "description": "", "order": 5, "accept_threshold": 0.8,
+            "margin": 0, "mappings": "{}", "exemplars-TOTAL_FORMS": 0, "exemplars-INITIAL_FORMS": 0}
+    assert client.post("/admin/classify/label/add/", data).status_code == 302
+    assert Label.objects.get(project=project, name="goldfish").mappings["local"] == ["goldfish, Carassius auratus"]
+
+
+def test_a_labelled_item_can_become_an_exemplar(admin_client, django_capture_on_commit_callbacks):
+    from tests.base import solid_image
+
+    client, project = admin_client
+    with django_capture_on_commit_callbacks(execute=True):
+        item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="r.png")
+        unlabelled = services.ingest_upload(project=project, data=solid_image((90, 90, 90)), filename="g.png")
+    response = client.post("/admin/classify/item/", {"action": "promote_to_exemplar",
+                                                     "_selected_action": [item.pk, unlabelled.pk]})
+    assert response.status_code == 302
+    exemplar = Exemplar.objects.get()
+    assert exemplar.label.name == "red" and exemplar.sha256 == item.sha256
+    assert exemplar.image.name != item.image.name
