@@ -30,10 +30,11 @@ def preprocess(data: bytes, *, max_pixels: int) -> PreparedImage:
     """Validate and normalise uploaded bytes; raises ``images.ImageRejected`` with the reason."""
     upright = images.open_image(data, max_pixels=max_pixels)
     derivative = images.bounded(upright)
+    jpeg = images.encode_jpeg(derivative)
     return PreparedImage(
         image=derivative,
-        jpeg=images.encode_jpeg(derivative),
-        sha256=images.pixel_sha256(derivative),
+        jpeg=jpeg,
+        sha256=images.derivative_sha256(jpeg),
         width=upright.width,
         height=upright.height,
     )

@@ -16,7 +16,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -28,6 +28,7 @@ from .models import ALLOWED_TRANSITIONS, Exemplar, Item, Label, Membership, Mode
 log = logging.getLogger(__name__)
 Status = Item.Status
 UNKNOWN_LABEL = "unknown"
+BROKER_DOWN_REASON = "Waiting for the task queue (broker unreachable); it will be retried automatically."
 
 
 # --- Projects ----------------------------------------------------------------------------------
@@ -117,15 +118,18 @@ def hand_to_queue(item_id: int) -> bool:
     except Exception as exc:  # kombu raises various connection errors; all mean "not queued"
         log.warning("could not queue item %s: %s", item_id, exc)
         Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
-            status_reason="Waiting for the task queue (broker unreachable); it will be retried automatically.",
+            status_reason=BROKER_DOWN_REASON,
             updated_at=timezone.now(),
         )
         return False
     now = timezone.now()
-    Item.objects.filter(pk=item_id, status=Status.RECEIVED).update(
+    if not Item.objects.filter(pk=item_id, status=Status.RECEIVED).update(
         status=Status.QUEUED, status_reason="", enqueued_at=now, updated_at=now
-    )
-    Item.objects.filter(pk=item_id, status=Status.QUEUED).update(enqueued_at=now, updated_at=now)
+    ):  # re-published by the sweeper: refresh the clock; keep the reason unless it was the broker's
+        Item.objects.filter(pk=item_id, status=Status.QUEUED).update(
+            enqueued_at=now, updated_at=now,
+            status_reason=Case(When(status_reason=BROKER_DOWN_REASON, then=Value("")), default=F("status_reason")),
+        )
     return True
 
 
@@ -226,11 +230,11 @@ def classify_item(item: Item) -> Prediction | None:
     if earlier is not None:
         scores, latency = Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0
     else:
-        scores, latency = pipeline.classify(load_image(item), backend)
+        scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
     rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
     routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
-    return record_prediction(item, backend.name, scores, routing, latency, rules, earlier)
+    return record_prediction(item, backend.name, scores, routing, latency, rules, earlier, labels=labels)
 
 
 def reusable_prediction(item: Item, *, backend_name: str, model_version: str) -> Prediction | None:
@@ -245,18 +249,22 @@ def reusable_prediction(item: Item, *, backend_name: str, model_version: str) ->
     )
 
 
-def load_image(item: Item):
+def load_image(item: Item | Exemplar, *, min_side: int | None = None):
+    """The stored derivative as RGB. With ``min_side`` (a backend that shrinks images anyway), a
+    JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg, never below ``min_side`` on either side."""
     from PIL import Image
 
     with item.image.open("rb") as handle:
         image = Image.open(handle)
+        if min_side:
+            image.draft("RGB", (min_side, min_side))
         image.load()
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from) -> Prediction | None:
+def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels) -> Prediction | None:
     """Store the prediction and the routed status together, if this worker still holds the claim."""
-    labels_by_name = {label.name: label for label in item.project.labels.all()}
+    labels_by_name = {label.name: label for label in labels}
     accepted = routing.decision == Prediction.Decision.AUTO_ACCEPTED
     fields = {"label": labels_by_name.get(routing.top_label) if accepted else None}
     if scores.embedding is not None:
@@ -357,20 +365,20 @@ def maybe_schedule_refit(project: Project) -> bool:
 def training_examples(project: Project) -> tuple[np.ndarray, list[str]]:
     """Embeddings and class names of every exemplar and human-labelled item (embeddings are
     computed once and kept)."""
-    from .backends.local import embed
+    from .backends.local import INPUT_SIDE, embed
 
     vectors, names = [], []
     for label in project.labels.prefetch_related("exemplars"):
         for exemplar in label.exemplars.all():
             if exemplar.embedding is None:
-                exemplar.embedding = embed(load_image(exemplar))
+                exemplar.embedding = embed(load_image(exemplar, min_side=INPUT_SIDE))
                 exemplar.save(update_fields=["embedding"])
             vectors.append(np.frombuffer(bytes(exemplar.embedding), dtype=np.float32))
             names.append(label.name)
     reviewed = Item.objects.filter(project=project, status=Status.REVIEWED, label__isnull=False).select_related("label")
     for item in reviewed.iterator():
         if item.embedding is None:
-            item.embedding = embed(load_image(item))
+            item.embedding = embed(load_image(item, min_side=INPUT_SIDE))
             Item.objects.filter(pk=item.pk).update(embedding=item.embedding)
         vectors.append(np.frombuffer(bytes(item.embedding), dtype=np.float32))
         names.append(item.label.name)

@@ -28,6 +28,9 @@ from PIL import Image
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 
 NETWORK = "efficientnet-lite0-imagenet"
+# The network's preprocess resizes the shorter side to this (efficientnet_lite.RESIZE_SIZE, kept
+# here so the web process need not import torch): stored JPEGs are decoded no larger than needed.
+INPUT_SIDE = 256
 MODES = ("auto", "zero_shot", "trained")
 
 
@@ -128,6 +131,7 @@ def _load_head(version: str, data: bytes) -> TrainedHead:
 
 class LocalBackend:
     name = "local"
+    input_side = INPUT_SIDE
 
     def __init__(
         self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -81,8 +82,10 @@ def test_preprocess_bounds_the_derivative_and_strips_metadata():
     assert not derivative.getexif()
 
 
-def test_the_hash_follows_pixels_not_files():
+def test_the_hash_follows_the_stored_picture_not_the_file():
     image = Image.new("RGB", (16, 16), (1, 2, 3))
-    assert preprocess(encode(image, "PNG"), max_pixels=LIMIT).sha256 == preprocess(encode(image, "BMP"), max_pixels=LIMIT).sha256
-    other = Image.new("RGB", (16, 16), (1, 2, 4))
-    assert preprocess(encode(other, "PNG"), max_pixels=LIMIT).sha256 != preprocess(encode(image, "PNG"), max_pixels=LIMIT).sha256
+    prepared = preprocess(encode(image, "PNG"), max_pixels=LIMIT)
+    assert prepared.sha256 == preprocess(encode(image, "BMP"), max_pixels=LIMIT).sha256
+    assert prepared.sha256 == hashlib.sha256(prepared.jpeg).hexdigest()  # anyone can check the stored file
+    other = Image.new("RGB", (16, 16), (1, 120, 3))
+    assert preprocess(encode(other, "PNG"), max_pixels=LIMIT).sha256 != prepared.sha256

@@ -147,3 +147,9 @@ class RefitTests:
             assert ModelVersion.objects.count() == (1 if n >= 6 else 0)
         version = ModelVersion.objects.get()
         assert version.human_labels_seen == 6 and version.is_active
+
+
+def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():
+    from classify.backends import efficientnet_lite, local
+
+    assert local.INPUT_SIDE == efficientnet_lite.RESIZE_SIZE
