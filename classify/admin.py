@@ -188,7 +188,14 @@ class ProjectAdmin(ProjectScopedAdmin):
     project_path = "pk"
     list_display = ["name", "slug", "backend", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
-    fields = ["name", "slug", "description", "backend", "backend_config", "refit_every", "min_examples_per_class"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description"]}),
+        ("Classification", {"fields": ["backend", "backend_config", "refit_every", "min_examples_per_class"]}),
+        ("Intake quality checks (0 turns a check off)", {
+            "fields": ["min_side", "min_brightness", "max_brightness", "min_sharpness", "max_aspect_ratio",
+                       "keep_originals"],
+        }),
+    ]
     inlines = [LabelInline, MembershipInline]
 
     def get_queryset(self, request):
@@ -222,7 +229,8 @@ class ItemAdmin(ProjectScopedAdmin):
     list_filter = ["status", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_filename", "sha256"]
     readonly_fields = [
-        "project", "image", "original_filename", "sha256", "width", "height", "status", "status_reason",
+        "project", "image", "original", "original_filename", "source_format", "sha256", "phash", "duplicate_of",
+        "near_duplicate_of", "width", "height", "status", "status_reason",
         "attempts", "label", "labelled_by", "labelled_at", "uploaded_by", "created_at", "updated_at",
         "enqueued_at", "claimed_at",
     ]
@@ -233,7 +241,8 @@ class ItemAdmin(ProjectScopedAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Classify the selected items again (failed, rejected or decided by the model)")
+    @admin.action(description="Classify the selected items again (failed, rejected or decided by the model); "
+                              "rejected items skip the quality checks")
     def reclassify(self, request, queryset) -> None:
         count = services.reclassify(items=queryset)
         self.message_user(request, f"{count} item(s) re-queued; reviewed items keep their human label.",

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -34,6 +35,9 @@ def item_json(item: Item) -> dict:
         "height": item.height,
         "sha256": item.sha256,
         "attempts": item.attempts,
+        "source_format": item.source_format,
+        "duplicate_of": item.duplicate_of_id,
+        "near_duplicate_of": item.near_duplicate_of_id,
         "created_at": item.created_at.isoformat(),
         "updated_at": item.updated_at.isoformat(),
         "image_url": reverse("classify:item_image", args=[item.pk]),
@@ -88,6 +92,10 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
         return api_error(413, "The request is too large.")
     except SuspiciousOperation as exc:  # e.g. more files than DATA_UPLOAD_MAX_NUMBER_FILES
         return api_error(400, f"The upload was refused: {exc}")
+    if oversized := getattr(request, "oversized_uploads", []):
+        limit = settings.LOUPE_MAX_UPLOAD_BYTES / 2**20
+        return api_error(400, f"The file is larger than the {limit:g} MB limit.",
+                         filename=services.clean_filename(oversized[0] or ""))
     if len(files) != 1:
         return api_error(400, "Send exactly one file in the multipart field 'image'.")
     upload = files[0]

@@ -14,6 +14,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from .images import QualityRules
+
 UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
 
@@ -38,6 +40,18 @@ class Project(models.Model):
     min_examples_per_class = models.PositiveIntegerField(
         default=3, help_text="Fewer labelled examples than this for any class: the trained head is not used."
     )
+    # Intake quality checks (0 turns one off). A failing upload is stored as "rejected" with the
+    # reason and costs no backend call; an admin can send it on anyway.
+    min_side = models.PositiveIntegerField(default=32, help_text="Reject images smaller than this on either side (px).")
+    min_brightness = models.FloatField(default=0.04, validators=UNIT_INTERVAL, help_text="Reject darker images (mean luminance 0-1).")
+    max_brightness = models.FloatField(default=0.98, validators=UNIT_INTERVAL, help_text="Reject brighter images (mean luminance 0-1).")
+    min_sharpness = models.FloatField(default=3.0, validators=[MinValueValidator(0.0)],
+                                      help_text="Reject blurrier images (variance of the Laplacian; sharp photos score in the hundreds).")
+    max_aspect_ratio = models.FloatField(default=10.0, validators=[MinValueValidator(0.0)],
+                                         help_text="Reject images longer than this many times their width (or height).")
+    keep_originals = models.BooleanField(
+        default=False, help_text="Keep each uploaded file as it came (private, never served) besides the re-encoded copy."
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -49,6 +63,13 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def quality_rules(self) -> QualityRules:
+        return QualityRules(
+            min_side=self.min_side, min_brightness=self.min_brightness, max_brightness=self.max_brightness,
+            min_sharpness=self.min_sharpness, max_aspect_ratio=self.max_aspect_ratio,
+        )
 
 
 class Membership(models.Model):
@@ -122,6 +143,10 @@ def item_image_key(instance: Item, filename: str) -> str:
     return _generated_key(f"items/{instance.project_id}", filename)
 
 
+def original_key(instance: Item, filename: str) -> str:
+    return f"originals/{instance.project_id}/{uuid.uuid4().hex}{PurePosixPath(filename).suffix.lower()[:6]}"
+
+
 def exemplar_image_key(instance: Exemplar, filename: str) -> str:
     return _generated_key(f"exemplars/{instance.label.project_id}", filename)
 
@@ -157,8 +182,20 @@ class Item(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
     image = models.FileField(upload_to=item_image_key, max_length=200)
+    original = models.FileField(upload_to=original_key, max_length=200, blank=True,
+                                help_text="The file as uploaded (only with keep_originals); never served.")
     original_filename = models.CharField(max_length=255, blank=True)
+    source_format = models.CharField(max_length=10, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
+    phash = models.BigIntegerField(null=True, blank=True, db_index=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The first item of the project with the same picture.",
+    )
+    near_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="A recent item whose picture looks almost the same (perceptual hash).",
+    )
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)

@@ -17,27 +17,37 @@ from .backends import Backend, Scores
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An upload made safe: upright RGB pixels, their hash, and the re-encoded JPEG we store."""
+    """An upload made safe: upright RGB pixels (bounded), their hashes, the re-encoded JPEG we
+    store, the original's upright size and its real format."""
 
     image: Image.Image
     jpeg: bytes
     sha256: str
+    phash: int
     width: int
     height: int
+    format: str
 
 
 def preprocess(data: bytes, *, max_pixels: int) -> PreparedImage:
     """Validate and normalise uploaded bytes; raises ``images.ImageRejected`` with the reason."""
-    upright = images.open_image(data, max_pixels=max_pixels)
-    derivative = images.bounded(upright)
+    decoded = images.decode(data, max_pixels=max_pixels, max_side=images.DERIVATIVE_MAX_SIDE)
+    derivative = images.bounded(decoded.image)
     jpeg = images.encode_jpeg(derivative)
     return PreparedImage(
         image=derivative,
         jpeg=jpeg,
         sha256=images.derivative_sha256(jpeg),
-        width=upright.width,
-        height=upright.height,
+        phash=images.perceptual_hash(derivative),
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
     )
+
+
+def check_quality(prepared: PreparedImage, *, rules: images.QualityRules) -> list[str]:
+    """The reasons (if any) not to spend a backend call on this image."""
+    return images.quality_problems(prepared.image, width=prepared.width, height=prepared.height, rules=rules)
 
 
 def classify(image: Image.Image, backend: Backend) -> tuple[Scores, float]:

@@ -83,23 +83,55 @@ def check_upload_size(size: int) -> None:
 def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=None) -> Item:
     """Validate, normalise and store one upload, then hand it to a worker after commit.
 
-    Raises ``images.ImageRejected`` (with the reason to show) before anything is stored.
+    Raises ``images.ImageRejected`` (with the reason to show) before anything is stored when the
+    bytes are not a usable image. A decodable image that fails the project's quality checks is
+    stored as ``rejected`` with the reasons and never reaches a backend. A picture the project has
+    already seen is linked to its first copy (``duplicate_of``); its scores will be reused.
     """
     check_upload_size(len(data))
     prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    problems = pipeline.check_quality(prepared, rules=project.quality_rules)
+    duplicate = Item.objects.filter(project=project, sha256=prepared.sha256).order_by("pk").first()
     item = Item(
-        project=project, original_filename=clean_filename(filename), sha256=prepared.sha256,
-        width=prepared.width, height=prepared.height, uploaded_by=uploaded_by, status=Status.RECEIVED,
+        project=project, original_filename=clean_filename(filename), source_format=prepared.format,
+        sha256=prepared.sha256, phash=prepared.phash, width=prepared.width, height=prepared.height,
+        uploaded_by=uploaded_by, duplicate_of=duplicate,
+        near_duplicate_of=None if duplicate else find_near_duplicate(project, prepared.phash),
+        status=Status.REJECTED if problems else Status.RECEIVED, status_reason=" ".join(problems)[:500],
     )
     item.image.save("upload.jpg", ContentFile(prepared.jpeg), save=False)
     try:
+        if project.keep_originals:
+            item.original.save(f"original.{prepared.format.lower()}", ContentFile(data), save=False)
         with transaction.atomic():
             item.save()
-            schedule_classification(item.pk)
+            if not problems:
+                schedule_classification(item.pk)
     except Exception:
         item.image.delete(save=False)  # nothing half-stored
+        if item.original:
+            item.original.delete(save=False)
         raise
     return item
+
+
+NEAR_DUPLICATE_BITS = 4
+NEAR_DUPLICATE_WINDOW = 5000
+
+
+def find_near_duplicate(project: Project, phash: int) -> Item | None:
+    """A recent item of the project whose perceptual hash is within a few bits of ``phash``.
+
+    Best effort by design: it looks at the last NEAR_DUPLICATE_WINDOW items (the flag helps a
+    person notice a re-upload; exact duplicates are caught by the SHA-256 in any case).
+    """
+    from .images import hamming
+
+    recent = Item.objects.filter(project=project, phash__isnull=False).order_by("-pk")
+    for item_id, other in recent.values_list("pk", "phash")[:NEAR_DUPLICATE_WINDOW]:
+        if hamming(phash, other) <= NEAR_DUPLICATE_BITS:
+            return Item.objects.get(pk=item_id)
+    return None
 
 
 def schedule_classification(item_id: int) -> None:

@@ -28,9 +28,9 @@ def make_colour_project(slug: str = "colours", *, admin=None, reviewer=None, thr
         Label.objects.filter(project=project, name=name).update(
             mappings={"colour": [colour]}, accept_threshold=threshold
         )
-    if config:
-        Project.objects.filter(pk=project.pk).update(backend_config=config)
-        project.refresh_from_db()
+    # Solid colours are perfectly flat: the blur check would reject every one of them.
+    Project.objects.filter(pk=project.pk).update(backend_config=config or {}, min_sharpness=0)
+    project.refresh_from_db()
     if reviewer is not None:
         Membership.objects.create(project=project, user=reviewer, role=Membership.Role.REVIEWER)
     return project

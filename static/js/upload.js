@@ -86,7 +86,10 @@
 
   function update(item) {
     for (const row of watched.get(item.id) || []) {
-      showStatus(row, item.status, item.status_display, item.label, item.status_reason || (item.decision && item.decision.reason) || "");
+      const reason = item.status_reason || (item.decision && item.decision.reason) || "";
+      const duplicate = item.duplicate_of ? "Duplicate of #" + item.duplicate_of + ". "
+        : item.near_duplicate_of ? "Looks like #" + item.near_duplicate_of + ". " : "";
+      showStatus(row, item.status, item.status_display, item.label, duplicate + reason);
     }
     if (TERMINAL.has(item.status)) watched.delete(item.id);
   }

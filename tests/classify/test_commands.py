@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from classify.models import ApiToken, Item, Project
-from tests.base import make_user, solid_image
+from tests.base import make_user, noisy_image
 
 pytestmark = pytest.mark.django_db
 
@@ -60,8 +60,8 @@ def test_import_images_takes_a_folder_and_reports_rejects(tmp_path, settings, dj
     settings.LOUPE_DEFAULT_BACKEND = "colour"
     run("create_project", "colours", "--labels", "red,green", "--backend", "colour")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "a.png").write_bytes(solid_image((255, 0, 0)))
-    (tmp_path / "sub" / "b.jpg").write_bytes(solid_image((0, 255, 0), fmt="JPEG"))
+    (tmp_path / "a.png").write_bytes(noisy_image((255, 0, 0), seed=1))
+    (tmp_path / "sub" / "b.jpg").write_bytes(noisy_image((0, 255, 0), seed=2))
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     (tmp_path / "notes.txt").write_text("ignored")
     with django_capture_on_commit_callbacks(execute=True):
