@@ -93,8 +93,8 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
     except SuspiciousOperation as exc:  # e.g. more files than DATA_UPLOAD_MAX_NUMBER_FILES
         return api_error(400, f"The upload was refused: {exc}")
     if oversized := getattr(request, "oversized_uploads", []):
-        limit = settings.LOUPE_MAX_UPLOAD_BYTES / 2**20
-        return api_error(400, f"The file is larger than the {limit:g} MB limit.",
+        limit = services.human_size(settings.LOUPE_MAX_UPLOAD_BYTES)
+        return api_error(400, f"The file is larger than the limit of {limit}.",
                          filename=services.clean_filename(oversized[0] or ""))
     if len(files) != 1:
         return api_error(400, "Send exactly one file in the multipart field 'image'.")

@@ -74,10 +74,15 @@ def clean_filename(filename: str) -> str:
         return ""
 
 
+def human_size(n_bytes: float) -> str:
+    if n_bytes < 2**20:
+        return f"{n_bytes:,.0f} bytes"
+    return f"{n_bytes / 2**20:,.1f} MB".replace(".0 MB", " MB")
+
+
 def check_upload_size(size: int) -> None:
     if size > settings.LOUPE_MAX_UPLOAD_BYTES:
-        limit = settings.LOUPE_MAX_UPLOAD_BYTES / 2**20
-        raise ImageRejected(f"The file is {size / 2**20:.1f} MB; the limit is {limit:g} MB.")
+        raise ImageRejected(f"The file is {human_size(size)}; the limit is {human_size(settings.LOUPE_MAX_UPLOAD_BYTES)}.")
 
 
 def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=None) -> Item:
