@@ -73,10 +73,8 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
         raise ImageRejected(
             "The file is not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)."
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRejected("The image is too large to decode safely.") from None
-    except MemoryError:
-        raise ImageRejected("The image is too large to decode safely.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
+        raise ImageRejected(f"The image is too large to decode safely; the limit is {max_pixels:,} pixels.") from None
     except Exception as exc:  # hostile bytes can make decoders raise almost anything
         log.info("refused an undecodable upload: %r", exc)
         raise ImageRejected(f"The image is damaged or truncated ({exc.__class__.__name__}).") from None

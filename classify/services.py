@@ -69,9 +69,13 @@ def clean_filename(filename: str) -> str:
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if ch.isprintable() and ch not in "\u202a\u202b\u202c\u202d\u202e")
     try:
-        return get_valid_filename(base)[:255]
+        name = get_valid_filename(base)
     except Exception:  # get_valid_filename refuses names like "..": keep none
         return ""
+    if len(name) > 255:  # keep the extension, shorten the stem
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem[: 254 - len(suffix)]}.{suffix}" if dot and len(suffix) < 16 else name[:255]
+    return name
 
 
 def human_size(n_bytes: float) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config.celery import app as celery_app
-from tests.worker_process import CeleryWorkerProcess, purge_broker
+from tests.worker_process import WorkerForTest, WorkerService
 
 
 @pytest.fixture(autouse=True)
@@ -30,53 +30,67 @@ def _test_settings(settings, tmp_path):
 
 # --- A real Celery worker (tests/test_worker.py, tests/test_browser.py) ------------------------
 
-#: Loupe settings every real worker gets, in its environment and in the test process alike.
-WORKER_SETTINGS = {"LOUPE_RETRY_BACKOFF_SECONDS": 0}
-_worker_log_key = pytest.StashKey[CeleryWorkerProcess]()
+#: Loupe settings of the real worker, set in the test process too: few attempts and retries so
+#: failure paths end in seconds; claims stale after the production default, far longer than
+#: any redelivery takes. Tests that want the same settings share one worker process.
+WORKER_SETTINGS = {
+    "LOUPE_MAX_ATTEMPTS": 2,
+    "LOUPE_BACKEND_RETRIES": 1,
+    "LOUPE_RETRY_BACKOFF_SECONDS": 0,
+    "LOUPE_STUCK_CLASSIFYING_AFTER": 150,
+}
+_worker_key = pytest.StashKey[WorkerForTest]()
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "worker_settings(**values): Loupe settings (e.g. LOUPE_MAX_ATTEMPTS=2) for the celery_worker_process "
-        "fixture: passed to the worker as environment variables and set in the test process too.",
+        "worker_settings(**values): Loupe settings for celery_worker_process (e.g. LOUPE_MAX_ATTEMPTS=3), "
+        "on top of WORKER_SETTINGS: the worker gets them as environment variables (and is restarted "
+        "for them), the test process as Django settings.",
     )
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A failing test that ran a real worker shows the worker's log."""
+    """A failing test that used a real worker shows what the worker logged meanwhile."""
     report = yield
-    worker = item.stash.get(_worker_log_key, None)
-    if worker is not None and report.failed:
-        report.sections.append(("celery worker log", worker.log() or "(empty)"))
+    if report.failed and _worker_key in item.stash:
+        report.sections.append(("celery worker log", item.stash[_worker_key].log() or "(nothing)"))
     return report
 
 
-@pytest.fixture
-def celery_worker_process(request, transactional_db, settings, tmp_path):
-    """A real ``celery -A config worker`` (prefork, 2 children) for this test.
+@pytest.fixture(scope="session")
+def _celery_worker_service(django_db_setup, tmp_path_factory):
+    """Started on first use; stopped (TERM, then KILL) before the test database is dropped."""
+    service = WorkerService(tmp_path_factory.mktemp("celery-worker"))
+    yield service
+    service.stop()
 
-    It shares the committed rows of the test database (hence ``transactional_db``), the broker
-    (the same ``CELERY_BROKER_URL``; for the filesystem broker the same ``LOUPE_VAR_DIR``) and
-    this test's media folder. Eager mode is off while it runs, so ``.delay()`` really publishes.
-    Extra settings: ``@pytest.mark.worker_settings(LOUPE_MAX_ATTEMPTS=2, ...)``. Starting one
-    takes about 1.5 s; it is stopped (TERM, then KILL) before the database is flushed.
+
+@pytest.fixture
+def celery_worker_process(request, transactional_db, settings, _celery_worker_service):
+    """A real ``celery -A config worker`` (prefork, 2 children) working for this test.
+
+    It shares with this process the committed rows of the test database (hence
+    ``transactional_db``), the broker (the same ``CELERY_BROKER_URL``; for the filesystem broker
+    the same ``LOUPE_VAR_DIR``) and the media folder (this test's storage is pointed at the
+    worker's). Eager mode is off meanwhile, so ``.delay()`` really publishes; the broker queue is
+    emptied first. Settings: ``WORKER_SETTINGS`` plus ``@pytest.mark.worker_settings(...)``.
+    The process is shared by consecutive tests that want the same settings.
     """
     values = dict(WORKER_SETTINGS)
     for marker in reversed(list(request.node.iter_markers("worker_settings"))):
         values.update(marker.kwargs)
+    worker = request.node.stash[_worker_key] = WorkerForTest(_celery_worker_service.ready(values))
     for name, value in values.items():
         setattr(settings, name, value)
+    media = str(_celery_worker_service.media_root)
+    settings.MEDIA_ROOT = media
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": media}}}
     celery_app.conf.task_always_eager = False
-    purge_broker()
-    worker = CeleryWorkerProcess.for_test_process(
-        log_path=tmp_path / "celery-worker.log", extra_env={name: str(value) for name, value in values.items()}
-    )
-    request.node.stash[_worker_log_key] = worker
     try:
-        worker.start()
         yield worker
     finally:
-        worker.stop()
         celery_app.conf.task_always_eager = True

@@ -55,24 +55,47 @@ def database_url_for_worker() -> str:
     raise RuntimeError(f"no DATABASE_URL for a worker on {engine}")
 
 
-def purge_broker() -> int:
-    """Drop every message a previous test (or run) left in the broker. Returns how many."""
+def purge_broker(*, unacked: bool = False) -> int:
+    """Drop the messages waiting in the broker. Returns how many.
+
+    ``unacked``: also forget, on Redis, the messages a worker took but never acknowledged (kombu
+    would put them back after the visibility timeout, perhaps into a later run whose ids start
+    at 1 again). Only with no worker running.
+    """
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         removed = 0
-        for key in ("data_folder_in", "data_folder_out"):
-            for path in Path(options[key]).glob("*.msg"):
+        for folder in {options["data_folder_in"], options["data_folder_out"]}:
+            for path in Path(folder).glob("*.msg"):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
     removed = celery_app.control.purge() or 0
-    with celery_app.connection_for_write() as conn:
-        channel = conn.default_channel
-        if conn.transport.driver_type == "redis":
-            # Messages a killed worker never acknowledged: kombu would restore them into the
-            # queue after the visibility timeout, possibly into a later run whose ids start at 1.
-            channel.client.delete(channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key)
+    if unacked:
+        with celery_app.connection_for_write() as conn:
+            channel = conn.default_channel
+            if conn.transport.driver_type == "redis":
+                channel.client.delete(channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key)
     return removed
+
+
+def worker_environment(*, media_root: Path, loupe_settings: Mapping[str, object]) -> dict[str, str]:
+    """The environment of a worker that sees what this test process sees: the test database,
+    the broker (for the filesystem broker: the same LOUPE_VAR_DIR), the media folder, and the
+    given Loupe settings (``{"LOUPE_MAX_ATTEMPTS": 2}`` → ``LOUPE_MAX_ATTEMPTS=2``)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"CELERY_TASK_ALWAYS_EAGER", "AWS_STORAGE_BUCKET_NAME", "PYTEST_CURRENT_TEST"}}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url_for_worker(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "LOUPE_VAR_DIR": str(settings.VAR_DIR),
+        "MEDIA_ROOT": str(media_root),
+        "LOUPE_ENABLE_TEST_BACKENDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update({name: str(value) for name, value in loupe_settings.items()})
+    return env
 
 
 class CeleryWorkerProcess:
@@ -83,22 +106,9 @@ class CeleryWorkerProcess:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
-    @classmethod
-    def for_test_process(cls, *, log_path: Path, extra_env: Mapping[str, str]) -> CeleryWorkerProcess:
-        """Environment: the test database, broker, var folder and media of this process."""
-        env = {key: value for key, value in os.environ.items()
-               if key not in {"CELERY_TASK_ALWAYS_EAGER", "AWS_STORAGE_BUCKET_NAME", "MEDIA_ROOT"}}
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url_for_worker(),
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "LOUPE_VAR_DIR": str(settings.VAR_DIR),
-            "MEDIA_ROOT": str(settings.STORAGES["default"]["OPTIONS"]["location"]),
-            "LOUPE_ENABLE_TEST_BACKENDS": "1",
-            "PYTHONUNBUFFERED": "1",
-            **extra_env,
-        })
-        return cls(env=env, log_path=log_path)
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         with self.log_path.open("wb") as log:
@@ -115,14 +125,23 @@ class CeleryWorkerProcess:
                 raise RuntimeError(f"the celery worker was not ready after {timeout:.0f} s:\n{self.log()}")
             time.sleep(0.05)
 
-    def log(self) -> str:
+    def log_size(self) -> int:
         try:
-            return self.log_path.read_text(errors="replace")
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log(self, since: int = 0) -> str:
+        """The worker's output (from byte ``since`` on)."""
+        try:
+            with self.log_path.open("rb") as handle:
+                handle.seek(since)
+                return handle.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Warm shutdown (TERM), then KILL the whole process group if it is still there."""
+        """Warm shutdown (TERM), then KILL the whole process group if anything is left."""
         process = self.process
         if process is None:
             return
@@ -132,9 +151,51 @@ class CeleryWorkerProcess:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        # The pool children are in the worker's own session/group: nothing of it may outlive it.
+        # The pool children share the worker's process group (its own session): none may outlive it.
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         process.wait()
+        self.process = None
+
+
+class WorkerForTest:
+    """What a test sees of the shared worker: its log since the test began."""
+
+    def __init__(self, worker: CeleryWorkerProcess) -> None:
+        self.worker = worker
+        self.since = worker.log_size()
+
+    def log(self) -> str:
+        return self.worker.log(self.since)
+
+
+class WorkerService:
+    """At most one worker for the whole test session, restarted only when a test asks for
+    different settings (or it died): starting is cheap (~1.5 s) but a warm shutdown takes
+    2-5 s, which adds up over many tests."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.media_root = folder / "media"
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        self.worker: CeleryWorkerProcess | None = None
+        self.starts = 0
+
+    def ready(self, loupe_settings: Mapping[str, object]) -> CeleryWorkerProcess:
+        """A running worker with these settings and an empty broker queue."""
+        env = worker_environment(media_root=self.media_root, loupe_settings=loupe_settings)
+        if self.worker is not None and self.worker.running and self.worker.env == env:
+            purge_broker()
+            return self.worker
+        self.stop()
+        purge_broker(unacked=True)
+        self.starts += 1
+        self.worker = CeleryWorkerProcess(env=env, log_path=self.folder / f"celery-worker-{self.starts}.log")
+        self.worker.start()
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()

@@ -1,0 +1,96 @@
+"""The upload page in headless Chromium against a live server and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from classify.models import Item
+from tests.base import PASSWORD, make_colour_project, make_user, solid_image
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls around it are still
+# synchronous. bin/test exports this too.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"no {CHROMIUM}: install Debian's 'chromium' package to run the browser tests",
+                allow_module_level=True)
+
+pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "img" / "upload.png"
+NOT_AN_IMAGE = "The file is not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)."
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def log_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_uploads_show_their_live_status_until_classified(page, live_server, celery_worker_process, tmp_path):
+    user = make_user("uploader")
+    project = make_colour_project(slug="paint", reviewer=user)
+    files = {
+        "red.png": (solid_image((255, 0, 0)), "Auto-accepted", "red"),
+        "blue.png": (solid_image((0, 0, 255)), "Auto-accepted", "blue"),
+        "murky.png": (solid_image((150, 40, 40)), "Needs review", ""),
+        "notes.jpg": (b"shopping list: eggs, milk, not a photo\n", "Not accepted", ""),
+    }
+    for name, (data, _, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    log_in(page, live_server.url, "uploader")
+    page.goto(f"{live_server.url}/projects/{project.slug}/")
+    page.evaluate("window.__marker = 1")  # gone if the page reloads or navigates
+    page.set_input_files("#file-input", [str(tmp_path / name) for name in files])
+
+    rows = page.locator("#uploads tbody tr")
+    expect(rows).to_have_count(len(files))
+    for name, (_, status, label) in files.items():
+        row = rows.filter(has=page.locator("td.filename", has_text=name))
+        expect(row).to_have_count(1)
+        expect(row.locator('[data-field="status"]')).to_have_text(status, timeout=60_000)
+        expect(row.locator('[data-field="label"]')).to_have_text(label)
+    bad = rows.filter(has=page.locator("td.filename", has_text="notes.jpg"))
+    expect(bad.locator('[data-field="reason"]')).to_have_text(NOT_AN_IMAGE)
+    good = rows.filter(has=page.locator("td.filename", has_text="murky.png"))
+    expect(good.locator('[data-field="reason"]')).to_contain_text("below its accept threshold")
+
+    assert page.evaluate("window.__marker") == 1, "the page reloaded"
+    assert page.url == f"{live_server.url}/projects/{project.slug}/"
+    by_name = {item.original_filename: item for item in Item.objects.filter(project=project)}
+    assert sorted(by_name) == ["blue.png", "murky.png", "red.png"]
+    assert by_name["murky.png"].status == Item.Status.NEEDS_REVIEW
+    assert by_name["red.png"].status == by_name["blue.png"].status == Item.Status.AUTO_ACCEPTED
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
