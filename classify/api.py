@@ -75,7 +75,8 @@ def project_items(request: HttpRequest, slug: str) -> JsonResponse:
             return api_error(400, f"Unknown status {status!r}.", allowed=Item.Status.values)
         items = items.filter(status=status)
     limit = min(_int(request.GET.get("limit"), 100), MAX_LIST)
-    return JsonResponse({"items": [item_json(item) for item in items[:limit]]})
+    items_page = [item_json(item) for item in items[:limit]]
+    return JsonResponse({"items": items_page, "counts": selectors.status_counts(project)})
 
 
 def _int(raw: str | None, default: int) -> int:

@@ -211,9 +211,14 @@ def start_classification(*, item_id: int) -> Item | None:
     item = Item.objects.select_related("project").get(pk=item_id)
     if item.attempts > settings.LOUPE_MAX_ATTEMPTS:
         last = item.status_reason or "the worker stopped before finishing"
-        mark_failed(item, reason=f"Gave up after {item.attempts - 1} attempts. Last problem: {last}")
+        mark_failed(item, reason=gave_up(item.attempts - 1, last))
         return None
     return item
+
+
+def gave_up(attempts: int, last_problem: str) -> str:
+    """The one wording of "this item used up its attempts"."""
+    return f"Gave up after {attempts} attempt{'s' if attempts != 1 else ''}. Last problem: {last_problem}"
 
 
 def mark_failed(item: Item, *, reason: str) -> bool:
@@ -363,7 +368,7 @@ def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
     stuck = Item.objects.filter(status=Status.CLASSIFYING, claimed_at__lt=ago(settings.LOUPE_STUCK_CLASSIFYING_AFTER))
     for item in stuck[:limit]:
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
-            failed += mark_failed(item, reason=f"Gave up after {item.attempts} attempts: the worker stopped mid-task.")
+            failed += mark_failed(item, reason=gave_up(item.attempts, "the worker stopped mid-task."))
         elif requeue_after_error(item, reason="Re-queued: the worker stopped mid-task."):
             requeued += hand_to_queue(item.pk)
     return SweepResult(requeued=requeued, failed=failed)

@@ -1,7 +1,10 @@
 """Celery tasks: thin wrappers that take ids, call one service, and own the retry policy.
 
-Broker-level safety comes from settings (acks_late, reject_on_worker_lost, prefetch 1); the
-attempt counter and the sweeper in ``services`` make the database the source of truth.
+Broker-level safety comes from settings (acks_late, reject_on_worker_lost, prefetch 1): a message
+whose worker died is delivered again rather than lost. Its item is still "classifying" under a
+fresh claim then, so the redelivered task leaves it alone (it cannot tell a dead worker from a
+slow one); the sweeper re-queues it once the claim is older than LOUPE_STUCK_CLASSIFYING_AFTER,
+and the attempt counter ends a poison image as "failed". The database is the source of truth.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def classify_item(self, item_id: int) -> None:
         log.exception("classifying item %s failed", item_id)
         reason = f"{exc.__class__.__name__}: {exc}"[:300]
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
-            services.mark_failed(item, reason=f"Gave up after {item.attempts} attempts. Last problem: {reason}")
+            services.mark_failed(item, reason=services.gave_up(item.attempts, reason))
             return
         services.requeue_after_error(item, reason=f"Retrying after an error: {reason}")
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None

@@ -247,6 +247,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # in the database and the sweeper hands it over once the broker is back.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("LOUPE_BROKER_CONNECT_TIMEOUT", 3.0)
+# How long the pool waits for a dead child's result before failing (and requeueing) its job.
+CELERY_WORKER_LOST_WAIT = env_float("LOUPE_WORKER_LOST_WAIT", 10.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 60)
 
@@ -258,6 +260,9 @@ LOUPE_MAX_ATTEMPTS = env_int("LOUPE_MAX_ATTEMPTS", 5)
 LOUPE_BACKEND_RETRIES = env_int("LOUPE_BACKEND_RETRIES", 3)
 LOUPE_RETRY_BACKOFF_SECONDS = env_float("LOUPE_RETRY_BACKOFF_SECONDS", 2.0)
 LOUPE_RETRY_BACKOFF_MAX_SECONDS = env_float("LOUPE_RETRY_BACKOFF_MAX_SECONDS", 120.0)
+if LOUPE_BACKEND_RETRIES >= LOUPE_MAX_ATTEMPTS:
+    # Each retry is an attempt: an outage would end items "failed" instead of "needs review".
+    raise ImproperlyConfigured("LOUPE_MAX_ATTEMPTS must be greater than LOUPE_BACKEND_RETRIES")
 LOUPE_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 60)
 LOUPE_TASK_TIME_LIMIT = env_int("LOUPE_TASK_TIME_LIMIT", 90)
 # The sweeper's idea of "stuck", in seconds.

@@ -38,6 +38,7 @@ WORKER_SETTINGS = {
     "LOUPE_BACKEND_RETRIES": 1,
     "LOUPE_RETRY_BACKOFF_SECONDS": 0,
     "LOUPE_STUCK_CLASSIFYING_AFTER": 150,
+    "LOUPE_WORKER_LOST_WAIT": 1,
 }
 _worker_key = pytest.StashKey[WorkerForTest]()
 

@@ -108,7 +108,7 @@ def test_the_sweeper_recovers_the_item_of_a_dead_worker_child_and_gives_up_after
     [item] = wait_until_terminal([item], each_poll=services.sweep_stuck_items)
 
     assert item.status == Item.Status.FAILED
-    assert item.status_reason == "Gave up after 2 attempts: the worker stopped mid-task."
+    assert item.status_reason == "Gave up after 2 attempts. Last problem: the worker stopped mid-task."
     assert item.attempts == 2
     assert not Prediction.objects.exists()
 

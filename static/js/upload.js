@@ -65,6 +65,7 @@
         if (xhr.status === 201) {
           bar.value = 100;
           follow(body.id, row);
+          follow(body.id, addItemRow(body));
           update(body);
         } else {
           showStatus(row, "upload_error", "Not accepted", "", body.error || ("HTTP " + xhr.status));
@@ -76,6 +77,31 @@
       form.append("image", file);
       xhr.send(form);
     });
+  }
+
+  // A new upload also joins the item list below, at the top.
+  function addItemRow(item) {
+    const body = itemsTable.tBodies[0];
+    const empty = body.querySelector(".empty-row");
+    if (empty) empty.remove();
+    const row = document.createElement("tr");
+    row.innerHTML = '<td><a></a></td><td><img class="thumb" alt=""></td><td class="filename"></td>' +
+      '<td><span data-field="status" class="status"></span></td><td data-field="label"></td>' +
+      '<td class="reason" data-field="reason"></td>';
+    const link = row.querySelector("a");
+    link.href = item.page_url;
+    link.textContent = "#" + item.id;
+    row.querySelector("img").src = item.image_url;
+    row.querySelector(".filename").textContent = item.filename;
+    body.insertBefore(row, body.firstChild);
+    return row;
+  }
+
+  function showCounts(counts) {
+    for (const [status, count] of Object.entries(counts || {})) {
+      const cell = document.querySelector('[data-count="' + status + '"]');
+      if (cell) cell.textContent = count;
+    }
   }
 
   function follow(id, row) {
@@ -99,7 +125,11 @@
     if (ids.length) {
       try {
         const response = await fetch(itemsTable.dataset.pollUrl + "?limit=500&ids=" + ids.join(","), { headers: { Accept: "application/json" } });
-        if (response.ok) (await response.json()).items.forEach(update);
+        if (response.ok) {
+          const body = await response.json();
+          body.items.forEach(update);
+          showCounts(body.counts);
+        }
       } catch (err) { /* the next poll tries again */ }
     }
     setTimeout(poll, 1000);
