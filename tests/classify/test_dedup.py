@@ -1,0 +1,72 @@
+"""The same picture is never classified twice."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+
+from classify import services
+from classify.backends.colour import ColourBackend
+from classify.models import Item, Prediction
+from tests.base import make_colour_project, noisy_image
+
+pytestmark = pytest.mark.django_db
+
+
+def upload_all(project, files, capture) -> list[Item]:
+    with capture(execute=True):
+        items = [services.ingest_upload(project=project, data=data, filename=f"{n}.png") for n, data in enumerate(files)]
+    return list(Item.objects.filter(pk__in=[item.pk for item in items]).order_by("pk"))
+
+
+def test_re_uploading_100_images_makes_no_backend_call(django_capture_on_commit_callbacks):
+    project = make_colour_project()
+    files = [noisy_image((n * 2, 255 - n * 2, 90), seed=n) for n in range(100)]
+    spy = mock.patch.object(ColourBackend, "classify", autospec=True, side_effect=ColourBackend.classify)
+    with spy as calls:
+        first = upload_all(project, files, django_capture_on_commit_callbacks)
+        assert calls.call_count == 100
+        second = upload_all(project, files, django_capture_on_commit_callbacks)
+        assert calls.call_count == 100  # not one more
+    for original, again in zip(first, second, strict=True):
+        assert again.duplicate_of_id == original.pk
+        assert again.status == original.status
+        reused = again.predictions.get()
+        assert reused.reused_from == original.predictions.get() and reused.latency_ms == 0
+    assert Prediction.objects.count() == 200
+
+
+def test_a_new_model_version_classifies_the_picture_again(django_capture_on_commit_callbacks):
+    project = make_colour_project()
+    data = noisy_image((250, 10, 10), seed=1)
+    upload_all(project, [data], django_capture_on_commit_callbacks)
+    with mock.patch.object(ColourBackend, "model_version", "colour-2"), \
+         mock.patch.object(ColourBackend, "classify", autospec=True, side_effect=ColourBackend.classify) as calls:
+        upload_all(project, [data], django_capture_on_commit_callbacks)
+    assert calls.call_count == 1
+
+
+def test_the_same_picture_in_another_project_is_its_own_item(django_capture_on_commit_callbacks):
+    data = noisy_image((10, 10, 250), seed=2)
+    one = upload_all(make_colour_project(), [data], django_capture_on_commit_callbacks)[0]
+    other = upload_all(make_colour_project("other"), [data], django_capture_on_commit_callbacks)[0]
+    assert other.duplicate_of is None and other.predictions.get().reused_from is None
+    assert one.sha256 == other.sha256
+
+
+def test_a_near_duplicate_is_flagged(django_capture_on_commit_callbacks):
+    from io import BytesIO
+
+    from PIL import Image
+
+    from tests.base import photo_bytes
+
+    project = make_colour_project()
+    original = photo_bytes("chelsea")
+    recompressed = BytesIO()
+    Image.open(BytesIO(original)).resize((400, 266)).save(recompressed, format="JPEG", quality=60)
+    first, second = upload_all(project, [original, recompressed.getvalue()], django_capture_on_commit_callbacks)
+    assert second.duplicate_of is None and second.near_duplicate_of == first
+    unrelated = upload_all(project, [photo_bytes("coffee")], django_capture_on_commit_callbacks)[0]
+    assert unrelated.near_duplicate_of is None
