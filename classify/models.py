@@ -52,6 +52,30 @@ class Project(models.Model):
     keep_originals = models.BooleanField(
         default=False, help_text="Keep each uploaded file as it came (private, never served) besides the re-encoded copy."
     )
+    # Review
+    class ReviewOrder(models.TextChoices):
+        MARGIN = "margin", "Most uncertain first (lowest margin)"
+        OLDEST = "oldest", "Oldest first"
+        RANDOM = "random", "Random"
+
+    review_order = models.CharField(max_length=10, choices=ReviewOrder.choices, default=ReviewOrder.MARGIN)
+    multi_label = models.BooleanField(default=False, help_text="Reviewers may give an image several classes.")
+    review_candidates = models.PositiveSmallIntegerField(
+        default=9, validators=[MinValueValidator(1), MaxValueValidator(9)],
+        help_text="How many candidate classes (with exemplars) the review screen shows (1-9).",
+    )
+    grid_size = models.PositiveSmallIntegerField(default=24, validators=[MinValueValidator(1), MaxValueValidator(60)])
+    lease_seconds = models.PositiveIntegerField(
+        default=120, validators=[MinValueValidator(10)],
+        help_text="How long a reviewer holds an item without renewing (the page renews while open).",
+    )
+    consensus_reviews = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="Independent reviews needed for items below the consensus score; disagreements go to a project admin.",
+    )
+    consensus_below = models.FloatField(
+        default=0.5, validators=UNIT_INTERVAL, help_text="Items whose top score is below this need the consensus reviews.",
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -108,6 +132,10 @@ class Label(models.Model):
         default=0.0, validators=UNIT_INTERVAL, help_text="…and leads the runner-up by at least this."
     )
     is_unknown = models.BooleanField(default=False, editable=False)
+    audit_rate = models.FloatField(
+        default=0.02, validators=UNIT_INTERVAL,
+        help_text="Share of this class's auto-accepted items also sent to review, unannounced, to measure how often auto-accept is wrong.",
+    )
     mappings = models.JSONField(
         default=dict,
         blank=True,
@@ -208,6 +236,19 @@ class Item(models.Model):
     )
     labelled_at = models.DateTimeField(null=True, blank=True)
     embedding = models.BinaryField(null=True, editable=False)
+    # The latest prediction's summary, on the row so the review queue can sort without a join.
+    top_label = models.CharField(max_length=100, blank=True)
+    top_score = models.FloatField(null=True, blank=True)
+    margin = models.FloatField(null=True, blank=True)
+    # Review: who holds the item now (a lease, renewed while their page is open) and what it needs.
+    lease_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    reviews_needed = models.PositiveSmallIntegerField(default=1)
+    audit = models.BooleanField(default=False, help_text="Auto-accepted, and sampled for a human check.")
+    escalated = models.BooleanField(default=False, help_text="Reviewers disagreed: a project admin decides.")
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
     )
@@ -222,6 +263,9 @@ class Item(models.Model):
             models.Index(fields=["project", "status"]),
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["project", "sha256"]),
+            models.Index(fields=["project", "status", "margin"]),
+            models.Index(fields=["project", "status", "created_at"]),
+            models.Index(fields=["project", "status", "top_label", "top_score"]),
         ]
 
     def __str__(self) -> str:
@@ -242,7 +286,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.CLASSIFYING: frozenset({S.AUTO_ACCEPTED, S.NEEDS_REVIEW, S.QUEUED, S.FAILED}),
     S.AUTO_ACCEPTED: frozenset({S.REVIEWED, S.QUEUED}),
     S.NEEDS_REVIEW: frozenset({S.REVIEWED, S.QUEUED}),
-    S.REVIEWED: frozenset({S.REVIEWED}),  # a human label is never thrown away by a re-run
+    # A human label is never thrown away by a re-run; an undo sends the item back to review.
+    S.REVIEWED: frozenset({S.REVIEWED, S.NEEDS_REVIEW}),
     S.REJECTED: frozenset({S.QUEUED}),
     S.FAILED: frozenset({S.QUEUED}),
 }

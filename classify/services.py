@@ -7,6 +7,7 @@ workers (or a worker and the sweeper) can never both move the same item.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -309,14 +310,29 @@ def load_image(item: Item | Exemplar, *, min_side: int | None = None):
 
 
 def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels) -> Prediction | None:
-    """Store the prediction and the routed status together, if this worker still holds the claim."""
+    """Store the prediction and the routed status together, if this worker still holds the claim.
+
+    A share of each class's auto-accepted items (``Label.audit_rate``) goes to review as well,
+    unannounced to the reviewer, so the error rate of auto-accept can be measured. Items scored
+    below the project's consensus score need ``consensus_reviews`` independent reviews.
+    """
+    project = item.project
     labels_by_name = {label.name: label for label in labels}
-    accepted = routing.decision == Prediction.Decision.AUTO_ACCEPTED
-    fields = {"label": labels_by_name.get(routing.top_label) if accepted else None}
+    top = labels_by_name.get(routing.top_label)
+    status, reason = routing.decision, routing.reason
+    audit = status == Status.AUTO_ACCEPTED and top is not None and random.random() < top.audit_rate
+    if audit:
+        status, reason = Status.NEEDS_REVIEW, f"Sampled for a check of auto-accept ({routing.reason})"
+    needs = project.consensus_reviews if routing.top_score < project.consensus_below else 1
+    fields = {
+        "label": top if status == Status.AUTO_ACCEPTED else None, "top_label": routing.top_label,
+        "top_score": routing.top_score, "margin": routing.margin, "audit": audit, "reviews_needed": needs,
+        "escalated": False,
+    }
     if scores.embedding is not None:
         fields["embedding"] = scores.embedding
     with transaction.atomic():
-        if not transition(item.pk, to=routing.decision, reason=routing.reason, only_from=[Status.CLASSIFYING],
+        if not transition(item.pk, to=status, reason=reason, only_from=[Status.CLASSIFYING],
                           where={"claim": item.claim}, **fields):
             return None
         return Prediction.objects.create(

@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("classify.api_urls")),
+    path("api/v1/", include("reviewer.api_urls")),
     path("review/", include("reviewer.urls")),
     path("", include("classify.urls")),
 ]

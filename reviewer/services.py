@@ -1,37 +1,252 @@
-"""Writes for people's decisions."""
+"""Writes for the review queue: leases, decisions, skips, undo, consensus.
+
+Claiming is a short transaction that writes a lease on the item row; no lock is held while a
+person looks at the image. A decision is a compare-and-set on that lease: a stale or foreign
+lease stores nothing (``LeaseLost``, HTTP 409), and the unique lease token on ``Decision`` makes a
+double submit store one decision.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from classify import services as classify_services
-from classify.models import Item, Label
+from classify.models import Item, Label, Project
+from classify.selectors import is_project_admin
 
+from . import selectors
 from .models import Decision
 
-
-class DecisionRefused(Exception):
-    """The decision cannot be stored (wrong project, or the item is not waiting for one)."""
+CLAIM_TRIES = 8
 
 
-def record_decision(*, item: Item, label: Label, reviewer) -> Decision:
-    """Label an item as a person: the item becomes ``reviewed`` and the decision is kept.
+class ReviewError(Exception):
+    """A review action that cannot be done; the message is for the person."""
 
-    Auto-accepted items may be corrected too. The local model's head is refitted in the
-    background once enough new human labels have come in.
+    status = 400
+
+
+class LeaseLost(ReviewError):
+    """The lease ran out, or belongs to someone else, or was used already."""
+
+    status = 409
+
+
+class DecisionRefused(ReviewError):
+    status = 400
+
+
+# --- Claiming --------------------------------------------------------------------------------
+
+
+def claim_next(*, project: Project, reviewer) -> Item | None:
+    """Lease the next item of the project's queue to this reviewer, or None when it is empty."""
+    items = claim_many(project=project, reviewer=reviewer, limit=1)
+    return items[0] if items else None
+
+
+def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None = None) -> list[Item]:
+    """Lease up to ``limit`` items at once (prefetching, grid mode).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent reviewers pass each other by.
+    Elsewhere: a conditional UPDATE per candidate (SQLite serialises writers anyway).
     """
-    if label.project_id != item.project_id:
-        raise DecisionRefused("That class belongs to another project.")
+    def candidates():
+        queryset = selectors.reviewable_items(project, reviewer)
+        if top_label is not None:
+            queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
+        return queryset
+
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            ids = list(candidates().select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
+            return [_lease(item_id, project, reviewer) for item_id in ids]
+    claimed: list[Item] = []
+    for _ in range(CLAIM_TRIES):
+        ids = list(candidates().values_list("pk", flat=True)[: limit - len(claimed)])
+        if not ids:
+            break
+        for item_id in ids:
+            item = _lease(item_id, project, reviewer, only_if_free=True)
+            if item is not None:
+                claimed.append(item)
+        if len(claimed) >= limit:
+            break
+    return claimed
+
+
+def _lease(item_id: int, project: Project, reviewer, *, only_if_free: bool = False) -> Item | None:
+    now = timezone.now()
+    token = uuid.uuid4()
+    items = Item.objects.filter(pk=item_id, status=Item.Status.NEEDS_REVIEW)
+    if only_if_free:
+        items = items.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+    updated = items.update(lease_owner=reviewer, lease_token=token,
+                           lease_expires_at=now + timedelta(seconds=project.lease_seconds))
+    return Item.objects.select_related("project").get(pk=item_id) if updated else None
+
+
+def renew(*, tokens: Sequence[str], reviewer) -> list[str]:
+    """Extend the reviewer's live leases; returns the tokens that are still theirs."""
+    kept = []
+    for token in tokens:
+        item = Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer).select_related("project").first()
+        if item is None or item.status != Item.Status.NEEDS_REVIEW:
+            continue
+        expires = timezone.now() + timedelta(seconds=item.project.lease_seconds)
+        if Item.objects.filter(pk=item.pk, lease_token=item.lease_token).update(lease_expires_at=expires):
+            kept.append(str(token))
+    return kept
+
+
+def release(*, token: str, reviewer) -> bool:
+    """Give a leased item back to the queue without deciding (grid mode's flagged items)."""
+    return bool(_held(token, reviewer).update(lease_owner=None, lease_token=None, lease_expires_at=None))
+
+
+def _uuid(token) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(token))
+    except ValueError:
+        return None
+
+
+def _held(token: str, reviewer):
+    return Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer,
+                               lease_expires_at__gte=timezone.now(), status=Item.Status.NEEDS_REVIEW)
+
+
+# --- Deciding --------------------------------------------------------------------------------
+
+
+def record_decision(*, token: str, reviewer, labels: Sequence[Label], seconds_spent: float | None = None) -> Decision:
+    """Store a person's label(s) for the item they hold, and move the item on.
+
+    With consensus, the item stays in review until ``reviews_needed`` people have decided; if they
+    agree it is ``reviewed``, if not it is escalated to a project admin, whose decision is final.
+    """
     with transaction.atomic():
-        moved = classify_services.transition(
-            item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {label.name} by {reviewer}.",
-            label=label, labelled_by=reviewer, labelled_at=timezone.now(),
-        )
-        if not moved:
-            raise DecisionRefused("This item is not waiting for a decision.")
-        decision = Decision.objects.create(
-            item=item, label=label, reviewer=reviewer, prediction=item.predictions.order_by("-created_at").first()
-        )
-        classify_services.maybe_schedule_refit(item.project)
+        item = _held(token, reviewer).select_for_update().select_related("project").first()
+        if item is None:
+            raise LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
+        labels = _valid_labels(item, labels)
+        decision = _store(item, reviewer, Decision.Kind.LABEL, token, labels=labels, seconds_spent=seconds_spent)
+        _settle(item, reviewer)
     return decision
+
+
+def _valid_labels(item: Item, labels: Sequence[Label]) -> list[Label]:
+    labels = list(dict.fromkeys(labels))
+    if not labels:
+        raise DecisionRefused("Pick a class.")
+    if any(label.project_id != item.project_id for label in labels):
+        raise DecisionRefused("That class belongs to another project.")
+    if len(labels) > 1 and not item.project.multi_label:
+        raise DecisionRefused("This project takes one class per image.")
+    if len(labels) > 1 and any(label.is_unknown for label in labels):
+        raise DecisionRefused("Unknown/other cannot be combined with other classes.")
+    return labels
+
+
+def _store(item: Item, reviewer, kind: str, token, *, labels=(), seconds_spent=None, supersedes=None) -> Decision:
+    prediction = item.predictions.order_by("-created_at", "-pk").first()
+    try:
+        with transaction.atomic():
+            decision = Decision.objects.create(
+                item=item, reviewer=reviewer, kind=kind, label=labels[0] if labels else None,
+                prediction=prediction, scores_shown=prediction.scores if prediction else None,
+                lease_token=_uuid(token) if token else None, seconds_spent=seconds_spent, audit=item.audit,
+                supersedes=supersedes,
+            )
+    except IntegrityError:
+        raise LeaseLost("This decision was stored already.") from None
+    if labels:
+        decision.labels.set(labels)
+    return decision
+
+
+def _settle(item: Item, reviewer) -> None:
+    """Release the lease and, once enough people have decided, finish the item."""
+    live = list(
+        Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False)
+        .prefetch_related("labels").order_by("created_at", "pk")
+    )
+    release_fields = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+    final = live[-1]
+    if item.escalated and is_project_admin(reviewer, item.project):
+        _finish(item, final, live, reviewer, release_fields)
+    elif len(live) < item.reviews_needed:
+        Item.objects.filter(pk=item.pk).update(**release_fields)
+    elif len({frozenset(d.labels.all()) for d in live}) == 1:
+        _finish(item, final, live, reviewer, release_fields)
+    else:
+        Item.objects.filter(pk=item.pk).update(
+            escalated=True, status_reason="Reviewers disagreed: a project admin decides.", **release_fields
+        )
+
+
+def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release_fields: dict) -> None:
+    final_labels = frozenset(final.labels.all())
+    if len(live) > 1:
+        for decision in live:
+            Decision.objects.filter(pk=decision.pk).update(agrees=frozenset(decision.labels.all()) == final_labels)
+    names = ", ".join(sorted(label.name for label in final_labels))
+    classify_services.transition(
+        item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {names} by {reviewer}.", label=final.label,
+        labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
+    )
+    classify_services.maybe_schedule_refit(item.project)
+
+
+def label_directly(*, item: Item, labels: Sequence[Label], reviewer) -> Decision:
+    """Lease and decide in one go (the review list's buttons, scripts): the same rules apply."""
+    project = item.project
+    if not selectors.reviewable_items(project, reviewer).filter(pk=item.pk).exists():
+        raise LeaseLost("This item is not waiting for your decision, or a colleague has it.")
+    leased = _lease(item.pk, project, reviewer, only_if_free=True)
+    if leased is None:
+        raise LeaseLost("This item is not waiting for a decision, or a colleague has it.")
+    return record_decision(token=str(leased.lease_token), reviewer=reviewer, labels=labels)
+
+
+def skip(*, token: str, reviewer) -> Decision:
+    """Pass on an item: it goes back to the queue, and not to this reviewer for an hour."""
+    with transaction.atomic():
+        item = _held(token, reviewer).select_for_update().first()
+        if item is None:
+            raise LeaseLost("This item is no longer yours to skip.")
+        decision = _store(item, reviewer, Decision.Kind.SKIP, token)
+        Item.objects.filter(pk=item.pk).update(lease_owner=None, lease_token=None, lease_expires_at=None)
+    return decision
+
+
+def undo_last(*, project: Project, reviewer) -> Item:
+    """Take back the reviewer's last label in this project (a new revision, never a delete) and
+    lease the item to them again so they can decide anew."""
+    with transaction.atomic():
+        last = selectors.last_undoable(project, reviewer)
+        if last is None:
+            raise ReviewError("Nothing to undo.")
+        item = Item.objects.select_for_update().select_related("project").get(pk=last.item_id)
+        if item.lease_owner_id not in (None, reviewer.pk) and item.lease_expires_at and item.lease_expires_at > timezone.now():
+            raise LeaseLost("A colleague is looking at that item now.")
+        later = Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False, pk__gt=last.pk)
+        if later.exists():
+            raise LeaseLost("A colleague has decided that item since.")
+        Decision.objects.filter(pk=last.pk).update(undone=True)
+        token = uuid.uuid4()
+        _store(item, reviewer, Decision.Kind.UNDO, None, supersedes=last)
+        fields = {"lease_owner": reviewer, "lease_token": token,
+                  "lease_expires_at": timezone.now() + timedelta(seconds=project.lease_seconds)}
+        if item.status == Item.Status.REVIEWED:
+            classify_services.transition(item.pk, to=Item.Status.NEEDS_REVIEW, reason="Decision undone.",
+                                         label=None, labelled_by=None, labelled_at=None, **fields)
+        else:
+            Item.objects.filter(pk=item.pk).update(**fields)
+    return Item.objects.select_related("project").get(pk=item.pk)

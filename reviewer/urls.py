@@ -5,6 +5,7 @@ from . import views
 app_name = "reviewer"
 
 urlpatterns = [
-    path("<slug:slug>/", views.queue, name="queue"),
-    path("<slug:slug>/items/<int:item_id>/decide", views.decide, name="decide"),
+    path("exemplars/<int:exemplar_id>/image", views.exemplar_image, name="exemplar_image"),
+    path("<slug:slug>/", views.review, name="queue"),
+    path("<slug:slug>/grid/", views.grid, name="grid"),
 ]

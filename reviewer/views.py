@@ -1,44 +1,44 @@
-"""The review list: items that need a person, with one button per class."""
+"""Review pages: the single-item screen and grid mode. Both are shells; their scripts drive the
+JSON review API (reviewer/api.py) with the session, so pages and API follow the same rules."""
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
-from classify import selectors
-from classify.models import Item
+from classify import selectors as classify_selectors
+from classify.models import Exemplar
 
-from .services import DecisionRefused, record_decision
-
-PAGE_SIZE = 24
+from . import selectors
 
 
-def queue(request: HttpRequest, slug: str) -> HttpResponse:
-    project = selectors.project_for(request.user, slug)
-    pending = selectors.items_for(request.user).filter(project=project, status=Item.Status.NEEDS_REVIEW)
-    context = {
+def _context(request: HttpRequest, slug: str) -> dict:
+    project = classify_selectors.project_for(request.user, slug)
+    return {
         "project": project,
-        "items": pending.order_by("created_at", "id")[:PAGE_SIZE],
-        "remaining": pending.count(),
         "labels": list(project.labels.all()),
+        "remaining": selectors.remaining(project, request.user),
+        "pace_today": selectors.pace_today(request.user),
     }
-    return render(request, "reviewer/queue.html", context)
 
 
-@require_POST
-def decide(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
-    item = selectors.item_for(request.user, item_id)
-    if item.project.slug != slug:
-        raise Http404("No such item.")
-    label = item.project.labels.filter(pk=request.POST.get("label")).first()
-    if label is None:
-        messages.error(request, "Pick one of the project's classes.")
-    else:
-        try:
-            record_decision(item=item, label=label, reviewer=request.user)
-            messages.success(request, f"Item #{item.pk} labelled {label.name}.")
-        except DecisionRefused as exc:
-            messages.error(request, str(exc))
-    return redirect("reviewer:queue", slug=slug)
+def review(request: HttpRequest, slug: str) -> HttpResponse:
+    return render(request, "reviewer/review.html", _context(request, slug))
+
+
+def grid(request: HttpRequest, slug: str) -> HttpResponse:
+    return render(request, "reviewer/grid.html", _context(request, slug))
+
+
+def exemplar_image(request: HttpRequest, exemplar_id: int) -> HttpResponse:
+    """An exemplar's re-encoded JPEG, to members of its project only."""
+    exemplar = Exemplar.objects.select_related("label").filter(
+        pk=exemplar_id, label__project__in=classify_selectors.projects_for(request.user)
+    ).first()
+    if exemplar is None or not exemplar.image:
+        raise Http404("No such exemplar.")
+    response = FileResponse(exemplar.image.open("rb"), content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

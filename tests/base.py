@@ -26,7 +26,7 @@ def make_colour_project(slug: str = "colours", *, admin=None, reviewer=None, thr
     project = services.create_project(slug=slug, labels=list(COLOURS), backend="colour", created_by=admin)
     for name, colour in COLOURS.items():
         Label.objects.filter(project=project, name=name).update(
-            mappings={"colour": [colour]}, accept_threshold=threshold
+            mappings={"colour": [colour]}, accept_threshold=threshold, audit_rate=0.0
         )
     # Solid colours are perfectly flat: the blur check would reject every one of them.
     Project.objects.filter(pk=project.pk).update(backend_config=config or {}, min_sharpness=0)
@@ -70,3 +70,24 @@ def photo_bytes(name: str, *, fmt: str = "JPEG", crop: tuple[float, float, float
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, quality=92)
     return buffer.getvalue()
+
+
+def make_review_item(project: Project, scores: dict[str, float] | None = None, **fields):
+    """An item waiting for review with a prediction, made directly (no pipeline), with a real image."""
+    from django.core.files.base import ContentFile
+
+    from classify.models import Item, Prediction
+
+    names = list(project.labels.values_list("name", flat=True))
+    scores = scores or {name: round(1 / len(names), 4) for name in names}
+    ranked = sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+    margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
+    item = Item(project=project, sha256=fields.pop("sha256", "f" * 64), width=96, height=80,
+                status=Item.Status.NEEDS_REVIEW, top_label=ranked[0][0], top_score=ranked[0][1], margin=margin,
+                **fields)
+    item.image.save("x.jpg", ContentFile(solid_image((200, 30, 30), fmt="JPEG")), save=False)
+    item.save()
+    Prediction.objects.create(item=item, backend=project.backend, model_version="test", scores=scores,
+                              top_label=ranked[0][0], top_score=ranked[0][1], margin=margin, latency_ms=1.0,
+                              thresholds={}, decision="needs_review", reason="test")
+    return item

@@ -13,7 +13,7 @@ from classify import services
 from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
 from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
 from classify.models import Exemplar, Item, Label, ModelVersion
-from reviewer.services import record_decision
+from reviewer.services import label_directly
 from tests.base import make_user, photo_bytes
 
 CLASSES = [
@@ -143,7 +143,7 @@ class RefitTests:
         Item.objects.filter(project=project).update(status=Item.Status.NEEDS_REVIEW)
         for n, (item, photo) in enumerate(items, start=1):
             with django_capture_on_commit_callbacks(execute=True):
-                record_decision(item=item, label=cat if photo == "chelsea" else coffee, reviewer=reviewer)
+                label_directly(item=item, labels=[cat if photo == "chelsea" else coffee], reviewer=reviewer)
             assert ModelVersion.objects.count() == (1 if n >= 6 else 0)
         version = ModelVersion.objects.get()
         assert version.human_labels_seen == 6 and version.is_active

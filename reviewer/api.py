@@ -1,0 +1,184 @@
+"""The review queue over JSON: the same rules as the pages (which use these endpoints).
+
+- ``POST /api/v1/projects/<slug>/review/claim/`` → 200 a leased item with scores, candidates and
+  exemplar URLs; 204 when the queue is empty. ``?count=3`` leases several (prefetching).
+- ``POST /api/v1/projects/<slug>/review/grid/claim/`` → up to ``grid_size`` items the model put in
+  one class (``label`` in the body, else the class with most waiting items), best first.
+- ``POST /api/v1/reviews/<token>/decision/`` ``{"labels": ["cat"], "seconds_spent": 2.5}`` → 201;
+  409 for a stale, foreign or used lease; 400 for a bad label.
+- ``POST /api/v1/reviews/<token>/skip/`` and ``/release/``; ``POST /api/v1/reviews/renew/``
+  ``{"tokens": [...]}``; ``POST /api/v1/projects/<slug>/review/undo/`` → the undone item, leased again.
+- ``GET /api/v1/projects/<slug>/review/stats/`` → remaining, pace today.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from classify import selectors as classify_selectors
+from classify.api import item_json
+from classify.auth import api_error, api_view
+from classify.models import Item, Label, Project
+
+from . import selectors, services
+
+MAX_PREFETCH = 5
+
+
+def _body(request: HttpRequest) -> dict:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            raise services.DecisionRefused("The body is not valid JSON.") from None
+        return data if isinstance(data, dict) else {}
+    return {key: request.POST.getlist(key) if key in ("labels", "tokens") else request.POST[key]
+            for key in request.POST}
+
+
+def claim_json(item: Item, reviewer) -> dict:
+    project = item.project
+    labels = list(project.labels.all())
+    scores = selectors.item_scores(item)
+    unknown = next(label for label in labels if label.is_unknown)
+    payload = item_json(item)
+    if item.audit:
+        payload["status_reason"] = ""  # an auto-accept check is not announced to the reviewer
+    return {
+        "lease": {"token": str(item.lease_token), "expires_at": item.lease_expires_at.isoformat()},
+        "item": payload,
+        "candidates": [
+            {"key": index, "label": c.label.name, "label_id": c.label.pk, "score": c.score, "exemplars": c.exemplar_urls}
+            for index, c in enumerate(selectors.candidates_for(item, labels, project.review_candidates), start=1)
+        ],
+        "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name)},
+        "labels": [{"id": label.pk, "name": label.name, "is_unknown": label.is_unknown} for label in labels],
+        "multi_label": project.multi_label,
+    }
+
+
+def stats_json(project: Project, reviewer) -> dict:
+    return {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer)}
+
+
+def _error(exc: services.ReviewError) -> JsonResponse:
+    return api_error(exc.status, str(exc))
+
+
+@api_view(methods=("POST",))
+def claim(request: HttpRequest, slug: str) -> HttpResponse:
+    project = classify_selectors.project_for(request.user, slug)
+    try:
+        count = min(max(int(request.GET.get("count", 1)), 1), MAX_PREFETCH)
+    except ValueError:
+        return api_error(400, "count must be a number.")
+    items = services.claim_many(project=project, reviewer=request.user, limit=count)
+    if not items:
+        return HttpResponse(status=204)
+    claims = [claim_json(item, request.user) for item in items]
+    body = claims[0] if count == 1 else {"claims": claims}
+    return JsonResponse({**body, **stats_json(project, request.user)})
+
+
+@api_view(methods=("POST",))
+def grid_claim(request: HttpRequest, slug: str) -> HttpResponse:
+    project = classify_selectors.project_for(request.user, slug)
+    try:
+        label = _body(request).get("label") or busiest_class(project, request.user)
+    except services.ReviewError as exc:
+        return _error(exc)
+    if not label:
+        return HttpResponse(status=204)
+    items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label)
+    if not items:
+        return HttpResponse(status=204)
+    return JsonResponse({"label": label, "claims": [claim_json(item, request.user) for item in items],
+                         **stats_json(project, request.user)})
+
+
+def busiest_class(project: Project, reviewer) -> str | None:
+    from django.db.models import Count
+
+    row = (selectors.reviewable_items(project, reviewer).exclude(top_label="")
+           .exclude(top_label__in=project.labels.filter(is_unknown=True).values("name"))
+           .order_by().values("top_label").annotate(n=Count("pk")).order_by("-n", "top_label").first())
+    return row["top_label"] if row else None
+
+
+@api_view(methods=("POST",))
+def decision(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        body = _body(request)
+        labels = _labels(request, token, body.get("labels") or [])
+        seconds = body.get("seconds_spent")
+        seconds = float(seconds) if seconds not in (None, "", []) else None
+        stored = services.record_decision(token=token, reviewer=request.user, labels=labels, seconds_spent=seconds)
+    except (TypeError, ValueError):
+        return api_error(400, "seconds_spent must be a number.")
+    except services.ReviewError as exc:
+        return _error(exc)
+    stored.item.refresh_from_db()
+    return JsonResponse({"decision": stored.pk, "item": stored.item_id, "status": stored.item.status,
+                         "labels": [label.name for label in stored.labels.all()]}, status=201)
+
+
+def _labels(request: HttpRequest, token: str, wanted) -> list[Label]:
+    """Labels by name or id, from the project of the item this lease is on (if it is the user's)."""
+    item = Item.objects.filter(lease_token=services._uuid(token), lease_owner=request.user).first()
+    if item is None:
+        raise services.LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
+    if isinstance(wanted, (str, int)):
+        wanted = [wanted]
+    by_name = {label.name: label for label in item.project.labels.all()}
+    by_id = {str(label.pk): label for label in by_name.values()}
+    found = []
+    for value in wanted:
+        label = by_name.get(str(value)) or by_id.get(str(value))
+        if label is None:
+            raise services.DecisionRefused(f"No class {value!r} in this project.")
+        found.append(label)
+    return found
+
+
+@api_view(methods=("POST",))
+def skip(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        services.skip(token=token, reviewer=request.user)
+    except services.ReviewError as exc:
+        return _error(exc)
+    return JsonResponse({"skipped": True})
+
+
+@api_view(methods=("POST",))
+def release(request: HttpRequest, token: str) -> HttpResponse:
+    if not services.release(token=token, reviewer=request.user):
+        return api_error(409, "This item is no longer yours.")
+    return JsonResponse({"released": True})
+
+
+@api_view(methods=("POST",))
+def renew(request: HttpRequest) -> HttpResponse:
+    try:
+        tokens = _body(request).get("tokens") or []
+    except services.ReviewError as exc:
+        return _error(exc)
+    kept = services.renew(tokens=[str(token) for token in tokens][:100], reviewer=request.user)
+    return JsonResponse({"renewed": kept, "lost": [str(t) for t in tokens if str(t) not in kept]})
+
+
+@api_view(methods=("POST",))
+def undo(request: HttpRequest, slug: str) -> HttpResponse:
+    project = classify_selectors.project_for(request.user, slug)
+    try:
+        item = services.undo_last(project=project, reviewer=request.user)
+    except services.ReviewError as exc:
+        return _error(exc)
+    return JsonResponse({**claim_json(item, request.user), **stats_json(project, request.user)})
+
+
+@api_view(methods=("GET",))
+def stats(request: HttpRequest, slug: str) -> HttpResponse:
+    project = classify_selectors.project_for(request.user, slug)
+    return JsonResponse(stats_json(project, request.user))

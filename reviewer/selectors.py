@@ -1,0 +1,127 @@
+"""Reads for the review queue: what a reviewer may claim next, candidates, exemplars, pace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from classify.models import Exemplar, Item, Label, Project
+from classify.selectors import is_project_admin
+
+from .models import Decision
+
+SKIP_MEMORY = timedelta(hours=1)
+EXEMPLARS_PER_CLASS = 4
+
+
+def reviewable_items(project: Project, reviewer, *, now: datetime | None = None) -> QuerySet[Item]:
+    """Items this reviewer may claim, in the project's queue order.
+
+    Waiting for review, held by nobody (or by a lease that ran out), not already decided by this
+    reviewer (consensus needs independent people), not skipped by them in the last hour, and not
+    escalated unless they administer the project.
+    """
+    now = now or timezone.now()
+    mine = Decision.objects.filter(item=OuterRef("pk"), reviewer=reviewer)
+    decided = mine.filter(kind=Decision.Kind.LABEL, undone=False)
+    skipped = mine.filter(kind=Decision.Kind.SKIP, created_at__gte=now - SKIP_MEMORY)
+    items = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    ).exclude(Exists(decided)).exclude(Exists(skipped))
+    if not is_project_admin(reviewer, project):
+        items = items.filter(escalated=False)
+    return ordered(items, project.review_order)
+
+
+def ordered(items: QuerySet[Item], order: str) -> QuerySet[Item]:
+    if order == Project.ReviewOrder.OLDEST:
+        return items.order_by("created_at", "pk")
+    if order == Project.ReviewOrder.RANDOM:
+        return items.order_by("?")
+    return items.order_by(F("margin").asc(nulls_first=True), "pk")
+
+
+def remaining(project: Project, reviewer) -> int:
+    """How many items wait for a person (held by a colleague or not)."""
+    items = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW)
+    if not is_project_admin(reviewer, project):
+        items = items.filter(escalated=False)
+    return items.count()
+
+
+def pace_today(reviewer) -> int:
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Decision.objects.filter(reviewer=reviewer, kind=Decision.Kind.LABEL, created_at__gte=start).count()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: Label
+    score: float | None
+    exemplar_urls: list[str]
+
+
+def candidates_for(item: Item, labels: list[Label], limit: int) -> list[Candidate]:
+    """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0)."""
+    scores = item_scores(item)
+    known = [label for label in labels if not label.is_unknown]
+    known.sort(key=lambda label: -(scores.get(label.name) or 0.0))
+    chosen = known[:limit]
+    urls = exemplar_urls(chosen)
+    return [Candidate(label, scores.get(label.name), urls.get(label.pk, [])) for label in chosen]
+
+
+def item_scores(item: Item) -> dict[str, float]:
+    prediction = item.predictions.order_by("-created_at", "-pk").first()
+    return dict(prediction.scores) if prediction else {}
+
+
+def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> dict[int, list[str]]:
+    """Up to ``per_class`` pictures of each class: its exemplars, else its latest human-labelled items."""
+    urls: dict[int, list[str]] = {}
+    for label in labels:
+        exemplars = Exemplar.objects.filter(label=label).order_by("-created_at").values_list("pk", flat=True)
+        found = [reverse("reviewer:exemplar_image", args=[pk]) for pk in exemplars[:per_class]]
+        if len(found) < per_class:
+            reviewed = Item.objects.filter(label=label, status=Item.Status.REVIEWED).order_by("-labelled_at")
+            found += [reverse("classify:item_image", args=[pk])
+                      for pk in reviewed.values_list("pk", flat=True)[: per_class - len(found)]]
+        urls[label.pk] = found
+    return urls
+
+
+def last_undoable(project: Project, reviewer) -> Decision | None:
+    return (
+        Decision.objects.filter(item__project=project, reviewer=reviewer, kind=Decision.Kind.LABEL, undone=False)
+        .select_related("item")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def audit_accuracy(project: Project) -> dict[str, dict[str, int]]:
+    """Per class: how many sampled auto-accepts people checked, and how many they confirmed."""
+    stats: dict[str, dict[str, int]] = {}
+    checks = Decision.objects.filter(item__project=project, audit=True, kind=Decision.Kind.LABEL, undone=False)
+    for decision in checks.select_related("item", "label"):
+        row = stats.setdefault(decision.item.top_label, {"checked": 0, "confirmed": 0})
+        row["checked"] += 1
+        row["confirmed"] += decision.label is not None and decision.label.name == decision.item.top_label
+    return stats
+
+
+def agreement_rates(project: Project) -> dict[str, dict]:
+    """Per reviewer and per class: share of consensus decisions that matched the final label."""
+    rates: dict[str, dict] = {"reviewers": {}, "classes": {}}
+    resolved = Decision.objects.filter(item__project=project, kind=Decision.Kind.LABEL, agrees__isnull=False)
+    for decision in resolved.select_related("reviewer", "item__label"):
+        for key, name in (("reviewers", decision.reviewer.get_username()),
+                          ("classes", decision.item.label.name if decision.item.label else "")):
+            row = rates[key].setdefault(name, {"decisions": 0, "agreed": 0})
+            row["decisions"] += 1
+            row["agreed"] += bool(decision.agrees)
+    return rates
