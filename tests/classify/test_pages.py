@@ -177,3 +177,16 @@ def test_unknown_pages_get_a_friendly_404(world):
     client.force_login(world["reviewer"])
     response = client.get("/nope/")
     assert response.status_code == 404 and "Not found" in response.content.decode()
+
+
+def test_repeated_wrong_passwords_lock_the_login(world, settings):
+    client = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = client.post(reverse("login"), {"username": "rey", "password": "wrong"})
+        assert response.status_code == 200 and "didn't match" in response.content.decode()
+    assert client.post(reverse("login"), {"username": "rey", "password": "wrong"}).status_code == 429
+    locked = client.post(reverse("login"), {"username": "rey", "password": PASSWORD})
+    assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
+    assert client.get(reverse("classify:home")).status_code == 302  # still not logged in
+    other = Client().post(reverse("login"), {"username": "ada", "password": PASSWORD})
+    assert other.status_code == 302  # other accounts are not affected
