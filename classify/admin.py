@@ -90,7 +90,7 @@ class LabelForm(forms.ModelForm):
 
     class Meta:
         model = Label
-        fields = ["project", "name", "description", "order", "accept_threshold", "margin", "mappings"]
+        fields = ["project", "name", "description", "order", "accept_threshold", "margin", "audit_rate", "mappings"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -145,8 +145,9 @@ class ExemplarInline(ScopedInline, admin.TabularInline):
 @admin.register(Label)
 class LabelAdmin(ProjectScopedAdmin):
     form = LabelForm
-    list_display = ["name", "project", "order", "accept_threshold", "margin", "is_unknown", "exemplar_count"]
-    list_editable = ["order", "accept_threshold", "margin"]
+    list_display = ["name", "project", "order", "accept_threshold", "margin", "audit_rate", "is_unknown",
+                    "exemplar_count"]
+    list_editable = ["order", "accept_threshold", "margin", "audit_rate"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "project__name"]
     inlines = [ExemplarInline]
@@ -160,7 +161,7 @@ class LabelAdmin(ProjectScopedAdmin):
 
 class LabelInline(ScopedInline, admin.TabularInline):
     model = Label
-    fields = ["name", "order", "accept_threshold", "margin", "is_unknown"]
+    fields = ["name", "order", "accept_threshold", "margin", "audit_rate", "is_unknown"]
     readonly_fields = ["is_unknown"]
     extra = 0
     show_change_link = True
@@ -191,6 +192,8 @@ class ProjectAdmin(ProjectScopedAdmin):
     fieldsets = [
         (None, {"fields": ["name", "slug", "description"]}),
         ("Classification", {"fields": ["backend", "backend_config", "refit_every", "min_examples_per_class"]}),
+        ("Review", {"fields": ["review_order", "multi_label", "review_candidates", "grid_size", "lease_seconds",
+                               "consensus_reviews", "consensus_below"]}),
         ("Intake quality checks (0 turns a check off)", {
             "fields": ["min_side", "min_brightness", "max_brightness", "min_sharpness", "max_aspect_ratio",
                        "keep_originals"],

@@ -30,6 +30,7 @@ def changelist_post(project, **overrides) -> dict:
         data[f"form-{index}-order"] = label.order
         data[f"form-{index}-accept_threshold"] = overrides.get(label.name, label.accept_threshold)
         data[f"form-{index}-margin"] = label.margin
+        data[f"form-{index}-audit_rate"] = label.audit_rate
     return data
 
 
@@ -52,7 +53,7 @@ def test_the_imagenet_picker_saves_the_local_mapping(admin_client):
     client, project = admin_client
     label = project.labels.get(name="red")
     data = {"project": project.pk, "name": "red", "description": "", "order": 0, "accept_threshold": 0.7,
-            "margin": 0.1, "mappings": '{"colour": ["#ff0000"]}', "imagenet_classes": ["tabby, tabby cat", "tiger cat"],
+            "margin": 0.1, "audit_rate": 0.05, "mappings": '{"colour": ["#ff0000"]}', "imagenet_classes": ["tabby, tabby cat", "tiger cat"],
             "exemplars-TOTAL_FORMS": 0, "exemplars-INITIAL_FORMS": 0}
     response = client.post(f"/admin/classify/label/{label.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -65,7 +66,7 @@ def test_exemplars_are_validated_and_reencoded(admin_client):
     client, project = admin_client
     label = project.labels.get(name="red")
     base = {"project": project.pk, "name": "red", "description": "", "order": 0, "accept_threshold": 0.8,
-            "margin": 0.0, "mappings": "{}", "exemplars-TOTAL_FORMS": 1, "exemplars-INITIAL_FORMS": 0}
+            "margin": 0.0, "audit_rate": 0, "mappings": "{}", "exemplars-TOTAL_FORMS": 1, "exemplars-INITIAL_FORMS": 0}
     bad = {**base, "exemplars-0-image": SimpleUploadedFile("x.jpg", b"<svg onload=alert(1)>")}
     response = client.post(f"/admin/classify/label/{label.pk}/change/", bad)
     assert response.status_code == 200 and "not an image" in response.content.decode()
@@ -98,7 +99,7 @@ def test_the_unknown_class_cannot_be_deleted(admin_client):
 def test_a_new_class_starts_with_imagenet_suggestions(admin_client):
     client, project = admin_client
     data = {"project": project.pk, "name": "goldfish", "description": "", "order": 5, "accept_threshold": 0.8,
-            "margin": 0, "mappings": "{}", "exemplars-TOTAL_FORMS": 0, "exemplars-INITIAL_FORMS": 0}
+            "margin": 0, "audit_rate": 0, "mappings": "{}", "exemplars-TOTAL_FORMS": 0, "exemplars-INITIAL_FORMS": 0}
     assert client.post("/admin/classify/label/add/", data).status_code == 302
     assert Label.objects.get(project=project, name="goldfish").mappings["local"] == ["goldfish, Carassius auratus"]
 
