@@ -247,6 +247,9 @@ class Item(models.Model):
     lease_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     reviews_needed = models.PositiveSmallIntegerField(default=1)
+    # The backend an item started with: retries finish with it even if the project switches.
+    backend = models.CharField(max_length=64, blank=True)
+    backend_config = models.JSONField(null=True, blank=True, editable=False)
     audit = models.BooleanField(default=False, help_text="Auto-accepted, and sampled for a human check.")
     escalated = models.BooleanField(default=False, help_text="Reviewers disagreed: a project admin decides.")
     uploaded_by = models.ForeignKey(
@@ -316,6 +319,10 @@ class Prediction(models.Model):
     thresholds = models.JSONField()
     decision = models.CharField(max_length=16, choices=Decision.choices)
     reason = models.CharField(max_length=500)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0,
+                                   help_text="What the backend call cost (0 when scores were reused).")
+    saved_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0,
+                                    help_text="What reusing an identical image's scores saved.")
     reused_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="Set when the scores were copied from an identical image instead of calling the backend.",

@@ -247,22 +247,32 @@ def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool
 # --- Classification ----------------------------------------------------------------------------
 
 
-def class_specs(project: Project, labels: Sequence[Label]) -> list[ClassSpec]:
+def class_specs(project: Project, labels: Sequence[Label], *, backend: str = "") -> list[ClassSpec]:
     return [
         ClassSpec(
             name=label.name, is_unknown=label.is_unknown, description=label.description,
-            mapping=tuple(label.mappings.get(project.backend, ())),
+            mapping=tuple(label.mappings.get(backend or project.backend, ())),
         )
         for label in labels
     ]
 
 
-def build_backend(project: Project, labels: Sequence[Label]):
-    """The project's backend as configured right now, with its active fitted model if any."""
-    active = ModelVersion.objects.filter(project=project, backend=project.backend, is_active=True).first()
+def build_backend(project: Project, labels: Sequence[Label], *, name: str = "", config: dict | None = None):
+    """A backend for the project: by default as configured right now; ``name``/``config`` pin the
+    one an item started with. The active fitted model of that backend comes along, if any."""
+    name = name or project.backend
+    config = project.backend_config if config is None else config
+    active = ModelVersion.objects.filter(project=project, backend=name, is_active=True).first()
     model = ModelArtifact(version=active.version, data=bytes(active.artifact)) if active else None
-    return get_backend(project.backend, classes=class_specs(project, labels), config=project.backend_config,
-                       model=model)
+    return get_backend(name, classes=class_specs(project, labels, backend=name), config=config, model=model)
+
+
+def pin_backend(item: Item) -> None:
+    """The first claim of an item records the project's backend and settings; retries (even after
+    an admin switches the project's backend) finish with them."""
+    if not item.backend:
+        item.backend, item.backend_config = item.project.backend, item.project.backend_config
+        Item.objects.filter(pk=item.pk, backend="").update(backend=item.backend, backend_config=item.backend_config)
 
 
 def classify_item(item: Item) -> Prediction | None:
@@ -272,7 +282,8 @@ def classify_item(item: Item) -> Prediction | None:
     sent again: its scores are reused. Raises ``BackendError`` for the task to retry or route.
     """
     labels = list(item.project.labels.all())
-    backend = build_backend(item.project, labels)
+    pin_backend(item)
+    backend = build_backend(item.project, labels, name=item.backend, config=item.backend_config)
     earlier = reusable_prediction(item, backend_name=backend.name, model_version=backend.model_version)
     if earlier is not None:
         scores, latency = Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0
@@ -341,6 +352,8 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
             latency_ms=round(latency, 3), decision=routing.decision, reason=routing.reason,
             thresholds={name: {"threshold": r.threshold, "margin": r.margin} for name, r in rules.items()},
             raw=scores.raw, reused_from=reused_from,
+            cost_usd=0 if reused_from else round(scores.cost_usd, 6),
+            saved_usd=reused_from.cost_usd if reused_from else 0,
         )
 
 
@@ -349,7 +362,7 @@ def reclassify(*, items: Iterable[Item]) -> int:
     count = 0
     for item in items:
         if transition(item.pk, to=Status.QUEUED, reason="Re-queued by an admin.", attempts=0,
-                      enqueued_at=timezone.now()):
+                      enqueued_at=timezone.now(), backend="", backend_config=None):
             schedule_classification(item.pk)
             count += 1
     return count

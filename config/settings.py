@@ -285,6 +285,20 @@ LOUPE_STUCK_QUEUED_AFTER = env_int("LOUPE_STUCK_QUEUED_AFTER", 900)
 LOUPE_STUCK_CLASSIFYING_AFTER = env_int("LOUPE_STUCK_CLASSIFYING_AFTER", 150)
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 
+# --- Cloud backends (AWS) ----------------------------------------------------------------------
+LOUPE_AWS_CONNECT_TIMEOUT = env_float("LOUPE_AWS_CONNECT_TIMEOUT", 5.0)
+LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 30.0)
+LOUPE_AWS_RETRY_MODE = env_str("LOUPE_AWS_RETRY_MODE", "standard")  # or "adaptive" (client-side rate limiting)
+LOUPE_AWS_MAX_ATTEMPTS = env_int("LOUPE_AWS_MAX_ATTEMPTS", 3)
+
+# --- Cache (rate limits shared by workers) ----------------------------------------------------
+CACHE_URL = env_str("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+if CACHE_URL.startswith("redis"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
+
 # --- Logging ---------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

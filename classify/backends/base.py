@@ -45,6 +45,7 @@ class Scores:
     model_version: str
     embedding: bytes | None = None
     raw: dict[str, Any] | None = field(default=None, compare=False)
+    cost_usd: float = 0.0
 
 
 class BackendError(Exception):

@@ -1,0 +1,122 @@
+"""The one seam to AWS for the cloud backends: lazily created clients, error translation, pacing.
+
+- ``client(service, region)``: one boto3 client per (service, region, endpoint) per process, with
+  explicit connect/read timeouts and botocore's retry mode (``standard`` by default, ``adaptive``
+  via ``LOUPE_AWS_RETRY_MODE``). Credentials and region come the boto3 way: environment, profile,
+  instance role. Nothing connects at import time.
+- ``backend_error(exc, service)``: a ``BackendError`` whose ``retryable`` flag and message follow
+  the error code: throttling, 5xx and timeouts are retried by the task; the rest fail fast with a
+  message a project admin can act on.
+- ``pace(name, per_second)``: a per-backend rate limit shared by every worker through Django's
+  cache, so a burst of uploads does not trip the service's TPS limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from .base import BackendError
+
+RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException",
+    "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError", "InternalServerException",
+    "InternalFailure", "InternalDependencyException", "ModelNotReadyException", "ModelTimeoutException",
+    "RequestTimeout", "RequestTimeoutException", "TooManyRequestsException", "SlowDown", "Throttling",
+})
+
+ADVICE = {
+    "AccessDeniedException": "the AWS credentials lack permission for this call (see docs/backends.md for the IAM policy)",
+    "UnrecognizedClientException": "the AWS credentials are not valid",
+    "InvalidSignatureException": "the AWS credentials are not valid",
+    "ExpiredTokenException": "the AWS credentials have expired",
+    "ResourceNotFoundException": "the model, endpoint or project version named in the backend settings does not exist in this region",
+    "ResourceNotReadyException": "the model is not running: start the model version (StartProjectVersion) and try again",
+    "ValidationException": "the request was refused as invalid: check the backend settings",
+    "ValidationError": "the request was refused as invalid: check the backend settings (endpoint name, content type)",
+    "InvalidParameterException": "a parameter was refused: check the backend settings",
+    "ImageTooLargeException": "the image is too large for this API",
+    "InvalidImageFormatException": "the service could not read the image",
+    "InvalidS3ObjectException": "the service could not read the image from S3 (bucket, key or permissions)",
+    "ModelError": "the endpoint's model raised an error on this image",
+    "ModelErrorException": "the model raised an error on this request",
+}
+
+
+def _config():
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=settings.LOUPE_AWS_CONNECT_TIMEOUT,
+        read_timeout=settings.LOUPE_AWS_READ_TIMEOUT,
+        retries={"mode": settings.LOUPE_AWS_RETRY_MODE, "max_attempts": settings.LOUPE_AWS_MAX_ATTEMPTS},
+        max_pool_connections=20,
+        user_agent_extra="loupe",
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def client(service: str, region: str | None = None, endpoint_url: str | None = None):
+    """A boto3 client, created on first use in this process and reused (clients are thread-safe)."""
+    import boto3
+
+    return boto3.session.Session().client(service, region_name=region or None, endpoint_url=endpoint_url or None,
+                                          config=_config())
+
+
+def backend_error(exc: Exception, service: str) -> BackendError:
+    """Translate a botocore exception into a ``BackendError`` with the right retry flag."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, NoCredentialsError, ReadTimeoutError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = error.get("Message", "") or str(exc)
+        retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
+        advice = ADVICE.get(code)
+        text = f"{service} {code}: {message}" + (f" ({advice})" if advice and not retryable else "")
+        return BackendError(text, retryable=retryable)
+    if isinstance(exc, NoCredentialsError):
+        return BackendError(f"{service}: no AWS credentials found (environment, profile or instance role)",
+                            retryable=False)
+    if isinstance(exc, (ReadTimeoutError, ConnectionError, HTTPClientError)):
+        return BackendError(f"{service}: {exc.__class__.__name__}: {exc}", retryable=True)
+    return BackendError(f"{service}: {exc.__class__.__name__}: {exc}", retryable=False)
+
+
+def call(service: str, operation, **kwargs):
+    """Run one client call, translating any botocore failure into a ``BackendError``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return operation(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise backend_error(exc, service) from exc
+
+
+def pace(name: str, per_second: float, *, wait_limit: float = 5.0) -> None:
+    """Block until this call fits under ``per_second`` calls a second across all workers.
+
+    A fixed one-second window counted with the cache's atomic ``incr`` (Redis in production). If
+    no slot frees up within ``wait_limit`` seconds the call is refused as retryable.
+    """
+    if not per_second or per_second <= 0:
+        return
+    deadline = time.monotonic() + wait_limit
+    while True:
+        window = int(time.time())
+        key = f"loupe:pace:{name}:{window}"
+        cache.add(key, 0, timeout=5)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the key expired between add and incr
+            continue
+        if count <= per_second:
+            return
+        if time.monotonic() >= deadline:
+            raise BackendError(f"{name}: local rate limit of {per_second:g} calls/s reached", retryable=True)
+        time.sleep(max(0.0, window + 1 - time.time()) + 0.001)
