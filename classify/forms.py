@@ -34,3 +34,26 @@ class ProjectForm(forms.Form):
         if any(len(name) > 100 for name in names):
             raise forms.ValidationError("Class names are at most 100 characters.")
         return names
+
+
+class BakeoffForm(forms.Form):
+    backends = forms.MultipleChoiceField(choices=backends.choices, widget=forms.CheckboxSelectMultiple)
+    sample = forms.IntegerField(min_value=1, max_value=100_000, required=False,
+                                help_text="Score a random sample of this many labelled items (empty: all).")
+    configs = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Settings per backend as JSON, e.g. {"rekognition": {"region": "eu-west-1"}}. '
+                  "The project's current backend uses its own settings unless given here.",
+    )
+
+    def clean_configs(self) -> dict:
+        import json
+
+        raw = self.cleaned_data.get("configs") or "{}"
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("Not valid JSON.") from None
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise forms.ValidationError('Give an object of objects: {"backend": {"key": "value"}}.')
+        return value

@@ -57,3 +57,27 @@ def status_counts(project: Project) -> dict[str, int]:
     for row in Item.objects.filter(project=project).values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     return counts
+
+
+def cost_by_day(project: Project, *, days: int = 30) -> list[dict]:
+    """Per day: backend calls made, what they cost, and what reused scores saved (newest first)."""
+    from datetime import timedelta
+
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(days=days)
+    rows = (Prediction.objects.filter(item__project=project, created_at__gte=since)
+            .annotate(day=TruncDate("created_at")).values("day")
+            .annotate(predictions=Count("pk"), cost=Sum("cost_usd"), saved=Sum("saved_usd")).order_by("-day"))
+    return list(rows)
+
+
+def cost_totals(project: Project) -> dict:
+    from django.db.models import Q, Sum
+
+    return Prediction.objects.filter(item__project=project).aggregate(
+        predictions=Count("pk"), reused=Count("pk", filter=Q(reused_from__isnull=False)),
+        cost=Sum("cost_usd"), saved=Sum("saved_usd"),
+    )

@@ -24,7 +24,7 @@ from django.utils.text import get_valid_filename
 from . import pipeline
 from .images import ImageRejected
 from .backends import BackendError, ClassSpec, ModelArtifact, Scores, get_backend
-from .models import ALLOWED_TRANSITIONS, Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+from .models import ALLOWED_TRANSITIONS, BakeoffRun, Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
 
 log = logging.getLogger(__name__)
 Status = Item.Status
@@ -484,3 +484,54 @@ def refit_local_head(*, project: Project) -> ModelVersion | None:
             held_out_accuracy=fit.held_out_accuracy, human_labels_seen=len(names), is_active=better,
             note="" if better else "Not activated: held-out accuracy below the active version's.",
         )
+
+
+# --- Bake-off ------------------------------------------------------------------------------------
+
+
+def run_bakeoff(*, project: Project, backends: Sequence[str], configs: dict | None = None,
+                sample: int | None = None, seed: int = 0) -> list:
+    """Score each backend on the project's human-labelled items; a backend that cannot even be
+    built (bad settings) gets a report with its error instead of stopping the others."""
+    from . import bakeoff
+
+    configs = configs or {}
+    items = bakeoff.labelled_items(project, sample=sample, seed=seed)
+    labels = list(project.labels.all())
+    reports = []
+    for name in backends:
+        config = configs.get(name, project.backend_config if name == project.backend else {})
+        try:
+            backend = build_backend(project, labels, name=name, config=config)
+        except BackendError as exc:
+            reports.append(bakeoff.Report(backend=name, images=len(items), errors=len(items), first_error=str(exc)))
+            continue
+        images = ((load_image(item), item.label.name) for item in items)
+        outcomes, first_error = bakeoff.evaluate(backend, images, labels)
+        reports.append(bakeoff.metrics(name, outcomes, model_version=backend.model_version, first_error=first_error))
+    return reports
+
+
+def execute_bakeoff_run(run: BakeoffRun) -> BakeoffRun:
+    """Run a stored bake-off and keep its results (or why it failed) on the row."""
+    BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.RUNNING)
+    try:
+        reports = run_bakeoff(project=run.project, backends=run.backends, configs=run.configs, sample=run.sample)
+    except Exception as exc:
+        log.exception("bake-off %s failed", run.pk)
+        BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.FAILED, error=str(exc)[:500],
+                                                    finished_at=timezone.now())
+    else:
+        BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.DONE, finished_at=timezone.now(),
+                                                    results=[report.as_dict() for report in reports])
+    run.refresh_from_db()
+    return run
+
+
+def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, sample: int | None, user) -> BakeoffRun:
+    from .tasks import run_bakeoff as task
+
+    run = BakeoffRun.objects.create(project=project, backends=list(backends), configs=configs, sample=sample,
+                                    created_by=user)
+    transaction.on_commit(lambda: task.delay(run.pk))
+    return run

@@ -88,3 +88,12 @@ def prune_broker(max_age_seconds: int = 24 * 3600) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+@shared_task(name="classify.run_bakeoff", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def run_bakeoff(run_id: int) -> None:
+    from .models import BakeoffRun
+
+    run = BakeoffRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is not None and run.state == BakeoffRun.State.QUEUED:
+        services.execute_bakeoff_run(run)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects/new/", views.project_create, name="project_create"),
     path("projects/<slug:slug>/", views.project_detail, name="project"),
     path("projects/<slug:slug>/items/<int:item_id>/", views.item_detail, name="item_detail"),
+    path("projects/<slug:slug>/backends/", views.backends_page, name="backends"),
     path("items/<int:item_id>/image", views.item_image, name="item_image"),
     path("healthz", views.healthz, name="healthz"),
 ]

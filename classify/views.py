@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
-from .forms import ProjectForm
+from .forms import BakeoffForm, ProjectForm
 from .models import Item
 
 PAGE_SIZE = 200
@@ -53,6 +53,28 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "is_admin": selectors.is_project_admin(request.user, project),
     }
     return render(request, "classify/project_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Costs per day and the backend bake-off, for project admins."""
+    project = selectors.project_for(request.user, slug)
+    if not selectors.is_project_admin(request.user, project):
+        raise PermissionDenied("Only project admins compare backends.")
+    form = BakeoffForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.start_bakeoff(project=project, backends=form.cleaned_data["backends"],
+                               configs=form.cleaned_data["configs"], sample=form.cleaned_data["sample"],
+                               user=request.user)
+        messages.success(request, "Bake-off queued: results appear below when the worker has run it.")
+        return redirect("classify:backends", slug=project.slug)
+    runs = list(project.bakeoffs.all()[:10])
+    context = {
+        "project": project, "form": form, "runs": runs, "days": selectors.cost_by_day(project),
+        "totals": selectors.cost_totals(project),
+        "refresh": any(run.state in ("queued", "running") for run in runs),
+    }
+    return render(request, "classify/backends.html", context)
 
 
 def item_detail(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:

@@ -1,0 +1,195 @@
+"""Amazon Rekognition DetectLabels: generic labels ("Cat", "Bicycle", "Pizza") mapped to classes.
+
+Each project class maps to one or more Rekognition label names (``Label.mappings["rekognition"]``,
+matched case-insensitively). A returned label counts for a class when its ``Name`` or one of its
+``Aliases`` is mapped, or when one of its ``Parents`` is: a "Tabby Cat" under "Cat" counts for a
+class mapped to "Cat". For a parent match the parent's own confidence is used when the parent is in
+the response (it is then matched by name anyway), else the child's: a child implies its parent, so
+its confidence is a lower bound of the parent's.
+
+A class scores the **highest** confidence among its matched labels, divided by 100, not their sum:
+Rekognition's confidences are independent per label and hierarchical ("Animal" ⊃ "Pet" ⊃ "Cat" all
+describe the same pixels), so adding them would count the same evidence several times. The classes
+then go through ``base.distribution``: scaled down if they add up to more than 1, unknown taking
+the rest. ``min_confidence`` defaults to 1 (DetectLabels' own default, 55, would hide every weak
+label and with it most of the distribution).
+
+``Categories`` and bounding boxes (``Instances``) are not used. The image goes as JPEG bytes, at most
+5 MB (re-encoded smaller, then downscaled, when needed). One call is one billed image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from . import aws
+from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+
+SERVICE = "rekognition"
+VERSION_PREFIX = "rekognition-detect-labels"
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # DetectLabels' limit for image bytes (the service model's maximum)
+DEFAULT_PRICE_PER_CALL = 0.001  # USD, DetectLabels' first pricing tier (first million images a month)
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+JPEG_QUALITIES = (90, 80, 70)
+
+
+# --- Settings and images, shared with custom_labels ---------------------------------------------
+
+
+def setting_number(config: Mapping[str, Any], key: str, default: float | None, *, backend: str,
+                   minimum: float = 0.0, maximum: float = math.inf, integer: bool = False) -> float | None:
+    """A numeric setting within [minimum, maximum]; a wrong one is a non-retryable ``BackendError``."""
+    value = config.get(key)
+    if value is None:
+        return default
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or (integer and value != int(value)) or not minimum <= value <= maximum:
+        kind = "a whole number" if integer else "a number"
+        upper = "" if maximum == math.inf else f" and {maximum:g}"
+        bounds = f"between {minimum:g}{upper}" if upper else f"of at least {minimum:g}"
+        raise BackendError(f"{backend} backend setting {key!r} must be {kind} {bounds}, not {value!r}",
+                           retryable=False)
+    return int(value) if integer else float(value)
+
+
+def setting_region(config: Mapping[str, Any], *, backend: str, default: str | None = None) -> str | None:
+    """``region``: an AWS region name such as "eu-west-1"; absent means boto3's own default."""
+    region = config.get("region") or default
+    if region is not None and (not isinstance(region, str) or not REGION.match(region)):
+        raise BackendError(f"{backend} backend setting 'region' must be an AWS region such as 'eu-west-1', "
+                           f"not {region!r}", retryable=False)
+    return region
+
+
+def jpeg_within(image: Image.Image, max_bytes: int) -> bytes:
+    """The image as JPEG bytes of at most ``max_bytes``: lower quality first, then smaller sizes.
+
+    Each downscale shrinks by the square root of the overshoot (JPEG size grows about with the pixel
+    count), with a margin, so even a very noisy image needs only a few rounds.
+    """
+    current = image if image.mode == "RGB" else image.convert("RGB")
+    while True:
+        for quality in JPEG_QUALITIES:
+            buffer = io.BytesIO()
+            current.save(buffer, format="JPEG", quality=quality)
+            if buffer.tell() <= max_bytes:
+                return buffer.getvalue()
+        scale = min(0.9, math.sqrt(max_bytes / buffer.tell()) * 0.95)
+        current = current.resize((max(1, int(current.width * scale)), max(1, int(current.height * scale))),
+                                 Image.Resampling.LANCZOS)
+
+
+def lazy_client(service: str, region: str | None):
+    """The process's client for the service (``aws.client``); a client that cannot be made (no region
+    configured anywhere, say) is a ``BackendError`` like a failed call."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return aws.client(service, region)
+    except BotoCoreError as exc:
+        raise aws.backend_error(exc, service) from exc
+
+
+def short_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# --- The backend ------------------------------------------------------------------------------------
+
+
+class RekognitionBackend:
+    name = "rekognition"
+
+    def __init__(
+        self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None
+    ) -> None:
+        self.classes = tuple(classes)
+        self.region = setting_region(config, backend=self.name)
+        self.min_confidence = setting_number(config, "min_confidence", 1.0, backend=self.name, maximum=100.0)
+        self.max_labels = setting_number(config, "max_labels", 100, backend=self.name, minimum=1, maximum=1000,
+                                         integer=True)
+        self.max_tps = setting_number(config, "max_tps", None, backend=self.name)
+        self.price = setting_number(config, "price_per_call", DEFAULT_PRICE_PER_CALL, backend=self.name)
+        self.names = {spec.name: self._mapped_names(spec) for spec in self.classes if not spec.is_unknown}
+
+    def _mapped_names(self, spec: ClassSpec) -> frozenset[str]:
+        names = frozenset(name.strip().casefold() for name in spec.mapping if isinstance(name, str) and name.strip())
+        if not names:
+            raise BackendError(f"class {spec.name!r} has no Rekognition label names: map it in the class's admin "
+                               f"page (e.g. {{\"rekognition\": [\"Cat\"]}})", retryable=False)
+        return names
+
+    @property
+    def model_version(self) -> str:
+        """Known before the call, so identical images can reuse scores: the mapping and the settings
+        that change the scores. The label model Rekognition used (``LabelModelVersion``, only known
+        after a call) is kept in each prediction's raw response."""
+        settings = {"names": {name: sorted(names) for name, names in self.names.items()},
+                    "min_confidence": self.min_confidence, "max_labels": self.max_labels}
+        return f"{VERSION_PREFIX}/{short_hash(settings)}"
+
+    def classify(self, image: Image.Image) -> Scores:
+        client = lazy_client(SERVICE, self.region)
+        data = jpeg_within(image, MAX_IMAGE_BYTES)
+        aws.pace(self.name, self.max_tps)
+        response = aws.call(SERVICE, client.detect_labels, Image={"Bytes": data}, MaxLabels=self.max_labels,
+                            MinConfidence=self.min_confidence)
+        labels = [trimmed(label) for label in response.get("Labels") or []]
+        known, matched = class_scores(labels, self.names)
+        raw = {"LabelModelVersion": response.get("LabelModelVersion"), "Labels": labels, "matched": matched,
+               "RequestId": response.get("ResponseMetadata", {}).get("RequestId")}
+        return Scores(distribution(known, self.classes), self.model_version, raw=raw, cost_usd=self.price)
+
+
+def confidence(value: Any) -> float:
+    """A 0..100 confidence; missing, NaN or out of range counts as 0 (or 100 at most)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(100.0, number) if math.isfinite(number) and number > 0 else 0.0
+
+
+def trimmed(label: Mapping[str, Any]) -> dict[str, Any]:
+    """What matters of a returned label (no bounding boxes, no categories)."""
+    return {
+        "Name": label.get("Name", ""),
+        "Confidence": round(confidence(label.get("Confidence")), 3),
+        "Parents": [parent.get("Name", "") for parent in label.get("Parents") or []],
+        "Aliases": [alias.get("Name", "") for alias in label.get("Aliases") or []],
+    }
+
+
+def class_scores(labels: Sequence[Mapping[str, Any]], names: Mapping[str, frozenset[str]]
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+    """Per class, the best matched confidence / 100, and the label that gave it (for the raw record)."""
+    present = {label["Name"].casefold(): label["Confidence"] for label in labels}
+    known: dict[str, float] = {}
+    matched: dict[str, str] = {}
+    for class_name, mapped in names.items():
+        best, source = 0.0, ""
+        for label in labels:
+            own = {label["Name"], *label["Aliases"]}
+            if any(name.casefold() in mapped for name in own):
+                score = label["Confidence"]
+            elif parents := [parent for parent in label["Parents"] if parent.casefold() in mapped]:
+                # A present parent is matched by name on its own: only an absent one borrows the child's.
+                if any(parent.casefold() in present for parent in parents):
+                    continue
+                score = label["Confidence"]
+            else:
+                continue
+            if score > best:
+                best, source = score, label["Name"]
+        known[class_name] = best / 100.0
+        if source:
+            matched[class_name] = source
+    return known, matched

@@ -1,0 +1,107 @@
+"""The backend bake-off: run several backends over a project's human-labelled items and compare.
+
+Plain functions: ``evaluate`` scores one backend on (image, true label) pairs; ``metrics`` turns
+predictions into accuracy, macro F1, per-class precision/recall, the share auto-accepted at the
+project's current thresholds and its precision, latency percentiles and cost per 1,000 images.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from . import pipeline
+from .backends import BackendError
+from .models import Item, Label, Project
+
+
+@dataclass
+class Outcome:
+    truth: str
+    predicted: str | None  # None: the backend failed on this image
+    auto_accepted: bool = False
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class Report:
+    backend: str
+    model_version: str = ""
+    images: int = 0
+    errors: int = 0
+    first_error: str = ""
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    auto_accept_share: float | None = None
+    auto_accept_precision: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    cost_per_1000_usd: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def labelled_items(project: Project, *, sample: int | None = None, seed: int = 0) -> list[Item]:
+    """Human-labelled items (the ground truth), optionally a seeded random sample of them."""
+    items = list(Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False)
+                 .select_related("label").order_by("pk"))
+    if sample and sample < len(items):
+        items = random.Random(seed).sample(items, sample)
+    return items
+
+
+def evaluate(backend, images: Iterable[tuple], labels: Sequence[Label]) -> tuple[list[Outcome], str]:
+    """Score every (image, true label name) pair; returns the outcomes and the first error seen."""
+    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
+    unknown = next(label.name for label in labels if label.is_unknown)
+    outcomes, first_error = [], ""
+    for image, truth in images:
+        try:
+            scores, latency = pipeline.classify(image, backend)
+        except BackendError as exc:
+            outcomes.append(Outcome(truth, None))
+            first_error = first_error or str(exc)
+            continue
+        routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
+        outcomes.append(Outcome(truth, routing.top_label, routing.decision == "auto_accepted", latency,
+                                scores.cost_usd))
+    return outcomes, first_error
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def metrics(name: str, outcomes: Sequence[Outcome], *, model_version: str = "", first_error: str = "") -> Report:
+    scored = [o for o in outcomes if o.predicted is not None]
+    report = Report(backend=name, model_version=model_version, images=len(outcomes),
+                    errors=len(outcomes) - len(scored), first_error=first_error)
+    if not scored:
+        return report
+    report.accuracy = sum(o.predicted == o.truth for o in scored) / len(scored)
+    classes = sorted({o.truth for o in scored} | {o.predicted for o in scored})
+    for name_ in classes:
+        tp = sum(o.predicted == name_ and o.truth == name_ for o in scored)
+        predicted = sum(o.predicted == name_ for o in scored)
+        actual = sum(o.truth == name_ for o in scored)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report.per_class[name_] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    truths = {o.truth for o in scored}
+    report.macro_f1 = statistics.fmean(report.per_class[c]["f1"] for c in sorted(truths))
+    accepted = [o for o in scored if o.auto_accepted]
+    report.auto_accept_share = len(accepted) / len(scored)
+    report.auto_accept_precision = (sum(o.predicted == o.truth for o in accepted) / len(accepted)) if accepted else None
+    latencies = [o.latency_ms for o in scored]
+    report.latency_p50_ms, report.latency_p95_ms = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    report.cost_per_1000_usd = 1000 * statistics.fmean(o.cost_usd for o in scored)
+    return report
