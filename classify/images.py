@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Formats we decode. Never EPS/PS/PDF (Ghostscript) or SVG; the real format comes from the bytes.

@@ -22,9 +22,19 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from . import pipeline
-from .images import ImageRejected
 from .backends import BackendError, ClassSpec, ModelArtifact, Scores, get_backend
-from .models import ALLOWED_TRANSITIONS, BakeoffRun, Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+from .images import ImageRejected
+from .models import (
+    ALLOWED_TRANSITIONS,
+    BakeoffRun,
+    Exemplar,
+    Item,
+    Label,
+    Membership,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 
 log = logging.getLogger(__name__)
 Status = Item.Status

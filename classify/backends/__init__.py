@@ -15,6 +15,10 @@ from .base import Backend, BackendError, ClassSpec, ModelArtifact, Scores
 
 BACKENDS: dict[str, str] = {
     "local": "classify.backends.local.LocalBackend",
+    "rekognition": "classify.backends.rekognition.RekognitionBackend",
+    "custom_labels": "classify.backends.custom_labels.CustomLabelsBackend",
+    "sagemaker": "classify.backends.sagemaker.SageMakerBackend",
+    "bedrock": "classify.backends.bedrock.BedrockBackend",
 }
 
 # Deterministic backends for the test suite: registered only with LOUPE_ENABLE_TEST_BACKENDS.

@@ -58,8 +58,10 @@ class CustomLabelsBackend:
     @property
     def model_version(self) -> str:
         """The project version's name, plus a hash of its full ARN and the class names, so that
-        another project's "v1", a retrained version, or a new mapping never reuses old scores."""
-        return f"{VERSION_PREFIX}/{self.version_name}:{short_hash({'arn': self.arn, 'names': self.class_of})}"
+        another project's "v1", a retrained version, or a new mapping never reuses old scores. (A
+        version name may be 255 characters; ``Prediction.model_version`` holds 200: the name is cut,
+        the hash still tells versions apart.)"""
+        return f"{VERSION_PREFIX}/{self.version_name[:160]}:{short_hash({'arn': self.arn, 'names': self.class_of})}"
 
     def classify(self, image: Image.Image) -> Scores:
         client = lazy_client(SERVICE, self.region)

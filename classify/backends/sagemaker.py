@@ -110,12 +110,12 @@ class SageMakerBackend:
     @property
     def client(self):
         if self._client is None:
-            self._client = aws.call(SERVICE, aws.client, SERVICE, self.region)
+            self._client = make_client(SERVICE, self.region)
         return self._client
 
     def classify(self, image: Image.Image) -> Scores:
         response = self._invoke(_jpeg(image))
-        body = response["Body"].read()
+        body = aws.call(SERVICE, response["Body"].read)  # the body streams: a timeout can come here too
         model_scores = parse_response(body, self.class_order)
         self._check_names(model_scores)
         known: dict[str, float] = {}
@@ -278,9 +278,10 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
     names: dict[str, tuple[str, ...]] = {}
     seen: dict[str, str] = {}
     for spec in classes:
-        if spec.is_unknown:
+        # Model classes mapped to unknown (a "background" class) are named only so they are recognised.
+        own = tuple(spec.mapping) if spec.is_unknown else tuple(spec.mapping) or (spec.name,)
+        if not own:
             continue
-        own = tuple(spec.mapping) or (spec.name,)
         for model_name in own:
             if model_name in seen:
                 raise invalid(f"the model class {model_name!r} is mapped to both {seen[model_name]!r} and "
@@ -288,6 +289,19 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
             seen[model_name] = spec.name
         names[spec.name] = own
     return names
+
+
+def make_client(service: str, region: str | None):
+    """The process's client for ``service`` in ``region`` (created on first use), or a clear error."""
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return aws.call(service, lambda: aws.client(service, region))
+    except BackendError as error:
+        if isinstance(error.__cause__, NoRegionError):
+            raise BackendError(f"{service}: no AWS region: set region in the backend settings or "
+                               "AWS_DEFAULT_REGION in the environment", retryable=False) from error.__cause__
+        raise
 
 
 def _jpeg(image: Image.Image) -> bytes:

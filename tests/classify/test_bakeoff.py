@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from classify import services
 from classify.bakeoff import Outcome, metrics
-from classify.models import BakeoffRun, Item, Membership
+from classify.models import BakeoffRun, Item
 from tests.base import COLOURS, make_colour_project, make_user, noisy_image
 
 RGB = {"red": (240, 10, 10), "green": (10, 240, 10), "blue": (10, 10, 240)}

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from classify import services
-from classify.models import Item, Project
+from classify.models import Project
 from tests.base import PASSWORD, make_colour_project, make_user, solid_image
 
 pytestmark = pytest.mark.django_db
@@ -27,8 +27,9 @@ def world(django_capture_on_commit_callbacks):
 def project_urls(world) -> dict[str, tuple[str, str, int]]:
     """Every named URL of Loupe's own apps: the method to call it by, and what a signed-in user
     of another project gets (404, or 409 for a lease token that is not theirs)."""
-    from classify.models import Exemplar
     from django.core.files.base import ContentFile
+
+    from classify.models import Exemplar
 
     slug, item_id = world["project"].slug, world["item"].pk
     exemplar = Exemplar.objects.create(label=world["project"].labels.first(), sha256="0" * 64,
