@@ -42,6 +42,7 @@ def project_urls(world) -> dict[str, tuple[str, str, int]]:
         "classify:item_detail": ("get", reverse("classify:item_detail", args=[slug, item_id]), 404),
         "classify:item_image": ("get", reverse("classify:item_image", args=[item_id]), 404),
         "classify:healthz": ("get", reverse("classify:healthz"), 200),
+        "classify:backends": ("get", reverse("classify:backends", args=[slug]), 404),
         "reviewer:queue": ("get", reverse("reviewer:queue", args=[slug]), 404),
         "reviewer:grid": ("get", reverse("reviewer:grid", args=[slug]), 404),
         "reviewer:exemplar_image": ("get", reverse("reviewer:exemplar_image", args=[exemplar.pk]), 404),
