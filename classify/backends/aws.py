@@ -69,7 +69,14 @@ def client(service: str, region: str | None = None, endpoint_url: str | None = N
 
 def backend_error(exc: Exception, service: str) -> BackendError:
     """Translate a botocore exception into a ``BackendError`` with the right retry flag."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, NoCredentialsError, ReadTimeoutError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
 
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -80,6 +87,9 @@ def backend_error(exc: Exception, service: str) -> BackendError:
         advice = ADVICE.get(code)
         text = f"{service} {code}: {message}" + (f" ({advice})" if advice and not retryable else "")
         return BackendError(text, retryable=retryable)
+    if isinstance(exc, NoRegionError):
+        return BackendError(f'{service}: no AWS region: set "region" in the backend settings or AWS_DEFAULT_REGION',
+                            retryable=False)
     if isinstance(exc, NoCredentialsError):
         return BackendError(f"{service}: no AWS credentials found (environment, profile or instance role)",
                             retryable=False)
@@ -98,7 +108,7 @@ def call(service: str, operation, **kwargs):
         raise backend_error(exc, service) from exc
 
 
-def pace(name: str, per_second: float, *, wait_limit: float = 5.0) -> None:
+def pace(name: str, per_second: float | None, *, wait_limit: float = 5.0) -> None:
     """Block until this call fits under ``per_second`` calls a second across all workers.
 
     A fixed one-second window counted with the cache's atomic ``incr`` (Redis in production). If

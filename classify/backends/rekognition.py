@@ -39,6 +39,7 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024  # DetectLabels' limit for image bytes (the se
 DEFAULT_PRICE_PER_CALL = 0.001  # USD, DetectLabels' first pricing tier (first million images a month)
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 JPEG_QUALITIES = (90, 80, 70)
+RAW_LABELS = 20
 
 
 # --- Settings and images, shared with custom_labels ---------------------------------------------
@@ -144,7 +145,8 @@ class RekognitionBackend:
                             MinConfidence=self.min_confidence)
         labels = [trimmed(label) for label in response.get("Labels") or []]
         known, matched = class_scores(labels, self.names)
-        raw = {"LabelModelVersion": response.get("LabelModelVersion"), "Labels": labels, "matched": matched,
+        raw = {"LabelModelVersion": response.get("LabelModelVersion"), "Labels": kept(labels, matched),
+               "label_count": len(labels), "matched": matched,
                "RequestId": response.get("ResponseMetadata", {}).get("RequestId")}
         return Scores(distribution(known, self.classes), self.model_version, raw=raw, cost_usd=self.price)
 
@@ -166,6 +168,15 @@ def trimmed(label: Mapping[str, Any]) -> dict[str, Any]:
         "Parents": [parent.get("Name", "") for parent in label.get("Parents") or []],
         "Aliases": [alias.get("Name", "") for alias in label.get("Aliases") or []],
     }
+
+
+def kept(labels: Sequence[dict[str, Any]], matched: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The labels worth storing with the prediction: the strongest ``RAW_LABELS`` (what Rekognition
+    saw, to help fix a mapping) and every label that scored a class (up to 100 labels of every
+    image would otherwise add ~10 KB to each prediction)."""
+    ranked = sorted(labels, key=lambda label: label["Confidence"], reverse=True)
+    used = set(matched.values())
+    return [label for rank, label in enumerate(ranked) if rank < RAW_LABELS or label["Name"] in used]
 
 
 def class_scores(labels: Sequence[Mapping[str, Any]], names: Mapping[str, frozenset[str]]
