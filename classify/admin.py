@@ -182,6 +182,19 @@ class ProjectForm(forms.ModelForm):
         model = Project
         fields = "__all__"
 
+    def clean(self):
+        """Build the backend with these settings now, so a mistake shows here, not on every item."""
+        data = super().clean()
+        name, config = data.get("backend"), data.get("backend_config")
+        if name and isinstance(config, dict) and self.instance.pk:
+            labels = list(self.instance.labels.all())
+            try:
+                backends.get_backend(name, classes=services.class_specs(self.instance, labels, backend=name),
+                                     config=config)
+            except backends.BackendError as exc:
+                self.add_error("backend_config", f"These settings do not work for {name}: {exc}")
+        return data
+
 
 @admin.register(Project)
 class ProjectAdmin(ProjectScopedAdmin):

@@ -261,10 +261,17 @@ def class_specs(project: Project, labels: Sequence[Label], *, backend: str = "")
     return [
         ClassSpec(
             name=label.name, is_unknown=label.is_unknown, description=label.description,
-            mapping=tuple(label.mappings.get(backend or project.backend, ())),
+            mapping=_mapping(label.mappings.get(backend or project.backend, ())),
         )
         for label in labels
     ]
+
+
+def _mapping(value) -> tuple[str, ...]:
+    """A class's names for a backend: a list, or one name given as a plain string."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(name) for name in value or ())
 
 
 def build_backend(project: Project, labels: Sequence[Label], *, name: str = "", config: dict | None = None):

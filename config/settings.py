@@ -277,17 +277,23 @@ LOUPE_RETRY_BACKOFF_MAX_SECONDS = env_float("LOUPE_RETRY_BACKOFF_MAX_SECONDS", 1
 if LOUPE_BACKEND_RETRIES >= LOUPE_MAX_ATTEMPTS:
     # Each retry is an attempt: an outage would end items "failed" instead of "needs review".
     raise ImproperlyConfigured("LOUPE_MAX_ATTEMPTS must be greater than LOUPE_BACKEND_RETRIES")
-LOUPE_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 60)
-LOUPE_TASK_TIME_LIMIT = env_int("LOUPE_TASK_TIME_LIMIT", 90)
+# A SageMaker container may take 60 s and Bedrock may need two calls: room for both.
+LOUPE_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 150)
+LOUPE_TASK_TIME_LIMIT = env_int("LOUPE_TASK_TIME_LIMIT", 180)
 # The sweeper's idea of "stuck", in seconds.
 LOUPE_STUCK_RECEIVED_AFTER = env_int("LOUPE_STUCK_RECEIVED_AFTER", 60)
 LOUPE_STUCK_QUEUED_AFTER = env_int("LOUPE_STUCK_QUEUED_AFTER", 900)
-LOUPE_STUCK_CLASSIFYING_AFTER = env_int("LOUPE_STUCK_CLASSIFYING_AFTER", 150)
+LOUPE_STUCK_CLASSIFYING_AFTER = env_int("LOUPE_STUCK_CLASSIFYING_AFTER", 240)
+if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK_TIME_LIMIT:
+    # A claim younger than the task's time limit may belong to a worker that is still busy.
+    import warnings
+
+    warnings.warn("LOUPE_STUCK_CLASSIFYING_AFTER should exceed LOUPE_TASK_TIME_LIMIT", stacklevel=1)
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 
 # --- Cloud backends (AWS) ----------------------------------------------------------------------
 LOUPE_AWS_CONNECT_TIMEOUT = env_float("LOUPE_AWS_CONNECT_TIMEOUT", 5.0)
-LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 30.0)
+LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 65.0)  # SageMaker containers get 60 s
 LOUPE_AWS_RETRY_MODE = env_str("LOUPE_AWS_RETRY_MODE", "standard")  # or "adaptive" (client-side rate limiting)
 LOUPE_AWS_MAX_ATTEMPTS = env_int("LOUPE_AWS_MAX_ATTEMPTS", 3)
 

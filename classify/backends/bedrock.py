@@ -33,8 +33,8 @@ DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 KNOWN_PRICES = {DEFAULT_MODEL: (0.00025, 0.00125)}
 PROFILE_PREFIXES = ("us.", "eu.", "apac.")
 DEFAULT_MAX_TOKENS = 512
-# Claude scales larger images down to fit 1568 px anyway (~1,600 input tokens): sending more costs
-# upload time and nothing else.
+# Claude scales images down to at most 1568 px a side (and about 1.15 megapixels, ~1,600 input
+# tokens) anyway: sending more costs upload time and nothing else. A smaller max_side costs fewer tokens.
 DEFAULT_MAX_SIDE = 1568
 SETTINGS = ("model_id", "region", "max_tokens", "temperature", "max_tps", "max_side",
             "price_per_1k_input_tokens", "price_per_1k_output_tokens")

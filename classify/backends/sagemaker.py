@@ -200,7 +200,9 @@ def _scores_from_object(value: dict, class_order: Sequence[str]) -> dict[str, fl
 
 
 def _indexed_scores(values: list, class_order: Sequence[str], labels: Any) -> dict[str, float]:
-    if isinstance(labels, list) and len(labels) == len(values) and all(isinstance(n, str) for n in labels):
+    if isinstance(labels, list) and all(isinstance(n, str) for n in labels):
+        if len(labels) != len(values):
+            raise invalid(f"the endpoint returned {len(values)} probabilities but {len(labels)} labels")
         names = labels  # the endpoint named its classes itself (JumpStart's verbose output)
     elif len(values) != len(class_order):
         raise invalid(f"the endpoint returned {len(values)} probabilities but class_order lists "
@@ -318,5 +320,5 @@ def _with_model_details(error: BackendError) -> BackendError:
     if not isinstance(cause, ClientError) or cause.response.get("Error", {}).get("Code") != "ModelError":
         return error
     details = {key: cause.response.get(key) for key in ("OriginalStatusCode", "OriginalMessage", "LogStreamArn")}
-    extra = "; ".join(f"{key} {value}" for key, value in details.items() if value and str(value) not in str(error))
+    extra = "; ".join(f"{key}: {value}" for key, value in details.items() if value and str(value) not in str(error))
     return BackendError(f"{error}; {extra}" if extra else str(error), retryable=error.retryable)

@@ -117,3 +117,19 @@ def test_a_labelled_item_can_become_an_exemplar(admin_client, django_capture_on_
     exemplar = Exemplar.objects.get()
     assert exemplar.label.name == "red" and exemplar.sha256 == item.sha256
     assert exemplar.image.name != item.image.name
+
+
+def test_backend_settings_are_checked_when_saved(admin_client):
+    client, project = admin_client
+    data = {"name": project.name, "slug": project.slug, "description": "", "backend": "custom_labels",
+            "backend_config": '{"project_version_arn": "not-an-arn"}', "refit_every": 20,
+            "min_examples_per_class": 3, "review_order": "margin", "review_candidates": 9, "grid_size": 24,
+            "lease_seconds": 120, "consensus_reviews": 1, "consensus_below": 0.5, "min_side": 32,
+            "min_brightness": 0.04, "max_brightness": 0.98, "min_sharpness": 0, "max_aspect_ratio": 10,
+            "labels-TOTAL_FORMS": 0, "labels-INITIAL_FORMS": 0, "memberships-TOTAL_FORMS": 0,
+            "memberships-INITIAL_FORMS": 0}
+    response = client.post(f"/admin/classify/project/{project.pk}/change/", data)
+    assert response.status_code == 200
+    assert "These settings do not work for custom_labels" in response.content.decode()
+    project.refresh_from_db()
+    assert project.backend == "colour"
