@@ -67,6 +67,12 @@ def client(service: str, region: str | None = None, endpoint_url: str | None = N
                                           config=_config())
 
 
+def lazy_client(service: str, region: str | None = None):
+    """``client`` for a backend: a client that cannot be made (no region configured anywhere, say)
+    is a ``BackendError`` like a failed call."""
+    return call(service, lambda: client(service, region))
+
+
 def backend_error(exc: Exception, service: str) -> BackendError:
     """Translate a botocore exception into a ``BackendError`` with the right retry flag."""
     from botocore.exceptions import (

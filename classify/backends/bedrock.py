@@ -117,7 +117,7 @@ class BedrockBackend:
     @property
     def client(self):
         if self._client is None:
-            self._client = _make_client(self.region)
+            self._client = aws.lazy_client(SERVICE, self.region)
         return self._client
 
     def classify(self, image: Image.Image) -> Scores:
@@ -274,18 +274,6 @@ def _number(config: Mapping[str, Any], key: str, default: float, *, low: float =
         limits = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
         raise invalid(f"{key} must be {kind} {limits}")
     return float(value)
-
-
-def _make_client(region: str | None):
-    from botocore.exceptions import NoRegionError
-
-    try:
-        return aws.call(SERVICE, lambda: aws.client(SERVICE, region))
-    except BackendError as error:
-        if isinstance(error.__cause__, NoRegionError):
-            raise BackendError(f"{SERVICE}: no AWS region: set region in the backend settings or "
-                               "AWS_DEFAULT_REGION in the environment", retryable=False) from error.__cause__
-        raise
 
 
 def _jpeg(image: Image.Image, max_side: int) -> bytes:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
-from .rekognition import confidence, jpeg_within, lazy_client, setting_number, setting_region, short_hash
+from .rekognition import confidence, jpeg_within, setting_number, setting_region, short_hash
 
 SERVICE = "rekognition"
 VERSION_PREFIX = "custom-labels"
@@ -64,7 +64,7 @@ class CustomLabelsBackend:
         return f"{VERSION_PREFIX}/{self.version_name[:160]}:{short_hash({'arn': self.arn, 'names': self.class_of})}"
 
     def classify(self, image: Image.Image) -> Scores:
-        client = lazy_client(SERVICE, self.region)
+        client = aws.lazy_client(SERVICE, self.region)
         data = jpeg_within(image, MAX_IMAGE_BYTES)
         aws.pace(self.name, self.max_tps)
         response = aws.call(SERVICE, client.detect_custom_labels, ProjectVersionArn=self.arn,

@@ -88,17 +88,6 @@ def jpeg_within(image: Image.Image, max_bytes: int) -> bytes:
                                  Image.Resampling.LANCZOS)
 
 
-def lazy_client(service: str, region: str | None):
-    """The process's client for the service (``aws.client``); a client that cannot be made (no region
-    configured anywhere, say) is a ``BackendError`` like a failed call."""
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        return aws.client(service, region)
-    except BotoCoreError as exc:
-        raise aws.backend_error(exc, service) from exc
-
-
 def short_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -138,7 +127,7 @@ class RekognitionBackend:
         return f"{VERSION_PREFIX}/{short_hash(settings)}"
 
     def classify(self, image: Image.Image) -> Scores:
-        client = lazy_client(SERVICE, self.region)
+        client = aws.lazy_client(SERVICE, self.region)
         data = jpeg_within(image, MAX_IMAGE_BYTES)
         aws.pace(self.name, self.max_tps)
         response = aws.call(SERVICE, client.detect_labels, Image={"Bytes": data}, MaxLabels=self.max_labels,

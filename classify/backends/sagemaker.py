@@ -110,7 +110,7 @@ class SageMakerBackend:
     @property
     def client(self):
         if self._client is None:
-            self._client = make_client(SERVICE, self.region)
+            self._client = aws.lazy_client(SERVICE, self.region)
         return self._client
 
     def classify(self, image: Image.Image) -> Scores:
@@ -291,19 +291,6 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
             seen[model_name] = spec.name
         names[spec.name] = own
     return names
-
-
-def make_client(service: str, region: str | None):
-    """The process's client for ``service`` in ``region`` (created on first use), or a clear error."""
-    from botocore.exceptions import NoRegionError
-
-    try:
-        return aws.call(service, lambda: aws.client(service, region))
-    except BackendError as error:
-        if isinstance(error.__cause__, NoRegionError):
-            raise BackendError(f"{service}: no AWS region: set region in the backend settings or "
-                               "AWS_DEFAULT_REGION in the environment", retryable=False) from error.__cause__
-        raise
 
 
 def _jpeg(image: Image.Image) -> bytes:
