@@ -207,7 +207,7 @@ class SageMakerErrorTests:
         monkeypatch.delenv("AWS_DEFAULT_REGION")
         monkeypatch.delenv("AWS_REGION", raising=False)
         monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-        with pytest.raises(BackendError, match="set "region" in the backend settings") as error:
+        with pytest.raises(BackendError, match='set "region" in the backend settings') as error:
             SageMakerBackend(classes=CLASSES, config={"endpoint_name": ENDPOINT}).classify(image())
         assert not error.value.retryable
 
