@@ -31,6 +31,8 @@ folder), deleted at exit: the developer's ``var/`` is never touched.
 
 from __future__ import annotations
 
+import _benchpath  # noqa: F401  (first: keeps bench/ off sys.path)
+
 import argparse
 import io
 import logging

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DERIVATIVE_MAX_SIDE = 2048
 DERIVATIVE_QUALITY = 90
+DRAFT_SLACK = 0.9  # a JPEG may be decoded down to 90% of DERIVATIVE_MAX_SIDE when that saves a scale step
 log = logging.getLogger(__name__)
 
 
@@ -46,8 +47,8 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
     The header's dimensions are checked before any pixel is decoded, Pillow's decompression-bomb
     warning is an error, only the first frame of an animation is used, and EXIF orientation is
     applied so that what reviewers and models see is the right way up. With ``max_side``, a large
-    JPEG is decoded at 1/2, 1/4 or 1/8 scale (never below ``max_side``): libjpeg does that far
-    faster than a full decode followed by a resize.
+    JPEG is decoded at 1/2, 1/4 or 1/8 scale (its longer side never below 90% of ``max_side``):
+    libjpeg does that far faster than a full decode followed by a resize.
     """
     if not data:
         raise ImageRejected("The file is empty.")
@@ -61,7 +62,12 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
             if image.getexif().get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
             if max_side and fmt == "JPEG":
-                image.draft("RGB", (max_side, max_side))
+                # Pillow keeps *both* sides at least the requested box's: ask for a box of the
+                # image's own shape, so only the longer side is held, to 90% of max_side (a
+                # 12 MP photo then decodes at half size, 2016 px, four times less work).
+                longer, floor = max(image.size), int(max_side * DRAFT_SLACK)
+                box = (image.width * floor // longer, image.height * floor // longer)
+                image.draft("RGB", (max(1, box[0]), max(1, box[1])))
             image.seek(0)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no full-size copy when already upright
@@ -113,6 +119,24 @@ def encode_jpeg(image: Image.Image, quality: int = DERIVATIVE_QUALITY) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality, optimize=False)
     return buffer.getvalue()
+
+
+SOURCE_JPEG = "loupe.source_jpeg"
+
+
+def remember_source(image: Image.Image, jpeg: bytes) -> Image.Image:
+    """Note on ``image`` the JPEG it was decoded from, so a backend can send those bytes as they are
+    (no second lossy encoding, no encoding cost). The note is ignored once the size changes."""
+    image.info[SOURCE_JPEG] = (image.size, jpeg)
+    return image
+
+
+def jpeg_bytes(image: Image.Image, quality: int = DERIVATIVE_QUALITY) -> bytes:
+    """The image as JPEG: the stored file's own bytes when the image came straight from it."""
+    size, data = image.info.get(SOURCE_JPEG, (None, None))
+    if data is not None and size == image.size and image.mode == "RGB":
+        return data
+    return encode_jpeg(image if image.mode == "RGB" else image.convert("RGB"), quality)
 
 
 def derivative_sha256(jpeg: bytes) -> str:
@@ -168,13 +192,14 @@ def quality_problems(image: Image.Image, *, width: int, height: int, rules: Qual
     aspect = max(width, height) / max(1, min(width, height))
     if rules.max_aspect_ratio and aspect > rules.max_aspect_ratio:
         problems.append(f"Extreme shape: {aspect:.0f}:1; at most {rules.max_aspect_ratio:g}:1.")
-    brightness = mean_brightness(image)
+    grey = image.convert("L")  # once for both checks (each shrinks its own copy)
+    brightness = mean_brightness(grey)
     if rules.min_brightness and brightness < rules.min_brightness:
         problems.append(f"Too dark: mean brightness {brightness:.0%}; at least {rules.min_brightness:.0%}.")
     if rules.max_brightness and brightness > rules.max_brightness:
         problems.append(f"Too bright: mean brightness {brightness:.0%}; at most {rules.max_brightness:.0%}.")
     if rules.min_sharpness and not problems:
-        score = sharpness(image)
+        score = sharpness(grey)
         if score < rules.min_sharpness:
             problems.append(f"Too blurry: sharpness {score:.1f}; at least {rules.min_sharpness:g}.")
     return problems

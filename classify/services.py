@@ -6,6 +6,7 @@ workers (or a worker and the sweeper) can never both move the same item.
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import uuid
@@ -23,7 +24,7 @@ from django.utils.text import get_valid_filename
 
 from . import pipeline
 from .backends import BackendError, ClassSpec, ModelArtifact, Scores, get_backend
-from .images import ImageRejected
+from .images import ImageRejected, remember_source
 from .models import (
     ALLOWED_TRANSITIONS,
     BakeoffRun,
@@ -330,11 +331,14 @@ def load_image(item: Item | Exemplar, *, min_side: int | None = None):
     from PIL import Image
 
     with item.image.open("rb") as handle:
-        image = Image.open(handle)
-        if min_side:
-            image.draft("RGB", (min_side, min_side))
-        image.load()
-    return image if image.mode == "RGB" else image.convert("RGB")
+        data = handle.read()
+    image = Image.open(io.BytesIO(data))
+    if min_side:
+        image.draft("RGB", (min_side, min_side))
+    image.load()
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image if min_side else remember_source(image, data)
 
 
 def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels) -> Prediction | None:

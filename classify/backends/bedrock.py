@@ -277,7 +277,6 @@ def _number(config: Mapping[str, Any], key: str, default: float, *, low: float =
 
 
 def _jpeg(image: Image.Image, max_side: int) -> bytes:
-    from ..images import bounded, encode_jpeg
+    from ..images import bounded, jpeg_bytes
 
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return encode_jpeg(bounded(rgb, max_side))
+    return jpeg_bytes(bounded(image if image.mode == "RGB" else image.convert("RGB"), max_side))

@@ -30,6 +30,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..images import jpeg_bytes
 from . import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 
@@ -76,6 +77,9 @@ def jpeg_within(image: Image.Image, max_bytes: int) -> bytes:
     Each downscale shrinks by the square root of the overshoot (JPEG size grows about with the pixel
     count), with a margin, so even a very noisy image needs only a few rounds.
     """
+    stored = jpeg_bytes(image)
+    if len(stored) <= max_bytes:
+        return stored  # the stored derivative as it is: no second encoding
     current = image if image.mode == "RGB" else image.convert("RGB")
     while True:
         for quality in JPEG_QUALITIES:

@@ -294,9 +294,9 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
 
 
 def _jpeg(image: Image.Image) -> bytes:
-    from ..images import encode_jpeg
+    from ..images import jpeg_bytes
 
-    return encode_jpeg(image if image.mode == "RGB" else image.convert("RGB"))
+    return jpeg_bytes(image)
 
 
 def _with_model_details(error: BackendError) -> BackendError:

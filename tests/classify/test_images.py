@@ -89,3 +89,12 @@ def test_the_hash_follows_the_stored_picture_not_the_file():
     assert prepared.sha256 == hashlib.sha256(prepared.jpeg).hexdigest()  # anyone can check the stored file
     other = Image.new("RGB", (16, 16), (1, 120, 3))
     assert preprocess(encode(other, "PNG"), max_pixels=LIMIT).sha256 != prepared.sha256
+
+
+@pytest.mark.parametrize("size,decoded", [((4032, 3024), (2016, 1512)), ((6000, 4000), (3000, 2000)),
+                                          ((1600, 1200), (1600, 1200))])
+def test_large_jpegs_are_decoded_at_reduced_scale(size, decoded):
+    data = encode(Image.new("RGB", size, (120, 90, 60)), "JPEG")
+    result = images.decode(data, max_pixels=LIMIT, max_side=images.DERIVATIVE_MAX_SIDE)
+    assert result.image.size == decoded and (result.width, result.height) == size
+    assert max(images.bounded(result.image).size) <= images.DERIVATIVE_MAX_SIDE
