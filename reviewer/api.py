@@ -38,7 +38,7 @@ def _body(request: HttpRequest) -> dict:
             for key in request.POST}
 
 
-def claim_json(item: Item, reviewer) -> dict:
+def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
     project = item.project
     labels = list(project.labels.all())
     scores = selectors.item_scores(item)
@@ -51,7 +51,8 @@ def claim_json(item: Item, reviewer) -> dict:
         "item": payload,
         "candidates": [
             {"key": index, "label": c.label.name, "label_id": c.label.pk, "score": c.score, "exemplars": c.exemplar_urls}
-            for index, c in enumerate(selectors.candidates_for(item, labels, project.review_candidates), start=1)
+            for index, c in enumerate(selectors.candidates_for(item, labels, project.review_candidates, cache=cache),
+                                      start=1)
         ],
         "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name)},
         "labels": [{"id": label.pk, "name": label.name, "is_unknown": label.is_unknown} for label in labels],
@@ -60,7 +61,8 @@ def claim_json(item: Item, reviewer) -> dict:
 
 
 def stats_json(project: Project, reviewer) -> dict:
-    return {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer)}
+    return {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer),
+            "by_class": selectors.waiting_by_class(project, reviewer)}
 
 
 def _error(exc: services.ReviewError) -> JsonResponse:
@@ -77,7 +79,8 @@ def claim(request: HttpRequest, slug: str) -> HttpResponse:
     items = services.claim_many(project=project, reviewer=request.user, limit=count)
     if not items:
         return HttpResponse(status=204)
-    claims = [claim_json(item, request.user) for item in items]
+    cache: dict = {}
+    claims = [claim_json(item, request.user, cache=cache) for item in items]
     body = claims[0] if count == 1 else {"claims": claims}
     return JsonResponse({**body, **stats_json(project, request.user)})
 
@@ -86,22 +89,28 @@ def claim(request: HttpRequest, slug: str) -> HttpResponse:
 def grid_claim(request: HttpRequest, slug: str) -> HttpResponse:
     project = classify_selectors.project_for(request.user, slug)
     try:
-        label = _body(request).get("label") or busiest_class(project, request.user)
+        body = _body(request)
+        exclude = [int(pk) for pk in body.get("exclude") or []][:500]  # items this page flagged already
+        label = body.get("label") or busiest_class(project, request.user, exclude=exclude)
+    except (TypeError, ValueError):
+        return api_error(400, "exclude must be a list of item ids.")
     except services.ReviewError as exc:
         return _error(exc)
     if not label:
         return HttpResponse(status=204)
-    items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label)
+    items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label,
+                                exclude=exclude)
     if not items:
         return HttpResponse(status=204)
-    return JsonResponse({"label": label, "claims": [claim_json(item, request.user) for item in items],
+    cache: dict = {}
+    return JsonResponse({"label": label, "claims": [claim_json(item, request.user, cache=cache) for item in items],
                          **stats_json(project, request.user)})
 
 
-def busiest_class(project: Project, reviewer) -> str | None:
+def busiest_class(project: Project, reviewer, *, exclude=()) -> str | None:
     from django.db.models import Count
 
-    row = (selectors.reviewable_items(project, reviewer).exclude(top_label="")
+    row = (selectors.reviewable_items(project, reviewer).exclude(pk__in=exclude).exclude(top_label="")
            .exclude(top_label__in=project.labels.filter(is_unknown=True).values("name"))
            .order_by().values("top_label").annotate(n=Count("pk")).order_by("-n", "top_label").first())
     return row["top_label"] if row else None
@@ -121,7 +130,8 @@ def decision(request: HttpRequest, token: str) -> HttpResponse:
         return _error(exc)
     stored.item.refresh_from_db()
     return JsonResponse({"decision": stored.pk, "item": stored.item_id, "status": stored.item.status,
-                         "labels": [label.name for label in stored.labels.all()]}, status=201)
+                         "labels": [label.name for label in stored.labels.all()],
+                         **stats_json(stored.item.project, request.user)}, status=201)
 
 
 def _labels(request: HttpRequest, token: str, wanted) -> list[Label]:
@@ -145,10 +155,10 @@ def _labels(request: HttpRequest, token: str, wanted) -> list[Label]:
 @api_view(methods=("POST",))
 def skip(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        services.skip(token=token, reviewer=request.user)
+        skipped = services.skip(token=token, reviewer=request.user)
     except services.ReviewError as exc:
         return _error(exc)
-    return JsonResponse({"skipped": True})
+    return JsonResponse({"skipped": True, **stats_json(skipped.item.project, request.user)})
 
 
 @api_view(methods=("POST",))

@@ -28,7 +28,7 @@ def reviewable_items(project: Project, reviewer, *, now: datetime | None = None)
     now = now or timezone.now()
     mine = Decision.objects.filter(item=OuterRef("pk"), reviewer=reviewer)
     decided = mine.filter(kind=Decision.Kind.LABEL, undone=False)
-    skipped = mine.filter(kind=Decision.Kind.SKIP, created_at__gte=now - SKIP_MEMORY)
+    skipped = mine.filter(kind=Decision.Kind.SKIP, undone=False, created_at__gte=now - SKIP_MEMORY)
     items = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW).filter(
         Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
     ).exclude(Exists(decided)).exclude(Exists(skipped))
@@ -45,6 +45,14 @@ def ordered(items: QuerySet[Item], order: str) -> QuerySet[Item]:
     return items.order_by(F("margin").asc(nulls_first=True), "pk")
 
 
+def waiting_by_class(project: Project, reviewer) -> dict[str, int]:
+    """How many items this reviewer could claim, per class the model put them in (grid mode)."""
+    from django.db.models import Count
+
+    rows = reviewable_items(project, reviewer).order_by().values("top_label").annotate(n=Count("pk"))
+    return {row["top_label"]: row["n"] for row in rows if row["top_label"]}
+
+
 def remaining(project: Project, reviewer) -> int:
     """How many items wait for a person (held by a colleague or not)."""
     items = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW)
@@ -55,7 +63,8 @@ def remaining(project: Project, reviewer) -> int:
 
 def pace_today(reviewer) -> int:
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    return Decision.objects.filter(reviewer=reviewer, kind=Decision.Kind.LABEL, created_at__gte=start).count()
+    return Decision.objects.filter(reviewer=reviewer, kind=Decision.Kind.LABEL, undone=False,
+                                   created_at__gte=start).count()
 
 
 @dataclass(frozen=True)
@@ -65,13 +74,18 @@ class Candidate:
     exemplar_urls: list[str]
 
 
-def candidates_for(item: Item, labels: list[Label], limit: int) -> list[Candidate]:
-    """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0)."""
+def candidates_for(item: Item, labels: list[Label], limit: int, *, cache: dict | None = None) -> list[Candidate]:
+    """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0).
+
+    ``cache`` (label id → URLs) lets several claims in one request share the exemplar lookups.
+    """
     scores = item_scores(item)
     known = [label for label in labels if not label.is_unknown]
     known.sort(key=lambda label: -(scores.get(label.name) or 0.0))
     chosen = known[:limit]
-    urls = exemplar_urls(chosen)
+    cache = {} if cache is None else cache
+    cache.update(exemplar_urls([label for label in chosen if label.pk not in cache]))
+    urls = cache
     return [Candidate(label, scores.get(label.name), urls.get(label.pk, [])) for label in chosen]
 
 
@@ -96,7 +110,8 @@ def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> 
 
 def last_undoable(project: Project, reviewer) -> Decision | None:
     return (
-        Decision.objects.filter(item__project=project, reviewer=reviewer, kind=Decision.Kind.LABEL, undone=False)
+        Decision.objects.filter(item__project=project, reviewer=reviewer, undone=False,
+                                kind__in=[Decision.Kind.LABEL, Decision.Kind.SKIP])
         .select_related("item")
         .order_by("-created_at", "-pk")
         .first()

@@ -51,7 +51,8 @@ def claim_next(*, project: Project, reviewer) -> Item | None:
     return items[0] if items else None
 
 
-def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None = None) -> list[Item]:
+def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None = None,
+               exclude: Sequence[int] = ()) -> list[Item]:
     """Lease up to ``limit`` items at once (prefetching, grid mode).
 
     PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent reviewers pass each other by.
@@ -61,6 +62,8 @@ def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None 
         queryset = selectors.reviewable_items(project, reviewer)
         if top_label is not None:
             queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
+        if exclude:
+            queryset = queryset.exclude(pk__in=exclude)
         return queryset
 
     if connection.features.has_select_for_update_skip_locked:
@@ -227,8 +230,8 @@ def skip(*, token: str, reviewer) -> Decision:
 
 
 def undo_last(*, project: Project, reviewer) -> Item:
-    """Take back the reviewer's last label in this project (a new revision, never a delete) and
-    lease the item to them again so they can decide anew."""
+    """Take back the reviewer's last label or skip in this project (a new revision, never a
+    delete) and lease the item to them again so they can decide anew."""
     with transaction.atomic():
         last = selectors.last_undoable(project, reviewer)
         if last is None:

@@ -176,6 +176,17 @@ class SkipAndUndoTests:
         item.refresh_from_db()
         assert item.label.name == "blue" and Decision.objects.count() == 3
 
+    def test_undo_after_a_skip_brings_the_skipped_item_back(self, team):
+        project, rey, *_ = team
+        item = make_review_item(project)
+        services.skip(token=str(services.claim_next(project=project, reviewer=rey).lease_token), reviewer=rey)
+        again = services.undo_last(project=project, reviewer=rey)
+        assert again == item and again.lease_owner == rey
+        assert Decision.objects.get(kind=Decision.Kind.SKIP).undone
+        services.record_decision(token=str(again.lease_token), reviewer=rey, labels=labels(project, "red"))
+        item.refresh_from_db()
+        assert item.status == Item.Status.REVIEWED
+
     def test_undo_refuses_when_a_colleague_decided_since_or_there_is_nothing(self, team):
         project, rey, ria, _ = team
         Project.objects.filter(pk=project.pk).update(consensus_reviews=2, consensus_below=1.0)
@@ -342,8 +353,20 @@ class ApiTests:
         undone = client.post(reverse("review_api:undo", args=[project.slug])).json()
         assert undone["item"]["id"] == claims[2]["item"]["id"] and undone["lease"]["token"] not in tokens
         stats = client.get(reverse("review_api:stats", args=[project.slug])).json()
-        assert stats == {"remaining": 3, "pace_today": 1}
+        assert stats == {"remaining": 3, "pace_today": 0, "by_class": {"red": 1}}  # an undone label does not count
+        skipped_again = client.post(reverse("review_api:undo", args=[project.slug])).json()
+        assert skipped_again["item"]["id"] == claims[0]["item"]["id"]  # then the skip before it
         assert client.post(reverse("review_api:undo", args=[project.slug])).status_code == 400
+
+    def test_grid_claim_leaves_out_the_items_the_page_flagged(self, api):
+        project, client = api
+        first = make_review_item(project, scores(red=0.7))
+        second = make_review_item(project, scores(red=0.6))
+        url = reverse("review_api:grid_claim", args=[project.slug])
+        body = client.post(url, {"exclude": [first.pk]}, content_type="application/json").json()
+        assert [claim["item"]["id"] for claim in body["claims"]] == [second.pk]
+        assert body["by_class"] == {"red": 1}  # the flagged one still waits for the single-item queue
+        assert client.post(url, {"exclude": ["x"]}, content_type="application/json").status_code == 400
 
     def test_grid_claim_defaults_to_the_busiest_class(self, api):
         project, client = api
