@@ -96,11 +96,11 @@ def test_the_sweeper_recovers_the_item_of_a_dead_worker_child_and_gives_up_after
     """The colour backend's "crash" kills the pool child (os._exit) mid-task, as an OOM kill would.
 
     As in production, the message Celery hands out again (acks_late + reject_on_worker_lost)
-    finds the claim still fresh (the worker's LOUPE_STUCK_CLASSIFYING_AFTER is 150 s) and leaves
+    finds the claim still fresh (the worker's LOUPE_STUCK_CLASSIFYING_AFTER is 240 s) and leaves
     the item alone. The sweeper (celery beat's job; here the test runs it, counting a claim as
     stale after 1 s) re-queues the item, then fails it once it has used LOUPE_MAX_ATTEMPTS.
     """
-    assert settings.LOUPE_MAX_ATTEMPTS == 2 and settings.LOUPE_STUCK_CLASSIFYING_AFTER == 150
+    assert settings.LOUPE_MAX_ATTEMPTS == 2 and settings.LOUPE_STUCK_CLASSIFYING_AFTER == 240
     settings.LOUPE_STUCK_CLASSIFYING_AFTER = 1  # the sweeper's view only; not the worker's
     project = make_colour_project(config={"fail": "crash"})
     item = upload(project, solid_image((255, 0, 0)), "poison.png")
