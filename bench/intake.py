@@ -28,7 +28,7 @@ a full decode.
 The stage breakdown runs the same functions in the same order as ``pipeline.preprocess`` and
 ``check_quality``, timed one by one (decode = ``images.decode`` with orientation and RGB
 conversion; bound = ``images.bounded``; re-encode = ``images.encode_jpeg``; sha256 =
-``images.derivative_sha256``; dHash = ``images.perceptual_hash``; quality =
+``images.derivative_sha256``; dHash = ``images.analysis_copy`` + ``images.perceptual_hash``; quality =
 ``images.quality_problems``), and checks that its results equal ``preprocess``'s.
 
 Fairness: one process, no Django setup (only ``classify.images`` and ``classify.pipeline`` are
@@ -211,11 +211,13 @@ def staged(data: bytes) -> tuple[dict[str, float], pipeline.PreparedImage, list[
     lap("re-encode")
     sha256 = images.derivative_sha256(jpeg)
     lap("sha256")
-    phash = images.perceptual_hash(derivative)
+    grey = images.analysis_copy(derivative)
+    phash = images.perceptual_hash(grey)
     lap("dHash")
-    problems = images.quality_problems(derivative, width=decoded.width, height=decoded.height, rules=RULES)
+    problems = images.quality_problems(grey, width=decoded.width, height=decoded.height, rules=RULES)
     lap("quality")
-    prepared = pipeline.PreparedImage(derivative, jpeg, sha256, phash, decoded.width, decoded.height, decoded.format)
+    prepared = pipeline.PreparedImage(derivative, jpeg, sha256, phash, grey, decoded.width, decoded.height,
+                                      decoded.format)
     return seconds, prepared, problems
 
 

@@ -160,21 +160,29 @@ class QualityRules:
     max_aspect_ratio: float = 10.0
 
 
+ANALYSIS_SIDE = 512
+
+
+def analysis_copy(image: Image.Image) -> Image.Image:
+    """A small greyscale copy for the quality checks and the perceptual hash: box-reduced by an
+    integer factor to a longer side of 512-1023 px, a fraction of the cost of a resampling resize.
+    An image that is already one passes through."""
+    grey = image if image.mode == "L" else image.convert("L")
+    factor = max(1, max(grey.size) // ANALYSIS_SIDE)
+    return grey.reduce(factor) if factor > 1 else grey
+
+
 def mean_brightness(image: Image.Image) -> float:
     """Mean luminance, 0 (black) to 1 (white)."""
-    small = image.convert("L")
-    small.thumbnail((256, 256))
-    return float(np.asarray(small, dtype=np.float32).mean() / 255.0)
+    return float(np.asarray(analysis_copy(image), dtype=np.float32).mean() / 255.0)
 
 
 def sharpness(image: Image.Image) -> float:
-    """Variance of the Laplacian on a ≤512 px greyscale copy: low means blurry (or flat).
+    """Variance of the Laplacian on the analysis copy: low means blurry (or flat).
 
     Sharp photographs measure in the hundreds; a heavy blur brings them under 3.
     """
-    grey = image.convert("L")
-    grey.thumbnail((512, 512))
-    a = np.asarray(grey, dtype=np.float32)
+    a = np.asarray(analysis_copy(image), dtype=np.float32)
     if min(a.shape) < 3:
         return 0.0
     laplacian = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4 * a[1:-1, 1:-1]
@@ -192,7 +200,7 @@ def quality_problems(image: Image.Image, *, width: int, height: int, rules: Qual
     aspect = max(width, height) / max(1, min(width, height))
     if rules.max_aspect_ratio and aspect > rules.max_aspect_ratio:
         problems.append(f"Extreme shape: {aspect:.0f}:1; at most {rules.max_aspect_ratio:g}:1.")
-    grey = image.convert("L")  # once for both checks (each shrinks its own copy)
+    grey = analysis_copy(image)  # once for every check
     brightness = mean_brightness(grey)
     if rules.min_brightness and brightness < rules.min_brightness:
         problems.append(f"Too dark: mean brightness {brightness:.0%}; at least {rules.min_brightness:.0%}.")
@@ -213,7 +221,7 @@ def perceptual_hash(image: Image.Image) -> int:
 
     Returned as a signed 64-bit integer so that it fits a database BIGINT.
     """
-    grey = image.convert("L").resize((9, 8), Image.Resampling.BOX)
+    grey = analysis_copy(image).resize((9, 8), Image.Resampling.BOX)
     a = np.asarray(grey, dtype=np.int16)
     bits = (a[:, 1:] > a[:, :-1]).flatten()
     value = int("".join("1" if bit else "0" for bit in bits), 2)

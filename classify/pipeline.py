@@ -24,6 +24,7 @@ class PreparedImage:
     jpeg: bytes
     sha256: str
     phash: int
+    grey: Image.Image  # the small greyscale analysis copy (quality checks, perceptual hash)
     width: int
     height: int
     format: str
@@ -34,11 +35,13 @@ def preprocess(data: bytes, *, max_pixels: int) -> PreparedImage:
     decoded = images.decode(data, max_pixels=max_pixels, max_side=images.DERIVATIVE_MAX_SIDE)
     derivative = images.bounded(decoded.image)
     jpeg = images.encode_jpeg(derivative)
+    grey = images.analysis_copy(derivative)
     return PreparedImage(
         image=derivative,
         jpeg=jpeg,
         sha256=images.derivative_sha256(jpeg),
-        phash=images.perceptual_hash(derivative),
+        phash=images.perceptual_hash(grey),
+        grey=grey,
         width=decoded.width,
         height=decoded.height,
         format=decoded.format,
@@ -47,7 +50,7 @@ def preprocess(data: bytes, *, max_pixels: int) -> PreparedImage:
 
 def check_quality(prepared: PreparedImage, *, rules: images.QualityRules) -> list[str]:
     """The reasons (if any) not to spend a backend call on this image."""
-    return images.quality_problems(prepared.image, width=prepared.width, height=prepared.height, rules=rules)
+    return images.quality_problems(prepared.grey, width=prepared.width, height=prepared.height, rules=rules)
 
 
 def classify(image: Image.Image, backend: Backend) -> tuple[Scores, float]:
