@@ -8,6 +8,7 @@ double submit store one decision.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -58,21 +59,34 @@ def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None 
     PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent reviewers pass each other by.
     Elsewhere: a conditional UPDATE per candidate (SQLite serialises writers anyway).
     """
-    def candidates():
+    # Random order: start at a random point of the content-hash order (an index walk), wrapping
+    # round when nothing lies after it, instead of ORDER BY random() over every waiting item.
+    pivots = [secrets.token_hex(32), None] if project.review_order == Project.ReviewOrder.RANDOM else [None]
+
+    def candidates(pivot: str | None = None):
         queryset = selectors.reviewable_items(project, reviewer)
         if top_label is not None:
             queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
         if exclude:
             queryset = queryset.exclude(pk__in=exclude)
+        if pivot is not None:
+            queryset = queryset.filter(sha256__gte=pivot)
         return queryset
 
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
-            ids = list(candidates().select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
-            return [_lease(item_id, project, reviewer) for item_id in ids]
+            for pivot in pivots:
+                locked = candidates(pivot).select_for_update(skip_locked=True, of=("self",))
+                ids = list(locked.values_list("pk", flat=True)[:limit])
+                if ids:
+                    return [_lease(item_id, project, reviewer) for item_id in ids]
+            return []
     claimed: list[Item] = []
-    for _ in range(CLAIM_TRIES):
-        ids = list(candidates().values_list("pk", flat=True)[: limit - len(claimed)])
+    for attempt in range(CLAIM_TRIES):
+        pivot = pivots[0] if attempt == 0 else None
+        ids = list(candidates(pivot).values_list("pk", flat=True)[: limit - len(claimed)])
+        if not ids and pivot is not None:
+            continue
         if not ids:
             break
         for item_id in ids:
@@ -135,7 +149,7 @@ def record_decision(*, token: str, reviewer, labels: Sequence[Label], seconds_sp
     agree it is ``reviewed``, if not it is escalated to a project admin, whose decision is final.
     """
     with transaction.atomic():
-        item = _held(token, reviewer).select_for_update().select_related("project").first()
+        item = _held(token, reviewer).select_for_update(of=("self",)).select_related("project").first()
         if item is None:
             raise LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
         labels = _valid_labels(item, labels)
@@ -236,7 +250,7 @@ def undo_last(*, project: Project, reviewer) -> Item:
         last = selectors.last_undoable(project, reviewer)
         if last is None:
             raise ReviewError("Nothing to undo.")
-        item = Item.objects.select_for_update().select_related("project").get(pk=last.item_id)
+        item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=last.item_id)
         if item.lease_owner_id not in (None, reviewer.pk) and item.lease_expires_at and item.lease_expires_at > timezone.now():
             raise LeaseLost("A colleague is looking at that item now.")
         later = Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False, pk__gt=last.pk)

@@ -56,6 +56,18 @@ class ClaimTests:
         project.refresh_from_db()
         assert services.claim_next(project=project, reviewer=ria) is not None
 
+    def test_random_order_starts_at_a_random_point_and_wraps_round(self, team):
+        from unittest import mock
+
+        project, rey, ria, _ = team
+        Project.objects.filter(pk=project.pk).update(review_order="random")
+        project.refresh_from_db()
+        low, high = make_review_item(project, sha256="1" * 64), make_review_item(project, sha256="c" * 64)
+        with mock.patch("reviewer.services.secrets.token_hex", return_value="8" * 64):
+            assert services.claim_next(project=project, reviewer=rey) == high
+        with mock.patch("reviewer.services.secrets.token_hex", return_value="f" * 64):
+            assert services.claim_next(project=project, reviewer=ria) == low  # nothing after: wraps round
+
     def test_a_held_item_is_not_handed_to_a_colleague_until_its_lease_runs_out(self, team):
         project, rey, ria, _ = team
         item = make_review_item(project)
