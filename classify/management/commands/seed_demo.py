@@ -30,7 +30,9 @@ class Command(BaseCommand):
         admin = get_user_model().objects.filter(is_superuser=True).first()
         project = services.create_project(slug="demo", name="Demo", labels=list(MAPPINGS), created_by=admin)
         for name, classes in MAPPINGS.items():
-            Label.objects.filter(project=project, name=name).update(mappings={"local": classes}, accept_threshold=0.6)
+            # No unannounced auto-accept checks in the demo: what a newcomer sees should not vary.
+            Label.objects.filter(project=project, name=name).update(mappings={"local": classes}, accept_threshold=0.6,
+                                                                    audit_rate=0)
         count = 0
         for photo, data in sample_photos():
             services.ingest_upload(project=project, data=data, filename=f"{photo}.png", uploaded_by=admin)
