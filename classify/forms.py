@@ -57,3 +57,34 @@ class BakeoffForm(forms.Form):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise forms.ValidationError('Give an object of objects: {"backend": {"key": "value"}}.')
         return value
+
+
+class CustomLabelsTrainingForm(forms.Form):
+    """Train on Rekognition Custom Labels from manifests already exported to S3."""
+
+    train_manifest = forms.CharField(max_length=1100, help_text="s3://bucket/key of the TRAIN manifest.")
+    test_manifest = forms.CharField(max_length=1100, help_text="s3://bucket/key of the TEST manifest.")
+    output_location = forms.CharField(max_length=1100, help_text="s3://bucket/prefix where Rekognition writes its output.")
+    region = forms.CharField(max_length=32, required=False, help_text="AWS region (empty: the default).")
+    rekognition_project = forms.CharField(max_length=255, required=False,
+                                          help_text="Rekognition project name (empty: loupe-<slug>; reused if it exists).")
+    start_model = forms.BooleanField(required=False, initial=True,
+                                     help_text="Start the new model (billed while running) so it can be compared.")
+
+    def clean(self) -> dict:
+        from .retrain.custom_labels import parse_s3
+        from .retrain.outcomes import StepFailed
+
+        data = super().clean()
+        for field, what, key_required in (("train_manifest", "train manifest", True),
+                                          ("test_manifest", "test manifest", True),
+                                          ("output_location", "output location", False)):
+            if data.get(field):
+                try:
+                    parse_s3(data[field], what=what, key_required=key_required)
+                except StepFailed as exc:
+                    self.add_error(field, str(exc))
+        name = data.get("rekognition_project", "")
+        if name and not all(ch.isalnum() or ch in "_.-" for ch in name):
+            self.add_error("rekognition_project", "Letters, digits, '_', '.' and '-' only.")
+        return data

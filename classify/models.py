@@ -76,6 +76,23 @@ class Project(models.Model):
     consensus_below = models.FloatField(
         default=0.5, validators=UNIT_INTERVAL, help_text="Items whose top score is below this need the consensus reviews.",
     )
+    # Retraining: the bar a new model must clear, and what "compare before switching" samples.
+    min_f1 = models.FloatField(
+        default=0.8, validators=UNIT_INTERVAL,
+        help_text="A retrained model is offered for promotion only with at least this F1 (and at least the active model's).",
+    )
+    compare_sample = models.PositiveIntegerField(
+        default=200, validators=[MinValueValidator(1)],
+        help_text="How many recent items a candidate model re-classifies before a project admin decides.",
+    )
+    max_share_shift = models.FloatField(
+        default=10.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)],
+        help_text="Warn when a candidate moves any class's share of the sample by more than this many points.",
+    )
+    target_precision = models.FloatField(
+        default=0.95, validators=UNIT_INTERVAL,
+        help_text="Suggested per-class thresholds are the lowest that reach this precision on the test split.",
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -348,12 +365,17 @@ class ModelVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     backend = models.CharField(max_length=64, default="local")
     version = models.CharField(max_length=100)
-    artifact = models.BinaryField(editable=False)
+    artifact = models.BinaryField(editable=False, default=bytes)
     classes = models.JSONField(default=list)
     n_train = models.PositiveIntegerField(default=0)
     n_test = models.PositiveIntegerField(default=0)
     held_out_accuracy = models.FloatField(null=True, blank=True)
     human_labels_seen = models.PositiveIntegerField(default=0)
+    f1 = models.FloatField(null=True, blank=True, help_text="Macro F1 (local) or Custom Labels' F1 on the test split.")
+    metrics = models.JSONField(default=dict, blank=True,
+                               help_text="Test-split evaluation: accuracy, per class precision/recall/F1, thresholds.")
+    config = models.JSONField(default=dict, blank=True,
+                              help_text="Backend settings this version needs, e.g. its project_version_arn.")
     is_active = models.BooleanField(default=False)
     note = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -410,3 +432,67 @@ class BakeoffRun(models.Model):
 
     def __str__(self) -> str:
         return f"bake-off #{self.pk} of {self.project}"
+
+
+class TrainingRun(models.Model):
+    """One retraining: the steps taken so far, the candidate model, its comparison, the decision.
+
+    The Celery tasks run one step at a time and keep everything they learn here (AWS ARNs, when
+    to poll next), so a run survives worker restarts: the sweeper re-enqueues a run whose next
+    step is overdue. ``steps`` is the log shown to project admins, one entry per step attempt.
+    """
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local trained head"
+        CUSTOM_LABELS = "custom_labels", "Rekognition Custom Labels"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        AWAITING_DECISION = "awaiting_decision", "Waiting for a project admin"
+        APPROVED = "approved", "Approved and activated"
+        REJECTED = "rejected", "Rejected by a project admin"
+        NOT_PROMOTED = "not_promoted", "Not promoted (below the bar)"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    step = models.CharField(max_length=40, blank=True, help_text="The step to run next (or the last one run).")
+    steps = models.JSONField(default=list, blank=True, help_text="[{step, status, detail, at}], oldest first.")
+    reason = models.CharField(max_length=1000, blank=True, help_text="Why the run failed or was not promoted.")
+    # Inputs (custom_labels): the exported manifests and where Rekognition writes its output.
+    train_manifest = models.CharField(max_length=1100, blank=True)
+    test_manifest = models.CharField(max_length=1100, blank=True)
+    output_location = models.CharField(max_length=1100, blank=True, help_text="s3://bucket/prefix for training output.")
+    region = models.CharField(max_length=32, blank=True)
+    rekognition_project = models.CharField(max_length=255, blank=True)
+    version_name = models.CharField(max_length=255, blank=True)
+    start_model = models.BooleanField(default=True, help_text="Start the new model version (billed while running).")
+    # What AWS told us: ARNs, and when to look again.
+    aws = models.JSONField(default=dict, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    token = models.UUIDField(null=True, blank=True, editable=False, help_text="Only the task carrying it may run the next step.")
+    # Results
+    candidate = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    metrics = models.JSONField(default=dict, blank=True)
+    comparison = models.JSONField(default=dict, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "next_poll_at"])]
+
+    def __str__(self) -> str:
+        return f"training run #{self.pk} of {self.project} ({self.kind})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)

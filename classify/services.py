@@ -445,30 +445,60 @@ def human_label_count(project: Project) -> int:
 
 
 def maybe_schedule_refit(project: Project) -> bool:
-    """After ``refit_every`` new human labels, refit the trained head in the background."""
+    """After ``refit_every`` new human labels, train a new head in the background.
+
+    The head is a candidate: the training run measures it, compares it with the active model on
+    recent items, and waits for a project admin to approve it (classify/retrain). Nothing starts
+    while another local run is still open, or while a class has fewer than
+    ``min_examples_per_class`` labels.
+    """
+    from .models import TrainingRun
+
     if project.refit_every == 0 or project.backend != "local":
+        return False
+    open_states = [TrainingRun.State.QUEUED, TrainingRun.State.RUNNING, TrainingRun.State.AWAITING_DECISION]
+    if TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.LOCAL, state__in=open_states).exists():
         return False
     last = ModelVersion.objects.filter(project=project, backend="local").order_by("-created_at").first()
     new_labels = human_label_count(project) - (last.human_labels_seen if last else 0)
-    if new_labels < project.refit_every:
+    if new_labels < project.refit_every or min(labels_per_class(project).values(), default=0) < max(
+            project.min_examples_per_class, 2):
         return False
-    from .tasks import refit_head
+    from .retrain import start_local_training
 
-    transaction.on_commit(lambda: refit_head.delay(project.pk))
+    start_local_training(project=project)
     return True
+
+
+def labels_per_class(project: Project) -> dict[str, int]:
+    """Per class (unknown aside): exemplars plus human-reviewed items."""
+    from django.db.models import Count, Q
+
+    rows = project.labels.filter(is_unknown=False).annotate(
+        exemplar_count=Count("exemplars", distinct=True),
+        reviewed=Count("items", filter=Q(items__status=Status.REVIEWED), distinct=True),
+    )
+    return {row.name: row.exemplar_count + row.reviewed for row in rows}
 
 
 def training_examples(project: Project) -> tuple[np.ndarray, list[str]]:
     """Embeddings and class names of every exemplar and human-labelled item (embeddings are
     computed once and kept)."""
+    _, embeddings, names = labelled_examples(project)
+    return embeddings, names
+
+
+def labelled_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]:
+    """``training_examples`` with each example's image hash first (the key a split is made on)."""
     from .backends.local import INPUT_SIDE, embed
 
-    vectors, names = [], []
+    keys, vectors, names = [], [], []
     for label in project.labels.prefetch_related("exemplars"):
         for exemplar in label.exemplars.all():
             if exemplar.embedding is None:
                 exemplar.embedding = embed(load_image(exemplar, min_side=INPUT_SIDE))
                 exemplar.save(update_fields=["embedding"])
+            keys.append(exemplar.sha256 or f"exemplar:{exemplar.pk}")
             vectors.append(np.frombuffer(bytes(exemplar.embedding), dtype=np.float32))
             names.append(label.name)
     reviewed = Item.objects.filter(project=project, status=Status.REVIEWED, label__isnull=False).select_related("label")
@@ -476,35 +506,10 @@ def training_examples(project: Project) -> tuple[np.ndarray, list[str]]:
         if item.embedding is None:
             item.embedding = embed(load_image(item, min_side=INPUT_SIDE))
             Item.objects.filter(pk=item.pk).update(embedding=item.embedding)
+        keys.append(item.sha256 or f"item:{item.pk}")
         vectors.append(np.frombuffer(bytes(item.embedding), dtype=np.float32))
         names.append(item.label.name)
-    return (np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)), names
-
-
-def refit_local_head(*, project: Project) -> ModelVersion | None:
-    """Fit a new trained head; store it as a model version; activate it unless it measured
-    worse than the active one. Returns None when there are too few examples to fit."""
-    from .backends.local import fit_head
-
-    embeddings, names = training_examples(project)
-    counts = {label.name: names.count(label.name) for label in project.labels.filter(is_unknown=False)}
-    if not counts or min(counts.values()) < max(project.min_examples_per_class, 2):
-        log.info("project %s: too few examples to fit a head (%s)", project.slug, counts)
-        return None
-    fit = fit_head(embeddings, names)
-    with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)  # one refit of a project at a time
-        number = ModelVersion.objects.filter(project=project, backend="local").count() + 1
-        active = ModelVersion.objects.filter(project=project, backend="local", is_active=True).first()
-        better = active is None or (fit.held_out_accuracy or 0) >= (active.held_out_accuracy or 0)
-        if better and active is not None:
-            ModelVersion.objects.filter(pk=active.pk).update(is_active=False)
-        return ModelVersion.objects.create(
-            project=project, backend="local", version=f"head-{number}", artifact=fit.head.to_bytes(),
-            classes=list(fit.head.classes), n_train=fit.n_train, n_test=fit.n_test,
-            held_out_accuracy=fit.held_out_accuracy, human_labels_seen=len(names), is_active=better,
-            note="" if better else "Not activated: held-out accuracy below the active version's.",
-        )
+    return keys, (np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)), names
 
 
 # --- Bake-off ------------------------------------------------------------------------------------

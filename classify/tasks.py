@@ -20,7 +20,6 @@ from django.conf import settings
 
 from . import services
 from .backends import BackendError
-from .models import Project
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +59,16 @@ def classify_item(self, item_id: int) -> None:
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
 
 
-@shared_task(name="classify.refit_head")
-def refit_head(project_id: int) -> None:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is not None:
-        services.refit_local_head(project=project)
-
-
 @shared_task(name="classify.sweep")
 def sweep() -> None:
+    from . import retrain
+
     result = services.sweep_stuck_items()
     if result.requeued or result.failed:
         log.info("sweeper: %s re-queued, %s failed", result.requeued, result.failed)
+    resumed = retrain.resume_overdue_runs()
+    if resumed:
+        log.info("sweeper: %s training run(s) resumed", resumed)
 
 
 @shared_task(name="classify.prune_broker")
@@ -97,3 +94,17 @@ def run_bakeoff(run_id: int) -> None:
     run = BakeoffRun.objects.select_related("project").filter(pk=run_id).first()
     if run is not None and run.state == BakeoffRun.State.QUEUED:
         services.execute_bakeoff_run(run)
+
+
+@shared_task(name="classify.advance_training_run", soft_time_limit=3600, time_limit=3660)
+def advance_training_run(run_id: int, token: str) -> None:
+    """One step of a training run, then the next one is scheduled (after a backoff when waiting).
+    The run's state is in the database; a stale or duplicate message finds nothing to claim."""
+    from . import retrain
+
+    run = retrain.claim(run_id, token)
+    if run is None:
+        return
+    countdown = retrain.run_step(run)
+    if countdown is not None:
+        retrain.send(run.pk, run.token, countdown)

@@ -11,8 +11,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
-from .forms import BakeoffForm, ProjectForm
-from .models import Item
+from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
+from .models import Item, TrainingRun
 
 PAGE_SIZE = 200
 
@@ -75,6 +75,58 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
         "refresh": any(run.state in ("queued", "running") for run in runs),
     }
     return render(request, "classify/backends.html", context)
+
+
+def _admin_project(request: HttpRequest, slug: str):
+    project = selectors.project_for(request.user, slug)
+    if not selectors.is_project_admin(request.user, project):
+        raise PermissionDenied("Only project admins retrain and switch models.")
+    return project
+
+
+@require_http_methods(["GET", "POST"])
+def models_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Model versions and training runs: every step with its status and reason, the comparison
+    of a candidate with the current model, and the approve/reject decision."""
+    from . import retrain
+
+    project = _admin_project(request, slug)
+    form = CustomLabelsTrainingForm(request.POST if request.POST.get("kind") == "custom_labels" else None)
+    if request.method == "POST" and request.POST.get("kind") == "local":
+        run = retrain.start_local_training(project=project, user=request.user)
+        messages.success(request, f"Training run #{run.pk} queued: the local head retrains on the human labels.")
+        return redirect("classify:models", slug=project.slug)
+    if request.method == "POST" and form.is_valid():
+        run = retrain.start_custom_labels_training(project=project, user=request.user, **form.cleaned_data)
+        messages.success(request, f"Training run #{run.pk} queued on Rekognition Custom Labels.")
+        return redirect("classify:models", slug=project.slug)
+    runs = list(project.training_runs.select_related("candidate", "decided_by", "created_by")[:20])
+    for run in runs:
+        run.titles = retrain.step_titles(run.kind)
+    context = {
+        "project": project, "form": form, "runs": runs,
+        "versions": project.model_versions.defer("artifact")[:30],
+        "refresh": any(run.is_open for run in runs),
+    }
+    return render(request, "classify/models.html", context)
+
+
+@require_http_methods(["POST"])
+def decide_run(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    from . import retrain
+
+    project = _admin_project(request, slug)
+    run = TrainingRun.objects.filter(project=project, pk=run_id).first()
+    if run is None:
+        raise Http404("No such training run.")
+    approve = request.POST.get("decision") == "approve"
+    try:
+        retrain.decide(run=run, approve=approve, user=request.user)
+    except retrain.DecisionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Run #{run.pk} {'approved: the candidate is active' if approve else 'rejected'}.")
+    return redirect("classify:models", slug=project.slug)
 
 
 def item_detail(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:

@@ -52,3 +52,53 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.item} by {self.reviewer}"
+
+
+def export_file_key(instance: Export, filename: str) -> str:
+    return f"exports/{instance.project_id}/loupe-{instance.project.slug}-export-{instance.pk}.zip"
+
+
+class Export(models.Model):
+    """One export of a project's labels as Rekognition Custom Labels manifests, with its report.
+
+    ``target`` is ``s3://bucket/prefix``, a local path (the command line) or ``download`` (a zip
+    kept in ``file`` for the export page). ``report`` lists every item left out and why, item by
+    item, and the dataset rules that failed.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    DOWNLOAD = "download"
+
+    project = models.ForeignKey("classify.Project", on_delete=models.CASCADE, related_name="exports")
+    target = models.CharField(max_length=500, help_text='"s3://bucket/prefix", a local path, or "download".')
+    options = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    error = models.CharField(max_length=500, blank=True)
+    progress = models.PositiveIntegerField(default=0, help_text="Items examined so far.")
+    total = models.PositiveIntegerField(default=0, help_text="Items to examine.")
+    counts = models.JSONField(default=dict, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    file = models.FileField(upload_to=export_file_key, max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"export #{self.pk} of {self.project}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    @property
+    def problems(self) -> list[dict]:
+        return self.report.get("problems", [])

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from classify.models import Exemplar, Item, Label, Project
+from classify.models import Exemplar, Item, Label, Prediction, Project
 from classify.selectors import is_project_admin
 
 from .models import Decision
@@ -141,3 +142,38 @@ def agreement_rates(project: Project) -> dict[str, dict]:
             row["decisions"] += 1
             row["agreed"] += bool(decision.agrees)
     return rates
+
+
+def exportable_items(project: Project, *, include_auto: bool = False) -> QuerySet:
+    """The items an export takes, in id order (a stable order makes re-runs byte-identical), as
+    named tuples: no model instances, whose file fields form reference cycles that only the
+    cycle collector frees (memory would grow with the project's size).
+
+    ``predicted_at`` is the latest prediction's time (an auto-accepted item's "labelled" time) and
+    ``duplicate_status`` the status of the item it duplicates, if any.
+    """
+    statuses = [Item.Status.REVIEWED, *([Item.Status.AUTO_ACCEPTED] if include_auto else [])]
+    predicted_at = Prediction.objects.filter(item=OuterRef("pk")).order_by("-created_at", "-pk").values("created_at")[:1]
+    return (
+        Item.objects.filter(project=project, status__in=statuses).order_by("pk")
+        .annotate(predicted_at=Subquery(predicted_at), duplicate_status=F("duplicate_of__status"))
+        .values_list("id", "status", "image", "width", "height", "top_score", "labelled_at", "created_at",
+                     "duplicate_of_id", "label_id", "predicted_at", "duplicate_status", named=True)
+    )
+
+
+def decided_label_ids(item_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Per item, the label ids of its latest live LABEL decision (items without one are absent).
+
+    Plain tuples, one query per batch: no model instances (and no reference cycles) per item.
+    """
+    rows = (Decision.labels.through.objects
+            .filter(decision__item_id__in=item_ids, decision__kind=Decision.Kind.LABEL, decision__undone=False)
+            .order_by("decision__item_id", "-decision__created_at", "-decision_id")
+            .values_list("decision__item_id", "decision_id", "label_id"))
+    latest: dict[int, int] = {}
+    labels: dict[int, list[int]] = {}
+    for item_id, decision_id, label_id in rows:
+        if latest.setdefault(item_id, decision_id) == decision_id:
+            labels.setdefault(item_id, []).append(label_id)
+    return labels

@@ -3,13 +3,17 @@ JSON review API (reviewer/api.py) with the session, so pages and API follow the 
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from classify import selectors as classify_selectors
-from classify.models import Exemplar
+from classify.models import Exemplar, Project
 
-from . import selectors
+from . import selectors, services
+from .forms import ExportForm
 
 
 def _context(request: HttpRequest, slug: str) -> dict:
@@ -40,5 +44,45 @@ def exemplar_image(request: HttpRequest, exemplar_id: int) -> HttpResponse:
     response = FileResponse(exemplar.image.open("rb"), content_type="image/jpeg")
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _admin_project(request: HttpRequest, slug: str) -> Project:
+    """404 for a project the user cannot see, 403 for one they see but do not administer."""
+    project = classify_selectors.project_for(request.user, slug)
+    if not classify_selectors.is_project_admin(request.user, project):
+        raise PermissionDenied("Only project admins export.")
+    return project
+
+
+@require_http_methods(["GET", "POST"])
+def export_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Start an export; see the running one's progress and every past one's counts and report."""
+    project = _admin_project(request, slug)
+    form = ExportForm(request.POST or None, initial={"multi_label": project.multi_label})
+    if request.method == "POST" and form.is_valid():
+        target, options = form.target_and_options(services.default_source_prefix(project))
+        export = services.start_export(project=project, user=request.user, target=target, options=options)
+        messages.success(request, f"Export #{export.pk} queued: its progress and report appear below.")
+        return redirect("reviewer:export", slug=project.slug)
+    exports = list(project.exports.select_related("created_by")[:20])
+    context = {"project": project, "form": form, "exports": exports,
+               "default_prefix": services.default_source_prefix(project),
+               "refresh": any(not export.is_finished for export in exports)}
+    return render(request, "reviewer/export.html", context)
+
+
+@require_GET
+def export_download(request: HttpRequest, slug: str, export_id: int) -> HttpResponse:
+    """A finished export's zip, to the project's admins, as an attachment that is never rendered."""
+    project = _admin_project(request, slug)
+    export = project.exports.filter(pk=export_id, state="done").exclude(file="").first()
+    if export is None:
+        raise Http404("No such export.")
+    response = FileResponse(export.file.open("rb"), as_attachment=True, content_type="application/zip",
+                            filename=f"loupe-{project.slug}-export-{export.pk}.zip")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

@@ -12,7 +12,7 @@ from PIL import Image
 from classify import services
 from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
 from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
-from classify.models import Exemplar, Item, Label, ModelVersion
+from classify.models import Exemplar, Item, Label, ModelVersion, Project
 from reviewer.services import label_directly
 from tests.base import make_user, photo_bytes
 
@@ -108,26 +108,35 @@ class RefitTests:
         for crop in CROPS[:count]:
             Exemplar.objects.create(label=label, image=ContentFile(photo_bytes(photo, crop=crop), name="e.jpg"))
 
-    def test_a_refit_stores_an_active_version_with_its_accuracy_and_is_then_used(self, django_capture_on_commit_callbacks):
+    def test_a_trained_head_is_measured_approved_and_then_used(self, django_capture_on_commit_callbacks):
+        from classify.models import TrainingRun
+        from classify.retrain import decide, start_local_training
+
         project = self.make_project()
+        Project.objects.filter(pk=project.pk).update(min_f1=0.5)
         self.add_exemplars(project, "cat", "chelsea", 5)
         self.add_exemplars(project, "coffee", "coffee", 5)
-        version = services.refit_local_head(project=project)
-        assert version.is_active and version.version == "head-1"
+        with django_capture_on_commit_callbacks(execute=True):
+            run = start_local_training(project=project)
+        run.refresh_from_db()
+        assert run.state == TrainingRun.State.AWAITING_DECISION, run.reason
+        version = run.candidate
+        assert not version.is_active and version.version == "head-1"
         assert version.held_out_accuracy == 1.0 and version.n_train + version.n_test == 10
         assert set(version.classes) == {"cat", "coffee"}
         assert Exemplar.objects.filter(embedding__isnull=True).count() == 0  # computed once, kept
+        decide(run=run, approve=True, user=make_user("ada"))
         with django_capture_on_commit_callbacks(execute=True):
             item = services.ingest_upload(project=project, data=photo_bytes("chelsea", mirror=True), filename="c.jpg")
         prediction = Item.objects.get(pk=item.pk).predictions.get()
         assert prediction.model_version == "efficientnet-lite0-imagenet/head:head-1"
         assert prediction.top_label == "cat"
 
-    def test_too_few_examples_fit_nothing(self):
-        project = self.make_project()
+    def test_too_few_examples_start_no_training(self):
+        project = self.make_project(refit_every=1)
         self.add_exemplars(project, "cat", "chelsea", 5)
-        self.add_exemplars(project, "coffee", "coffee", 2)
-        assert services.refit_local_head(project=project) is None
+        self.add_exemplars(project, "coffee", "coffee", 2)  # below min_examples_per_class (3)
+        assert services.maybe_schedule_refit(project) is False
         assert not ModelVersion.objects.exists()
 
     def test_human_labels_trigger_a_background_refit(self, django_capture_on_commit_callbacks):
@@ -146,7 +155,12 @@ class RefitTests:
                 label_directly(item=item, labels=[cat if photo == "chelsea" else coffee], reviewer=reviewer)
             assert ModelVersion.objects.count() == (1 if n >= 6 else 0)
         version = ModelVersion.objects.get()
-        assert version.human_labels_seen == 6 and version.is_active
+        assert version.human_labels_seen == 6 and not version.is_active  # a candidate, for an admin to approve
+        from classify.models import TrainingRun
+
+        run = TrainingRun.objects.get(project=project)
+        assert run.candidate == version and run.state == TrainingRun.State.AWAITING_DECISION
+        assert services.maybe_schedule_refit(project) is False  # one open run at a time
 
 
 def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():

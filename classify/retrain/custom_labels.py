@@ -1,0 +1,190 @@
+"""The Rekognition Custom Labels training workflow, one short step per function.
+
+Each step makes one or two API calls and keeps what it learnt in ``run.aws`` (ARNs, statuses), so
+a step can be run again after a worker restart. Waiting is polling: a step that finds AWS still
+busy returns ``Wait`` and the task comes back after a backoff (no blocking waiter holds a worker).
+All calls go through ``classify.backends.aws`` (one lazily created client, errors translated into
+``BackendError`` with a retry flag).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from classify.backends import aws
+from classify.backends.base import BackendError
+from classify.models import ModelVersion, TrainingRun
+
+from .outcomes import Done, StepFailed, Wait
+
+SERVICE = "rekognition"
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.*)$")
+
+
+def parse_s3(uri: str, *, what: str, key_required: bool = True) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` location; a clear error otherwise."""
+    match = S3_URI.match(uri.strip())
+    if match is None or (key_required and not match["key"]):
+        raise StepFailed(f"The {what} must look like s3://bucket/key, not {uri!r}.")
+    return match["bucket"], match["key"]
+
+
+def _client(run: TrainingRun, service: str = SERVICE):
+    return aws.lazy_client(service, run.region or None)
+
+
+def _call(run: TrainingRun, operation: str, **params) -> dict:
+    client = _client(run)
+    return aws.call(SERVICE, getattr(client, operation), **params)
+
+
+def ensure_project(run: TrainingRun) -> Done:
+    """Reuse the Rekognition project of that name, or create it."""
+    found = _call(run, "describe_projects", ProjectNames=[run.rekognition_project]).get("ProjectDescriptions") or []
+    if found:
+        run.aws["project_arn"] = found[0]["ProjectArn"]
+        existing = {d["DatasetType"]: d["DatasetArn"] for d in found[0].get("Datasets") or []}
+        if existing:  # a project holds one TRAIN and one TEST dataset: the new manifests replace them
+            for arn in existing.values():
+                _call(run, "delete_dataset", DatasetArn=arn)
+            return Done(f"Reusing project {run.rekognition_project}; deleted its old datasets "
+                        f"({', '.join(sorted(existing))}).")
+        return Done(f"Reusing project {run.rekognition_project}.")
+    response = _call(run, "create_project", ProjectName=run.rekognition_project, Feature="CUSTOM_LABELS")
+    run.aws["project_arn"] = response["ProjectArn"]
+    return Done(f"Created project {run.rekognition_project}.")
+
+
+def create_datasets(run: TrainingRun) -> Done | Wait:
+    """A TRAIN and a TEST dataset from the exported manifests (each created once, even if re-run)."""
+    for kind, uri in (("TRAIN", run.train_manifest), ("TEST", run.test_manifest)):
+        key = f"{kind.lower()}_dataset_arn"
+        if key in run.aws:
+            continue
+        bucket, name = parse_s3(uri, what=f"{kind.lower()} manifest")
+        try:
+            response = _call(run, "create_dataset", ProjectArn=run.aws["project_arn"], DatasetType=kind,
+                             DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": name}}})
+        except BackendError as exc:
+            if "ResourceInUseException" in str(exc):  # the old dataset is still being deleted
+                return Wait(f"{kind} dataset: the project is busy ({exc}).")
+            raise
+        run.aws[key] = response["DatasetArn"]
+        run.save(update_fields=["aws", "updated_at"])  # kept at once: a crash here must not create it twice
+    return Done("Created the TRAIN and TEST datasets from the manifests.")
+
+
+def wait_for_datasets(run: TrainingRun) -> Done | Wait:
+    """Until both datasets are CREATE_COMPLETE; CREATE_FAILED ends the run with Rekognition's reason."""
+    pending = []
+    for kind in ("train", "test"):
+        if run.aws.get(f"{kind}_dataset_status") == "CREATE_COMPLETE":
+            continue
+        description = _call(run, "describe_dataset", DatasetArn=run.aws[f"{kind}_dataset_arn"])["DatasetDescription"]
+        status = description.get("Status", "")
+        run.aws[f"{kind}_dataset_status"] = status
+        if status == "CREATE_FAILED":
+            code = description.get("StatusMessageCode")
+            raise StepFailed(f"The {kind.upper()} dataset could not be created: "
+                             f"{description.get('StatusMessage') or 'no reason given'}" + (f" ({code})" if code else ""))
+        if status == "CREATE_COMPLETE":
+            run.aws[f"{kind}_dataset_stats"] = description.get("DatasetStats") or {}
+        else:
+            pending.append(f"{kind.upper()} {status or 'unknown'}")
+    if pending:
+        return Wait(f"Datasets not ready: {', '.join(pending)}.")
+    stats = {kind: run.aws[f"{kind}_dataset_stats"] for kind in ("train", "test")}
+    return Done("Datasets ready: " + "; ".join(
+        f"{kind.upper()} {s.get('LabeledEntries', '?')} labelled images, {s.get('ErrorEntries', 0)} invalid"
+        for kind, s in stats.items()))
+
+
+def start_training(run: TrainingRun) -> Done:
+    bucket, prefix = parse_s3(run.output_location, what="output location", key_required=False)
+    response = _call(run, "create_project_version", ProjectArn=run.aws["project_arn"], VersionName=run.version_name,
+                     OutputConfig={"S3Bucket": bucket, "S3KeyPrefix": prefix})
+    run.aws["project_version_arn"] = response["ProjectVersionArn"]
+    return Done(f"Training started: model version {run.version_name}.")
+
+
+def _describe_version(run: TrainingRun) -> dict:
+    response = _call(run, "describe_project_versions", ProjectArn=run.aws["project_arn"],
+                     VersionNames=[run.version_name])
+    found = response.get("ProjectVersionDescriptions") or []
+    if not found:
+        raise StepFailed(f"Rekognition does not know the model version {run.version_name!r}.")
+    return found[0]
+
+
+def wait_for_training(run: TrainingRun) -> Done | Wait:
+    """Until TRAINING_COMPLETED (keep the evaluation's location) or TRAINING_FAILED (the reason)."""
+    description = _describe_version(run)
+    status = description.get("Status", "")
+    if status == "TRAINING_FAILED":
+        raise StepFailed(f"Training failed: {description.get('StatusMessage') or 'no reason given'}")
+    if status != "TRAINING_COMPLETED":
+        return Wait(f"Training: {status or 'unknown'}.")
+    evaluation = description.get("EvaluationResult") or {}
+    run.aws["f1"] = evaluation.get("F1Score")
+    run.aws["summary"] = (evaluation.get("Summary") or {}).get("S3Object") or {}
+    run.aws["billable_training_seconds"] = description.get("BillableTrainingTimeInSeconds")
+    return Done(f"Training completed: F1 {run.aws['f1']}.")
+
+
+def read_evaluation(run: TrainingRun) -> Done:
+    """F1 and per-label precision/recall/F1/assumed threshold from the evaluation summary file in
+    S3; the model version is stored (inactive) with them."""
+    location = run.aws.get("summary") or {}
+    if not location.get("Bucket") or not location.get("Name"):
+        raise StepFailed("Training completed without an evaluation summary file: cannot measure the model.")
+    s3 = _client(run, "s3")
+    body = aws.call("s3", s3.get_object, Bucket=location["Bucket"], Key=location["Name"])["Body"].read()
+    try:
+        summary = json.loads(body)
+    except ValueError as exc:
+        raise StepFailed(f"The evaluation summary s3://{location['Bucket']}/{location['Name']} is not JSON: {exc}") from None
+    run.metrics = summary_metrics(summary, f1=run.aws.get("f1"))
+    details = summary.get("EvaluationDetails") or {}
+    run.candidate, _ = ModelVersion.objects.update_or_create(  # a re-run after a crash finds it
+        project=run.project, backend="custom_labels", version=run.version_name[:100],
+        defaults={"config": {"project_version_arn": run.aws["project_version_arn"]},
+                  "classes": details.get("Labels") or [], "n_train": details.get("NumberOfTrainingImages") or 0,
+                  "n_test": details.get("NumberOfTestingImages") or 0, "f1": run.metrics["f1"],
+                  "metrics": run.metrics, "note": f"Training run #{run.pk}; not active until approved."},
+    )
+    return Done(f"Evaluation read: F1 {run.metrics['f1']:.3f} over {len(run.metrics['per_class'])} labels.")
+
+
+def summary_metrics(summary: dict, *, f1: float | None) -> dict:
+    """Custom Labels' summary file as Loupe's metrics (the same keys as a local evaluation)."""
+    aggregated = summary.get("AggregatedEvaluationResults") or {}
+    per_class = {}
+    for result in summary.get("LabelEvaluationResults") or []:
+        metrics = result.get("Metrics") or {}
+        per_class[result["Label"]] = {
+            "precision": metrics.get("Precision"), "recall": metrics.get("Recall"), "f1": metrics.get("F1Score"),
+            "threshold": metrics.get("Threshold"), "support": result.get("NumberOfTestingImages"),
+        }
+    value = f1 if f1 is not None else aggregated.get("F1Score")
+    if value is None:
+        raise StepFailed("Neither DescribeProjectVersions nor the summary file gives an F1 score.")
+    return {"f1": float(value), "precision": aggregated.get("Precision"), "recall": aggregated.get("Recall"),
+            "per_class": per_class, "thresholds": {name: row["threshold"] for name, row in per_class.items()}}
+
+
+def start_model(run: TrainingRun) -> Done:
+    if not run.start_model:
+        return Done("Not starting the model (not asked to): nothing to compare it on.", skip_to="compare")
+    _call(run, "start_project_version", ProjectVersionArn=run.aws["project_version_arn"], MinInferenceUnits=1)
+    return Done("Starting the model with 1 inference unit (billed while it runs).")
+
+
+def wait_for_model(run: TrainingRun) -> Done | Wait:
+    description = _describe_version(run)
+    status = description.get("Status", "")
+    if status == "RUNNING":
+        return Done("The model is running.")
+    if status in ("FAILED", "STOPPED", "TRAINING_FAILED", "DEPRECATED", "EXPIRED"):
+        raise StepFailed(f"The model did not start ({status}): {description.get('StatusMessage') or 'no reason given'}")
+    return Wait(f"Model: {status or 'unknown'}.")
