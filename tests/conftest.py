@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from config.celery import app as celery_app
@@ -95,3 +97,45 @@ def celery_worker_process(request, transactional_db, settings, _celery_worker_se
         yield worker
     finally:
         celery_app.conf.task_always_eager = True
+
+
+# --- Browser tests (headless Debian Chromium driven by Playwright) -------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per test module; the tests are reported as skipped (with why) without it."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}: install Debian's 'chromium' package to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Pages in separate browser contexts (separate sessions): ``new_page()`` makes one."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()

@@ -21,32 +21,13 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 
 pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The docs' screenshots are refreshed with LOUPE_UPDATE_SCREENSHOTS=1; otherwise they go to a temp folder.
 SCREENSHOT_DIR = Path(settings.BASE_DIR) / "docs" / "img" if os.environ.get("LOUPE_UPDATE_SCREENSHOTS") else None
 NOT_AN_IMAGE = "The file is not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)."
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
 
 
 def log_in(page, base_url: str, username: str) -> None:

@@ -36,46 +36,15 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 
 pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The docs' screenshots are refreshed with LOUPE_UPDATE_SCREENSHOTS=1; otherwise they go to a temp folder.
 IMG = Path(settings.BASE_DIR) / "docs" / "img" if os.environ.get("LOUPE_UPDATE_SCREENSHOTS") else None
 LEASE_LOST = "This item is no longer yours to decide (the lease ran out or a colleague has it)."
 # red leads, green second, blue third: keys 1, 2, 3; unknown on 0.
 SCORES = {"red": 0.5, "green": 0.3, "blue": 0.15, "unknown": 0.05}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_page(browser):
-    contexts = []
-
-    def make():
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def page(new_page):
-    return new_page()
 
 
 def log_in(page, base_url: str, username: str) -> None:

@@ -43,20 +43,6 @@ ONE_CALL_COST = 1500 / 1000 * 0.00025 + 20 / 1000 * 0.00125
 
 
 @pytest.fixture
-def aws_env(monkeypatch, settings):
-    """Fake credentials (signing works offline), no botocore-internal retries, fresh clients."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    settings.LOUPE_AWS_MAX_ATTEMPTS = 1
-    aws.client.cache_clear()
-    yield
-    aws.client.cache_clear()
-
-
-@pytest.fixture
 def stub(aws_env):
     with Stubber(aws.client("bedrock-runtime", REGION)) as stubber:
         yield stubber

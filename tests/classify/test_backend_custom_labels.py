@@ -16,7 +16,7 @@ from classify.backends.base import BackendError, ClassSpec
 from classify.backends.custom_labels import MAX_IMAGE_BYTES, CustomLabelsBackend
 from classify.models import Item, Label, Prediction, Project
 from tests.base import photo_bytes
-from tests.classify.test_backend_rekognition import JpegUnder, aws_env  # noqa: F401 (a fixture)
+from tests.classify.test_backend_rekognition import JpegUnder
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ NOT_RUNNING = f"ProjectVersion arn {ARN} is not in RUNNING state"
 
 
 @pytest.fixture
-def stubber(aws_env):  # noqa: F811
+def stubber(aws_env):
     with Stubber(aws.client("rekognition", REGION)) as stub:
         yield stub
         stub.assert_no_pending_responses()
@@ -138,7 +138,7 @@ class SettingsTests:
         with pytest.raises(BackendError, match="classes 'bicycle' and 'bike' both stand for the Custom Labels label"):
             backend(classes)
 
-    def test_the_region_comes_from_the_arn_and_no_client_is_made_before_the_first_image(self, aws_env):  # noqa: F811
+    def test_the_region_comes_from_the_arn_and_no_client_is_made_before_the_first_image(self, aws_env):
         built = get_backend("custom_labels", classes=CLASSES, config={"project_version_arn": ARN})
         assert built.region == "us-east-1" and built.price == 0.0
         assert aws.client.cache_info().currsize == 0

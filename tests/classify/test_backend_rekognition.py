@@ -36,22 +36,6 @@ DENIED = "User: arn:aws:iam::123456789012:user/loupe is not authorized to perfor
 
 
 @pytest.fixture
-def aws_env(monkeypatch, settings):
-    """Fake credentials (signing works offline), no shared config, one attempt per client call (so
-    each stubbed response is one task attempt), and fresh clients."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
-                        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    settings.LOUPE_AWS_MAX_ATTEMPTS = 1
-    aws.client.cache_clear()
-    yield
-    aws.client.cache_clear()
-
-
-@pytest.fixture
 def stubber(aws_env):
     with Stubber(aws.client("rekognition", REGION)) as stub:
         yield stub

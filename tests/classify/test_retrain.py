@@ -26,7 +26,6 @@ from classify.backends import aws
 from classify.models import Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
 from classify.retrain.evaluation import classification_metrics, learning_curve, lowest_threshold, stratified_split
 from tests.base import make_user
-from tests.classify.test_backend_rekognition import aws_env  # noqa: F401 (a fixture)
 
 REGION = "us-east-1"
 BUCKET = "loupe-training"
@@ -206,14 +205,14 @@ class LocalRetrainTests:
 
 
 @pytest.fixture
-def rekognition(aws_env):  # noqa: F811
+def rekognition(aws_env):
     with Stubber(aws.client("rekognition", REGION)) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
 
 @pytest.fixture
-def s3(aws_env):  # noqa: F811
+def s3(aws_env):
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)
