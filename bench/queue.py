@@ -87,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per path before timing (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed for scores and the floor's picks (default 0)")
     parser.add_argument("--explain", action="store_true", help="show the claim query's plan even if the target is met")
+    parser.add_argument("--processes", action="store_true",
+                        help="one process per reviewer instead of threads (no shared interpreter, as web workers)")
     args = parser.parse_args(argv)
     if min(args.pending, args.threads, args.decisions, args.rounds) < 1 or args.warmup < 0:
         parser.error("--pending, --threads, --decisions and --rounds must be at least 1, --warmup at least 0")
@@ -340,12 +342,60 @@ class Phase:
         self.cpu += cpu
 
 
+# With --processes each reviewer is its own process (forked, so it inherits the fixture), as web
+# workers are in production: no shared interpreter between them.
+PROCESSES = False
+_FORKED: dict = {}
+
+
+def _child(job: tuple[str, int, int, int]) -> tuple[list[tuple], float, float]:
+    kind, index, quota, seed = job
+    from django.db import connection
+
+    fixture = _FORKED["fixture"]
+    body = (ours_body(fixture, fixture.reviewers[index]) if kind == "ours"
+            else floor_body(_FORKED["pending"], random.Random(seed * 1000 + index)))
+    connection.ensure_connection()
+    samples: list[tuple] = []
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(quota):
+        sample = body()
+        if sample is None:
+            break
+        samples.append(sample)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    connection.close()
+    return samples, wall, cpu
+
+
+def run_processes(kind: str, fixture: Fixture, calls: int, seed: int = 0, pending=None) -> tuple[list[tuple], float, float]:
+    """One forked process per reviewer, each with a fixed share of the calls; wall time is the
+    slowest process's, CPU time the sum of all of theirs."""
+    import multiprocessing
+
+    from django.db import connections
+
+    _FORKED.update(fixture=fixture, pending=pending)
+    connections.close_all()  # a connection must not cross a fork
+    count = len(fixture.reviewers)
+    jobs = [(kind, index, calls // count + (index < calls % count), seed) for index in range(count)]
+    with multiprocessing.get_context("fork").Pool(count) as pool:
+        results = pool.map(_child, jobs)
+    return [s for r in results for s in r[0]], max(r[1] for r in results), sum(r[2] for r in results)
+
+
 def run_ours(fixture: Fixture, calls: int, into: Phase) -> None:
+    if PROCESSES:
+        into.add(*run_processes("ours", fixture, calls))
+        return
     into.add(*run_threads([ours_body(fixture, reviewer) for reviewer in fixture.reviewers], calls))
 
 
 def run_floor(fixture: Fixture, calls: int, seed: int, into: Phase) -> None:
     pending = pending_ids(fixture.project)
+    if PROCESSES:
+        into.add(*run_processes("floor", fixture, calls, seed, pending))
+        return
     bodies = [floor_body(pending, random.Random(seed * 1000 + number)) for number in range(len(fixture.reviewers))]
     into.add(*run_threads(bodies, calls))
 
@@ -378,7 +428,7 @@ def print_header(args: argparse.Namespace, fixture: Fixture, pending: int) -> No
     from django.db import connection
 
     print(f"Loupe review-queue benchmark: PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 10000}, "
-          f"{pending} items waiting in one project, {args.threads} threads (one connection each) on {os.cpu_count()} CPUs, "
+          f"{pending} items waiting in one project, {args.threads} {'processes' if PROCESSES else 'threads'} (one connection each) on {os.cpu_count()} CPUs, "
           f"{args.decisions} decisions + {args.decisions} floor calls in {args.rounds} rounds "
           f"after {args.warmup} + {args.warmup} untimed")
     print(f"ours  = services.claim_next, then services.record_decision (backend {fixture.project.backend}, "
@@ -508,7 +558,9 @@ def close_database() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global PROCESSES
     args = parse_args(argv)
+    PROCESSES = args.processes
     require_postgresql()
     var_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
     fixture = None
