@@ -428,7 +428,8 @@ def print_header(args: argparse.Namespace, fixture: Fixture, pending: int) -> No
     from django.db import connection
 
     print(f"Loupe review-queue benchmark: PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 10000}, "
-          f"{pending} items waiting in one project, {args.threads} {'processes' if PROCESSES else 'threads'} (one connection each) on {os.cpu_count()} CPUs, "
+          f"{pending} items waiting in one project, {args.threads} {'processes' if PROCESSES else 'threads'} "
+          f"(one connection each) on {os.cpu_count()} CPUs, "
           f"{args.decisions} decisions + {args.decisions} floor calls in {args.rounds} rounds "
           f"after {args.warmup} + {args.warmup} untimed")
     print(f"ours  = services.claim_next, then services.record_decision (backend {fixture.project.backend}, "
