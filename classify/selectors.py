@@ -26,9 +26,13 @@ def project_for(user, slug: str) -> Project:
 
 
 def is_project_admin(user, project: Project) -> bool:
+    """Whether the user administers the project (remembered on the user object: once a request)."""
     if user.is_superuser:
         return True
-    return Membership.objects.filter(project=project, user=user, role=Membership.Role.ADMIN).exists()
+    known = user.__dict__.setdefault("_loupe_admin_of", {})
+    if project.pk not in known:
+        known[project.pk] = Membership.objects.filter(project=project, user=user, role=Membership.Role.ADMIN).exists()
+    return known[project.pk]
 
 
 def items_for(user) -> QuerySet[Item]:

@@ -83,10 +83,9 @@ def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None 
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
             for pivot in pivots:
-                locked = candidates(pivot).select_for_update(skip_locked=True, of=("self",))
-                ids = list(locked.values_list("pk", flat=True)[:limit])
-                if ids:
-                    return [_lease(item_id, project, reviewer) for item_id in ids]
+                locked = list(candidates(pivot).select_for_update(skip_locked=True, of=("self",))[:limit])
+                if locked:
+                    return [_lease_locked(item, project, reviewer) for item in locked]
             return []
     claimed: list[Item] = []
     for attempt in range(CLAIM_TRIES):
@@ -114,6 +113,18 @@ def _lease(item_id: int, project: Project, reviewer, *, only_if_free: bool = Fal
     updated = items.update(lease_owner=reviewer, lease_token=token,
                            lease_expires_at=now + timedelta(seconds=project.lease_seconds))
     return Item.objects.select_related("project").get(pk=item_id) if updated else None
+
+
+def _lease_locked(item: Item, project: Project, reviewer) -> Item:
+    """Lease a row this transaction has locked: one UPDATE, and the object is kept, not re-read."""
+    now = timezone.now()
+    fields = {"lease_owner": reviewer, "lease_token": uuid.uuid4(),
+              "lease_expires_at": now + timedelta(seconds=project.lease_seconds)}
+    Item.objects.filter(pk=item.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(item, name, value)
+    item.project = project
+    return item
 
 
 def renew(*, tokens: Sequence[str], reviewer) -> list[str]:
