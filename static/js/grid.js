@@ -23,6 +23,10 @@
     remaining: $("remaining"), pace: $("pace"),
   };
 
+  const post = LoupeReview.api(csrf);
+  const url = LoupeReview.url;
+  const errorText = LoupeReview.errorText;
+  const say = LoupeReview.messages(el.messages, 8, 6000);
   let page = null; // {label, claims, flagged: Set<index>, done: Set<index>, shownAt}
   let cursor = 0;
   let busy = false;
@@ -33,22 +37,6 @@
   const onlyFlaggedLeft = new Set(); // classes whose remaining items were all flagged by this reviewer
 
   // --- Server --------------------------------------------------------------------------------
-
-  async function post(target, body, options) {
-    const response = await fetch(target, {
-      method: "POST", credentials: "same-origin", keepalive: Boolean(options && options.keepalive),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body || {}),
-    });
-    let data = null;
-    if (response.status !== 204) {
-      try { data = await response.json(); } catch (err) { data = null; }
-    }
-    return { status: response.status, ok: response.ok, body: data };
-  }
-
-  function url(template, token) { return template.replace("TOKEN", encodeURIComponent(token)); }
-  function errorText(result) { return (result.body && result.body.error) || "The server answered HTTP " + result.status + "."; }
 
   function showStats(body) {
     if (!body) return;
@@ -62,25 +50,6 @@
       if (response.ok) showStats(await response.json());
     } catch (err) { /* the next page's claim brings them too */ }
   }
-
-  function say(text, kind) {
-    const li = document.createElement("li");
-    li.className = kind === "error" ? "error" : "info";
-    const span = document.createElement("span");
-    span.textContent = text;
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "link rv-close";
-    close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "×";
-    close.addEventListener("click", function () { li.remove(); });
-    li.append(span, close);
-    el.messages.appendChild(li);
-    while (el.messages.children.length > 8) el.messages.firstElementChild.remove();
-    if (kind !== "error") setTimeout(function () { li.remove(); }, 6000);
-  }
-
-  // --- Loading a page ------------------------------------------------------------------------
 
   function setState(state) {
     root.dataset.state = state;

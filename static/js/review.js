@@ -33,6 +33,10 @@
     search: $("rv-search"), searchInput: $("rv-search-input"), results: $("rv-results"), help: $("rv-help"),
   };
 
+  const post = LoupeReview.api(csrf);
+  const url = LoupeReview.url;
+  const errorText = LoupeReview.errorText;
+  const say = LoupeReview.messages(el.messages, 5, 5000);
   let current = null; // the claim shown: {lease, item, candidates, unknown, labels, multi_label}
   let shownAt = 0;
   let buffer = [];
@@ -52,26 +56,6 @@
   const thumbs = new Map(); // url -> Image, keeps exemplar thumbnails loaded
 
   // --- Server --------------------------------------------------------------------------------
-
-  function url(template, token) { return template.replace("TOKEN", encodeURIComponent(token)); }
-
-  async function post(target, body, options) {
-    const response = await fetch(target, {
-      method: "POST", credentials: "same-origin", keepalive: Boolean(options && options.keepalive),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body || {}),
-    });
-    let data = null;
-    if (response.status !== 204) {
-      try { data = await response.json(); } catch (err) { data = null; }
-    }
-    return { status: response.status, ok: response.ok, body: data };
-  }
-
-  function errorText(result) {
-    if (result.body && result.body.error) return result.body.error;
-    return "The server answered HTTP " + result.status + ".";
-  }
 
   function claimsOf(body) {
     if (!body) return [];
@@ -99,25 +83,6 @@
         if (response.ok) showStats(await response.json());
       } catch (err) { /* the counters are refreshed by the next claim */ }
     }, 400);
-  }
-
-  // --- Messages ------------------------------------------------------------------------------
-
-  function say(text, kind) {
-    const li = document.createElement("li");
-    li.className = kind === "error" ? "error" : "info";
-    const span = document.createElement("span");
-    span.textContent = text;
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "link rv-close";
-    close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "×";
-    close.addEventListener("click", function () { li.remove(); });
-    li.append(span, close);
-    el.messages.appendChild(li);
-    while (el.messages.children.length > 5) el.messages.firstElementChild.remove();
-    if (kind !== "error") setTimeout(function () { li.remove(); }, 5000); // errors stay until dismissed
   }
 
   function itemName(claim) { return "Item #" + claim.item.id + (claim.item.filename ? " (" + claim.item.filename + ")" : ""); }
