@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from PIL import Image
 
 from . import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution, unknown_name
+from .options import number, optional_text
 
 SERVICE = "bedrock-runtime"
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -81,12 +81,12 @@ class BedrockBackend:
         self.model_id = config.get("model_id") or DEFAULT_MODEL
         if not isinstance(self.model_id, str) or re.search(r"\s", self.model_id) or len(self.model_id) > 300:
             raise invalid(f"model_id {self.model_id!r} is not a Bedrock model id, inference profile id or ARN")
-        self.region = _optional_text(config, "region")
-        self.temperature = _number(config, "temperature", 0.0, high=1.0)
-        self.max_side = int(_number(config, "max_side", DEFAULT_MAX_SIDE, low=64, high=8000, integer=True))
+        self.region = optional_text(config, "region", backend=self.name)
+        self.temperature = number(config, "temperature", 0.0, high=1.0, backend=self.name)
+        self.max_side = int(number(config, "max_side", DEFAULT_MAX_SIDE, low=64, high=8000, integer=True, backend=self.name))
         self.input_side = self.max_side  # services.load_image decodes the JPEG no larger than needed
-        self.max_tps = _number(config, "max_tps", 0.0)
-        self.max_tokens = int(_number(config, "max_tokens", self._default_max_tokens(), low=16, high=8192, integer=True))
+        self.max_tps = number(config, "max_tps", 0.0, backend=self.name)
+        self.max_tokens = int(number(config, "max_tokens", self._default_max_tokens(), low=16, high=8192, integer=True, backend=self.name))
         self.price_in, self.price_out = self._prices(config)
         self.names = [spec.name for spec in self.classes]
         self.instruction = render_instruction(self.classes)
@@ -104,7 +104,7 @@ class BedrockBackend:
             raise invalid(f"set price_per_1k_input_tokens and price_per_1k_output_tokens for {self.model_id} (USD "
                           "per 1,000 tokens, from the Bedrock pricing page; 0 to not track its cost)")
         defaults = known or (0.0, 0.0)
-        return _number(config, keys[0], defaults[0]), _number(config, keys[1], defaults[1])
+        return number(config, keys[0], defaults[0], backend=self.name), number(config, keys[1], defaults[1], backend=self.name)
 
     @property
     def model_version(self) -> str:
@@ -252,28 +252,6 @@ def _snippet(text: str) -> str:
 
 
 # --- Settings and plumbing -------------------------------------------------------------------------
-
-
-def _optional_text(config: Mapping[str, Any], key: str) -> str | None:
-    value = config.get(key)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise invalid(f"{key} must be a string")
-    return value
-
-
-def _number(config: Mapping[str, Any], key: str, default: float, *, low: float = 0.0, high: float = math.inf,
-            integer: bool = False) -> float:
-    value = config.get(key)
-    if value is None:
-        return default
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    if bad or not low <= value <= high or (integer and value != int(value)):
-        kind = "a whole number" if integer else "a number"
-        limits = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
-        raise invalid(f"{key} must be {kind} {limits}")
-    return float(value)
 
 
 def _jpeg(image: Image.Image, max_side: int) -> bytes:

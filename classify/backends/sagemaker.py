@@ -36,6 +36,7 @@ from PIL import Image
 
 from . import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+from .options import number, optional_text
 
 SERVICE = "sagemaker-runtime"
 CONTENT_TYPES = ("application/x-image", "image/jpeg")
@@ -65,19 +66,19 @@ class SageMakerBackend:
         if unknown:
             raise invalid(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
         self.endpoint_name = _endpoint_name(config.get("endpoint_name"))
-        self.region = _optional_text(config, "region")
+        self.region = optional_text(config, "region", backend=self.name)
         self.content_type = config.get("content_type") or "application/x-image"
         if self.content_type not in CONTENT_TYPES:
             raise invalid(f"content_type must be one of {', '.join(CONTENT_TYPES)} (the image is sent as JPEG)")
         self.accept = config.get("accept") or "application/json"
         if not isinstance(self.accept, str) or "json" not in self.accept:
             raise invalid("accept must be a JSON media type such as application/json (the response is read as JSON)")
-        self.target_variant = _optional_text(config, "target_variant")
-        self.model_revision = _optional_text(config, "model_revision")
+        self.target_variant = optional_text(config, "target_variant", backend=self.name)
+        self.model_revision = optional_text(config, "model_revision", backend=self.name)
         if self.model_revision and len(self.model_revision) > 40:
             raise invalid("model_revision must be at most 40 characters")
-        self.max_tps = _number(config, "max_tps", 0)
-        self.price_per_call = _number(config, "price_per_call", 0)
+        self.max_tps = number(config, "max_tps", 0, backend=self.name)
+        self.price_per_call = number(config, "price_per_call", 0, backend=self.name)
         self.model_names = _model_names(self.classes)  # project class → the model classes it stands for
         self.to_project = {model: project for project, names in self.model_names.items() for model in names}
         self.class_order = self._class_order(config.get("class_order"))
@@ -256,24 +257,6 @@ def _endpoint_name(value: Any) -> str:
         raise invalid(f"endpoint_name {value!r} is not a SageMaker endpoint name (letters, digits and hyphens, "
                       "up to 63 characters; the name, not the ARN)")
     return value
-
-
-def _optional_text(config: Mapping[str, Any], key: str) -> str | None:
-    value = config.get(key)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise invalid(f"{key} must be a string")
-    return value
-
-
-def _number(config: Mapping[str, Any], key: str, default: float) -> float:
-    value = config.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise invalid(f"{key} must be a number of at least 0")
-    return float(value)
 
 
 def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
