@@ -481,15 +481,9 @@ def labels_per_class(project: Project) -> dict[str, int]:
     return {row.name: row.exemplar_count + row.reviewed for row in rows}
 
 
-def training_examples(project: Project) -> tuple[np.ndarray, list[str]]:
-    """Embeddings and class names of every exemplar and human-labelled item (embeddings are
-    computed once and kept)."""
-    _, embeddings, names = labelled_examples(project)
-    return embeddings, names
-
-
 def labelled_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]:
-    """``training_examples`` with each example's image hash first (the key a split is made on)."""
+    """Every exemplar and human-labelled item as (image hash, embedding, class name): the hash is
+    the key a train/test split is made on; embeddings are computed once and kept."""
     from .backends.local import INPUT_SIDE, embed
 
     keys, vectors, names = [], [], []
