@@ -96,7 +96,7 @@ def cases(jpeg: bytes) -> dict:
 def stubbed(service: str):
     from botocore.stub import Stubber
 
-    from classify.backends import aws
+    from classify import aws
 
     aws.client.cache_clear()
     client = aws.client(service, "us-east-1")
@@ -143,7 +143,7 @@ def main() -> None:
     from classify.images import encode_jpeg, remember_source
 
     jpeg = encode_jpeg(image(args.side))
-    picture = Image.open(io.BytesIO(jpeg))  # as a worker loads a stored derivative (services.load_image)
+    picture = Image.open(io.BytesIO(jpeg))  # as a worker loads a stored derivative (scoring.load_image)
     picture.load()
     remember_source(picture, jpeg)
     print(f"cloud backend overhead: {args.calls} calls x {args.rounds} rounds, {picture.width}x{picture.height} image, "

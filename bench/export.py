@@ -68,15 +68,15 @@ def seed(n: int) -> None:
     from django.core.files.storage import default_storage
     from django.core.management import call_command
 
-    from classify import services
     from classify.models import Item
+    from classify.services import projects
     from reviewer.models import Decision
 
     call_command("migrate", verbosity=0)
     buffer = io.BytesIO()
     Image.new("RGB", (96, 80), (200, 30, 30)).save(buffer, format="JPEG")
     reviewer = get_user_model().objects.create_user("bench")
-    project = services.create_project(slug="bench", labels=[f"class-{c}" for c in range(CLASSES)], created_by=reviewer)
+    project = projects.create_project(slug="bench", labels=[f"class-{c}" for c in range(CLASSES)], created_by=reviewer)
     image = default_storage.save(f"items/{project.pk}/shared.jpg", ContentFile(buffer.getvalue()))
     labels = list(project.labels.filter(is_unknown=False).order_by("order"))
     when = datetime(2026, 11, 21, tzinfo=UTC)
@@ -97,16 +97,17 @@ def seed(n: int) -> None:
 def run(n: int, test_split: float, out: Path) -> dict:
     from django.db import connection
 
-    from reviewer import export, services
+    from reviewer.export.rules import Options
+    from reviewer.export.runs import execute_export
     from reviewer.models import Export
 
     connection.ensure_connection()
     Export.objects.exists()
     before = peak_rss_mb()
-    options = export.Options(test_split=test_split, seed=1, source_prefix="s3://bench/loupe", copy_images=False)
+    options = Options(test_split=test_split, seed=1, source_prefix="s3://bench/loupe", copy_images=False)
     row = Export.objects.create(project_id=1, target=str(out), options=options.as_dict())
     started = time.perf_counter()
-    row = services.run_export(export=row)
+    row = execute_export(export=row)
     seconds = time.perf_counter() - started
     if row.state != "done":
         raise SystemExit(f"export failed: {row.error}")

@@ -161,7 +161,7 @@ RULES = images.QualityRules()
 
 
 def run_intake(data: bytes) -> float:
-    """Seconds to prepare one upload as ``services.ingest_upload`` does, and check its quality."""
+    """Seconds to prepare one upload as ``intake.ingest_upload`` does, and check its quality."""
     started = time.perf_counter()
     prepared = pipeline.preprocess(data, max_pixels=MAX_PIXELS)
     pipeline.check_quality(prepared, rules=RULES)

@@ -7,10 +7,10 @@ Run from the repository root::
 What is measured, per image, on N distinct JPEGs of about 1.2-1.6 megapixels made from
 scikit-image's bundled photographs (upscaled, cropped, mirrored, jittered; quality 90):
 
-(a) pipeline: ``services.ingest_upload`` (validate, orient, re-encode, hash, store, save the
+(a) pipeline: ``intake.ingest_upload`` (validate, orient, re-encode, hash, store, save the
     Item). Celery runs eagerly (``task_always_eager``), so when the upload commits the
     classification task body runs in the same process, exactly as a worker would run it:
-    ``start_classification`` + ``services.classify_item`` (read the stored JPEG back, model
+    ``start_classification`` + ``classification.score_item`` (read the stored JPEG back, model
     forward, route, record the Prediction). No broker is involved.
 (b) floor: the same JPEG bytes decoded with Pillow (``Image.open`` + ``convert("RGB")``) and
     pushed through ``classify.backends.local.embed_and_probabilities`` in a plain loop.
@@ -91,9 +91,9 @@ def setup_django(var_dir: Path) -> None:
 
 
 def new_project(slug: str):
-    from classify import services
+    from classify.services import projects
 
-    return services.create_project(slug=slug, labels=list(LABELS), backend="local")
+    return projects.create_project(slug=slug, labels=list(LABELS), backend="local")
 
 
 # --- Images ------------------------------------------------------------------------------------
@@ -135,10 +135,10 @@ def make_jpegs(n: int, seed: int) -> list[bytes]:
 
 def run_pipeline(project, data: bytes, index: int) -> float:
     """Seconds for one upload: ingest, then (eagerly, on commit) the classification task."""
-    from classify import services
+    from classify.services import intake
 
     started = time.perf_counter()
-    services.ingest_upload(project=project, data=data, filename=f"photo-{index}.jpg")
+    intake.ingest_upload(project=project, data=data, filename=f"photo-{index}.jpg")
     return time.perf_counter() - started
 
 
@@ -209,7 +209,7 @@ def print_header(jpegs: list[bytes], rounds: int, warmup: int) -> None:
     from django.conf import settings
 
     print(f"Loupe pipeline benchmark: {describe(jpegs)}; {rounds} rounds after {warmup} warm-up images")
-    print("pipeline = services.ingest_upload with Celery task_always_eager: the classification task "
+    print("pipeline = intake.ingest_upload with Celery task_always_eager: the classification task "
           "(start_classification + classify_item) runs in-process on commit; no broker")
     print("floor    = Image.open + convert('RGB') + local.embed_and_probabilities on the same bytes")
     print(f"torch threads: {torch.get_num_threads()} for both paths "

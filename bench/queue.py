@@ -156,11 +156,11 @@ def create_fixture(threads: int) -> Fixture:
     """The project (with its classes) and one member reviewer per thread."""
     from django.contrib.auth import get_user_model
 
-    from classify import services
     from classify.models import Membership
+    from classify.services import projects
 
     tag = uuid.uuid4().hex[:8]
-    project = services.create_project(slug=f"queue-bench-{tag}", labels=list(LABELS), backend="colour")
+    project = projects.create_project(slug=f"queue-bench-{tag}", labels=list(LABELS), backend="colour")
     users = get_user_model()
     reviewers = []
     for number in range(threads):

@@ -13,11 +13,12 @@ from django.core.files.base import ContentFile
 from django.db.models import QuerySet
 from django.utils.html import format_html
 
-from . import backends, pipeline, services
+from . import backends, pipeline
 from .backends.imagenet import imagenet_classes
 from .backends.local import suggest_imagenet_classes
 from .images import ImageRejected
 from .models import Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+from .services import classification, exemplars, intake, projects, scoring
 
 
 def administered_projects(user) -> QuerySet[Project]:
@@ -122,7 +123,7 @@ class ExemplarForm(forms.ModelForm):
         if getattr(upload, "_committed", False):  # an existing file, unchanged
             return upload
         try:
-            services.check_upload_size(upload.size or 0)
+            intake.check_upload_size(upload.size or 0)
             prepared = pipeline.preprocess(upload.read(), max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
         except ImageRejected as exc:
             raise forms.ValidationError(str(exc)) from None
@@ -189,7 +190,7 @@ class ProjectForm(forms.ModelForm):
         if name and isinstance(config, dict) and self.instance.pk:
             labels = list(self.instance.labels.all())
             try:
-                backends.get_backend(name, classes=services.class_specs(self.instance, labels, backend=name),
+                backends.get_backend(name, classes=scoring.class_specs(self.instance, labels, backend=name),
                                      config=config)
             except backends.BackendError as exc:
                 self.add_error("backend_config", f"These settings do not work for {name}: {exc}")
@@ -224,7 +225,7 @@ class ProjectAdmin(ProjectScopedAdmin):
         super().save_related(request, form, formsets, change)
         project = form.instance
         if not project.labels.filter(is_unknown=True).exists():
-            Label.objects.create(project=project, name=services.UNKNOWN_LABEL, is_unknown=True, order=10_000)
+            Label.objects.create(project=project, name=projects.UNKNOWN_LABEL, is_unknown=True, order=10_000)
 
 
 class PredictionInline(ScopedInline, admin.TabularInline):
@@ -260,7 +261,7 @@ class ItemAdmin(ProjectScopedAdmin):
     @admin.action(description="Classify the selected items again (failed, rejected or decided by the model); "
                               "rejected items skip the quality checks")
     def reclassify(self, request, queryset) -> None:
-        count = services.reclassify(items=queryset)
+        count = classification.reclassify(items=queryset)
         self.message_user(request, f"{count} item(s) re-queued; reviewed items keep their human label.",
                           messages.SUCCESS)
 
@@ -269,7 +270,7 @@ class ItemAdmin(ProjectScopedAdmin):
     def promote_to_exemplar(self, request, queryset) -> None:
         labelled = queryset.filter(label__isnull=False)
         for item in labelled:
-            services.promote_to_exemplar(item=item)
+            exemplars.promote_to_exemplar(item=item)
         skipped = queryset.count() - labelled.count()
         self.message_user(request, f"{labelled.count()} exemplar(s) added; {skipped} item(s) without a label skipped.",
                           messages.SUCCESS)

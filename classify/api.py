@@ -12,10 +12,11 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
-from . import selectors, services
+from . import selectors
 from .auth import api_error, api_view
 from .images import ImageRejected
 from .models import Item
+from .services import intake
 
 MAX_LIST = 500
 
@@ -94,19 +95,19 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
     except SuspiciousOperation as exc:  # e.g. more files than DATA_UPLOAD_MAX_NUMBER_FILES
         return api_error(400, f"The upload was refused: {exc}")
     if oversized := getattr(request, "oversized_uploads", []):
-        limit = services.human_size(settings.LOUPE_MAX_UPLOAD_BYTES)
+        limit = intake.human_size(settings.LOUPE_MAX_UPLOAD_BYTES)
         return api_error(400, f"The file is larger than the limit of {limit}.",
-                         filename=services.clean_filename(oversized[0] or ""))
+                         filename=intake.clean_filename(oversized[0] or ""))
     if len(files) != 1:
         return api_error(400, "Send exactly one file in the multipart field 'image'.")
     upload = files[0]
     try:
-        services.check_upload_size(upload.size or 0)  # before reading it into memory
-        item = services.ingest_upload(
+        intake.check_upload_size(upload.size or 0)  # before reading it into memory
+        item = intake.ingest_upload(
             project=project, data=upload.read(), filename=upload.name or "", uploaded_by=request.user
         )
     except ImageRejected as exc:
-        return api_error(400, str(exc), filename=services.clean_filename(upload.name or ""))
+        return api_error(400, str(exc), filename=intake.clean_filename(upload.name or ""))
     item = selectors.item_for(request.user, item.pk)
     return JsonResponse(item_json(item), status=201)
 

@@ -3,18 +3,28 @@
 Plain functions: ``evaluate`` scores one backend on (image, true label) pairs; ``metrics`` turns
 predictions into accuracy, macro F1, per-class precision/recall, the share auto-accepted at the
 project's current thresholds and its precision, latency percentiles and cost per 1,000 images.
+``score_backends`` runs them over a project's items; ``start_bakeoff`` and ``execute_bakeoff_run``
+queue a stored run and carry it out in the worker.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from django.db import transaction
+from django.utils import timezone
+
 from . import pipeline
 from .backends import BackendError
-from .models import Item, Label, Project
+from .enqueue import enqueue
+from .models import BakeoffRun, Item, Label, Project
+from .services.scoring import build_backend, load_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,3 +115,51 @@ def metrics(name: str, outcomes: Sequence[Outcome], *, model_version: str = "", 
     report.latency_p50_ms, report.latency_p95_ms = percentile(latencies, 0.5), percentile(latencies, 0.95)
     report.cost_per_1000_usd = 1000 * statistics.fmean(o.cost_usd for o in scored)
     return report
+
+
+# --- Running a bake-off ------------------------------------------------------------------------
+
+
+def score_backends(*, project: Project, backends: Sequence[str], configs: dict | None = None,
+                   sample: int | None = None, seed: int = 0) -> list[Report]:
+    """Score each backend on the project's human-labelled items; a backend that cannot even be
+    built (bad settings) gets a report with its error instead of stopping the others."""
+    configs = configs or {}
+    items = labelled_items(project, sample=sample, seed=seed)
+    labels = list(project.labels.all())
+    reports = []
+    for name in backends:
+        config = configs.get(name, project.backend_config if name == project.backend else {})
+        try:
+            backend = build_backend(project, labels, name=name, config=config)
+        except BackendError as exc:
+            reports.append(Report(backend=name, images=len(items), errors=len(items), first_error=str(exc)))
+            continue
+        images = ((load_image(item), item.label.name) for item in items)
+        outcomes, first_error = evaluate(backend, images, labels)
+        reports.append(metrics(name, outcomes, model_version=backend.model_version, first_error=first_error))
+    return reports
+
+
+def execute_bakeoff_run(run: BakeoffRun) -> BakeoffRun:
+    """Run a stored bake-off and keep its results (or why it failed) on the row."""
+    BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.RUNNING)
+    try:
+        reports = score_backends(project=run.project, backends=run.backends, configs=run.configs, sample=run.sample)
+    except Exception as exc:
+        log.exception("bake-off %s failed", run.pk)
+        BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.FAILED, error=str(exc)[:500],
+                                                    finished_at=timezone.now())
+    else:
+        BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.DONE, finished_at=timezone.now(),
+                                                    results=[report.as_dict() for report in reports])
+    run.refresh_from_db()
+    return run
+
+
+def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, sample: int | None, user) -> BakeoffRun:
+    """Store a bake-off and queue it for a worker once the transaction commits."""
+    run = BakeoffRun.objects.create(project=project, backends=list(backends), configs=configs, sample=sample,
+                                    created_by=user)
+    transaction.on_commit(lambda: enqueue("classify.run_bakeoff", run.pk))
+    return run

@@ -18,8 +18,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
-from . import services
 from .backends import BackendError
+from .bakeoff import execute_bakeoff_run
+from .models import BakeoffRun
+from .retrain import runs
+from .services import classification, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +40,34 @@ def _backoff(retries: int) -> int:
     soft_time_limit=settings.LOUPE_TASK_SOFT_TIME_LIMIT, time_limit=settings.LOUPE_TASK_TIME_LIMIT,
 )
 def classify_item(self, item_id: int) -> None:
-    item = services.start_classification(item_id=item_id)
+    item = lifecycle.start_classification(item_id=item_id)
     if item is None:
         return
     try:
-        services.classify_item(item)
+        classification.score_item(item)
     except (BackendError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, BackendError) else BackendError("timed out", retryable=True)
         if error.retryable and self.request.retries < settings.LOUPE_BACKEND_RETRIES:
-            services.requeue_after_error(item, reason=f"Retrying after a backend problem: {error}")
+            lifecycle.requeue_after_error(item, reason=f"Retrying after a backend problem: {error}")
             raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
-        services.route_to_review_after_backend_error(item, error)
+        lifecycle.route_to_review_after_backend_error(item, error)
     except Exception as exc:
         # Not the backend's fault (a bug, a storage hiccup): retry until the attempt limit.
         log.exception("classifying item %s failed", item_id)
         reason = f"{exc.__class__.__name__}: {exc}"[:300]
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
-            services.mark_failed(item, reason=services.gave_up(item.attempts, reason))
+            lifecycle.mark_failed(item, reason=lifecycle.gave_up(item.attempts, reason))
             return
-        services.requeue_after_error(item, reason=f"Retrying after an error: {reason}")
+        lifecycle.requeue_after_error(item, reason=f"Retrying after an error: {reason}")
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
 
 
 @shared_task(name="classify.sweep")
 def sweep() -> None:
-    from . import retrain
-
-    result = services.sweep_stuck_items()
+    result = lifecycle.sweep_stuck_items()
     if result.requeued or result.failed:
         log.info("sweeper: %s re-queued, %s failed", result.requeued, result.failed)
-    resumed = retrain.resume_overdue_runs()
+    resumed = runs.resume_overdue_runs()
     if resumed:
         log.info("sweeper: %s training run(s) resumed", resumed)
 
@@ -89,22 +90,18 @@ def prune_broker(max_age_seconds: int = 24 * 3600) -> int:
 
 @shared_task(name="classify.run_bakeoff", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def run_bakeoff(run_id: int) -> None:
-    from .models import BakeoffRun
-
     run = BakeoffRun.objects.select_related("project").filter(pk=run_id).first()
     if run is not None and run.state == BakeoffRun.State.QUEUED:
-        services.execute_bakeoff_run(run)
+        execute_bakeoff_run(run)
 
 
 @shared_task(name="classify.advance_training_run", soft_time_limit=3600, time_limit=3660)
 def advance_training_run(run_id: int, token: str) -> None:
     """One step of a training run, then the next one is scheduled (after a backoff when waiting).
     The run's state is in the database; a stale or duplicate message finds nothing to claim."""
-    from . import retrain
-
-    run = retrain.claim(run_id, token)
+    run = runs.claim(run_id, token)
     if run is None:
         return
-    countdown = retrain.run_step(run)
+    countdown = runs.run_step(run)
     if countdown is not None:
-        retrain.send(run.pk, run.token, countdown)
+        runs.send(run.pk, run.token, countdown)

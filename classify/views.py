@@ -10,9 +10,11 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
+from . import bakeoff, selectors
 from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
 from .models import Item, TrainingRun
+from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
+from .services.projects import create_project
 
 PAGE_SIZE = 200
 
@@ -28,7 +30,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only admins create projects.")
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        project = services.create_project(
+        project = create_project(
             slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], labels=form.cleaned_data["labels"],
             backend=form.cleaned_data["backend"], created_by=request.user,
         )
@@ -63,7 +65,7 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only project admins compare backends.")
     form = BakeoffForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        services.start_bakeoff(project=project, backends=form.cleaned_data["backends"],
+        bakeoff.start_bakeoff(project=project, backends=form.cleaned_data["backends"],
                                configs=form.cleaned_data["configs"], sample=form.cleaned_data["sample"],
                                user=request.user)
         messages.success(request, "Bake-off queued: results appear below when the worker has run it.")
@@ -88,21 +90,19 @@ def _admin_project(request: HttpRequest, slug: str):
 def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Model versions and training runs: every step with its status and reason, the comparison
     of a candidate with the current model, and the approve/reject decision."""
-    from . import retrain
-
     project = _admin_project(request, slug)
     form = CustomLabelsTrainingForm(request.POST if request.POST.get("kind") == "custom_labels" else None)
     if request.method == "POST" and request.POST.get("kind") == "local":
-        run = retrain.start_local_training(project=project, user=request.user)
+        run = start_local_training(project=project, user=request.user)
         messages.success(request, f"Training run #{run.pk} queued: the local head retrains on the human labels.")
         return redirect("classify:models", slug=project.slug)
     if request.method == "POST" and form.is_valid():
-        run = retrain.start_custom_labels_training(project=project, user=request.user, **form.cleaned_data)
+        run = start_custom_labels_training(project=project, user=request.user, **form.cleaned_data)
         messages.success(request, f"Training run #{run.pk} queued on Rekognition Custom Labels.")
         return redirect("classify:models", slug=project.slug)
     runs = list(project.training_runs.select_related("candidate", "decided_by", "created_by")[:20])
     for run in runs:
-        run.titles = retrain.step_titles(run.kind)
+        run.titles = step_titles(run.kind)
     context = {
         "project": project, "form": form, "runs": runs,
         "versions": project.model_versions.defer("artifact")[:30],
@@ -113,16 +113,14 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["POST"])
 def decide_run(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    from . import retrain
-
     project = _admin_project(request, slug)
     run = TrainingRun.objects.filter(project=project, pk=run_id).first()
     if run is None:
         raise Http404("No such training run.")
     approve = request.POST.get("decision") == "approve"
     try:
-        retrain.decide(run=run, approve=approve, user=request.user)
-    except retrain.DecisionError as exc:
+        decide(run=run, approve=approve, user=request.user)
+    except DecisionError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Run #{run.pk} {'approved: the candidate is active' if approve else 'rejected'}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from . import export as manifests
+from .export.rules import Options, parse_s3
 
 
 class ExportForm(forms.Form):
@@ -25,7 +25,7 @@ class ExportForm(forms.Form):
         url = self.cleaned_data["s3_url"].strip()
         if url:
             try:
-                manifests.parse_s3(url)
+                parse_s3(url)
             except ValueError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return url
@@ -39,6 +39,6 @@ class ExportForm(forms.Form):
     def target_and_options(self, default_prefix: str) -> tuple[str, dict]:
         data = self.cleaned_data
         to_s3 = data["destination"] == "s3"
-        options = manifests.Options(test_split=data["test_split"], seed=data["seed"], include_auto=data["include_auto"],
-                                    multi_label=data["multi_label"], source_prefix=data["s3_url"] or default_prefix)
+        options = Options(test_split=data["test_split"], seed=data["seed"], include_auto=data["include_auto"],
+                          multi_label=data["multi_label"], source_prefix=data["s3_url"] or default_prefix)
         return (data["s3_url"] if to_s3 else "download"), options.as_dict()

@@ -1,4 +1,4 @@
-"""Writes for the review queue: leases, decisions, skips, undo, consensus.
+"""Writes for the review queue: leases, decisions, skips, undo, consensus (exports: ``reviewer.export.runs``).
 
 Claiming is a short transaction that writes a lease on the item row; no lock is held while a
 person looks at the image. A decision is a compare-and-set on that lease: a stale or foreign
@@ -8,30 +8,24 @@ double submit store one decision.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import secrets
-import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
-from django.core.files import File
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from classify import services as classify_services
 from classify.models import Item, Label, Project
+from classify.retrain.runs import maybe_schedule_refit
 from classify.selectors import is_project_admin
+from classify.services.lifecycle import transition
 
-from . import export as manifests
 from . import selectors
-from .models import Decision, Export
+from .models import Decision
 
 CLAIM_TRIES = 8
-log = logging.getLogger(__name__)
 
 
 class ReviewError(Exception):
@@ -232,11 +226,11 @@ def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release
         for decision in live:
             Decision.objects.filter(pk=decision.pk).update(agrees=frozenset(decision.labels.all()) == final_labels)
     names = ", ".join(sorted(label.name for label in final_labels))
-    classify_services.transition(
+    transition(
         item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {names} by {reviewer}.", label=final.label,
         labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
     )
-    classify_services.maybe_schedule_refit(item.project)
+    maybe_schedule_refit(item.project)
 
 
 def label_directly(*, item: Item, labels: Sequence[Label], reviewer) -> Decision:
@@ -280,87 +274,8 @@ def undo_last(*, project: Project, reviewer) -> Item:
         fields = {"lease_owner": reviewer, "lease_token": token,
                   "lease_expires_at": timezone.now() + timedelta(seconds=project.lease_seconds)}
         if item.status == Item.Status.REVIEWED:
-            classify_services.transition(item.pk, to=Item.Status.NEEDS_REVIEW, reason="Decision undone.",
+            transition(item.pk, to=Item.Status.NEEDS_REVIEW, reason="Decision undone.",
                                          label=None, labelled_by=None, labelled_at=None, **fields)
         else:
             Item.objects.filter(pk=item.pk).update(**fields)
     return Item.objects.select_related("project").get(pk=item.pk)
-
-
-# --- Export ----------------------------------------------------------------------------------
-
-
-def default_source_prefix(project: Project) -> str:
-    return f"s3://YOUR-BUCKET/loupe/{project.slug}"
-
-
-def start_export(*, project: Project, user, target: str, options: dict) -> Export:
-    """Queue an export (the worker runs it after commit)."""
-    from .tasks import run_export as task
-
-    export = Export.objects.create(project=project, target=target, options=options, created_by=user)
-    transaction.on_commit(lambda: task.delay(export.pk))
-    return export
-
-
-def run_export(*, export: Export) -> Export:
-    """Run a queued export and keep its counts, report and file (or why it failed) on the row.
-
-    Claimed with a conditional UPDATE, so a redelivered task cannot run it twice. To an S3
-    target the source-refs point at the target itself.
-    """
-    if not Export.objects.filter(pk=export.pk, state=Export.State.QUEUED).update(state=Export.State.RUNNING):
-        export.refresh_from_db()
-        return export
-    options = manifests.Options.from_dict(export.options)
-    if export.target.startswith("s3://"):
-        options = dataclasses.replace(options, source_prefix=export.target)
-    elif not options.source_prefix:
-        options = dataclasses.replace(options, source_prefix=default_source_prefix(export.project))
-    rows = Export.objects.filter(pk=export.pk)
-    rows.update(total=selectors.exportable_items(export.project, include_auto=options.include_auto).count())
-    try:
-        with tempfile.TemporaryDirectory(prefix="loupe-export-") as folder:
-            paths, work, counts, report = manifests.build(
-                export.project, options, Path(folder), progress=lambda n: rows.update(progress=n))
-            counts["published"] = _deliver(export, options, paths, work, report, Path(folder))
-    except manifests.ExportFailed as exc:
-        rows.update(state=Export.State.FAILED, error=str(exc)[:500], report=exc.report, counts=exc.counts,
-                    finished_at=timezone.now())
-    except Exception as exc:
-        log.exception("export %s failed", export.pk)
-        rows.update(state=Export.State.FAILED, error=_failure(exc)[:500], finished_at=timezone.now())
-    else:
-        rows.update(state=Export.State.DONE, counts=counts, report=report, file=export.file.name or "",
-                    finished_at=timezone.now())
-    export.refresh_from_db()
-    return export
-
-
-def _deliver(export: Export, options: manifests.Options, paths: dict, work: Path, report: dict,
-             folder: Path) -> list[str]:
-    """Publish to the target; returns where the manifests ended up."""
-    images = manifests.images(work) if options.copy_images else ()
-    if export.target.startswith("s3://"):
-        from classify.backends import aws
-
-        return manifests.publish_s3(aws.client("s3"), export.target, paths, images)
-    if export.target == Export.DOWNLOAD:
-        archive = manifests.write_local_zip(folder / "export.zip", paths, images, report)
-        with archive.open("rb") as handle:
-            export.file.save("export.zip", File(handle), save=False)
-        return [export.file.name]
-    destination = Path(export.target)
-    if destination.is_dir():
-        destination = destination / f"loupe-{export.project.slug}-export-{export.pk}.zip"
-    return [str(manifests.write_local_zip(destination, paths, images, report))]
-
-
-def _failure(exc: Exception) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, (BotoCoreError, ClientError)):
-        from classify.backends import aws
-
-        return str(aws.backend_error(exc, "s3"))
-    return f"{exc.__class__.__name__}: {exc}"

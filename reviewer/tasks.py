@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from .export.runs import execute_export
 from .models import Export
 
 
@@ -12,7 +12,7 @@ from .models import Export
 def run_export(export_id: int) -> None:
     export = Export.objects.select_related("project").filter(pk=export_id).first()
     if export is not None and export.state == Export.State.QUEUED:
-        services.run_export(export=export)
+        execute_export(export=export)
 
 
 @shared_task(name="reviewer.sweep_exports")

@@ -12,7 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from classify import selectors as classify_selectors
 from classify.models import Exemplar, Project
 
-from . import selectors, services
+from . import selectors
+from .export.runs import default_source_prefix, start_export
 from .forms import ExportForm
 
 
@@ -62,13 +63,13 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = _admin_project(request, slug)
     form = ExportForm(request.POST or None, initial={"multi_label": project.multi_label})
     if request.method == "POST" and form.is_valid():
-        target, options = form.target_and_options(services.default_source_prefix(project))
-        export = services.start_export(project=project, user=request.user, target=target, options=options)
+        target, options = form.target_and_options(default_source_prefix(project))
+        export = start_export(project=project, user=request.user, target=target, options=options)
         messages.success(request, f"Export #{export.pk} queued: its progress and report appear below.")
         return redirect("reviewer:export", slug=project.slug)
     exports = list(project.exports.select_related("created_by")[:20])
     context = {"project": project, "form": form, "exports": exports,
-               "default_prefix": services.default_source_prefix(project),
+               "default_prefix": default_source_prefix(project),
                "refresh": any(not export.is_finished for export in exports)}
     return render(request, "reviewer/export.html", context)
 

@@ -9,8 +9,8 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from PIL import Image
 
-from classify import services
 from classify.models import Label, Membership, Project
+from classify.services import projects
 
 PASSWORD = "correct horse battery staple"
 COLOURS = {"red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
@@ -23,7 +23,7 @@ def make_user(username: str, **extra):
 def make_colour_project(slug: str = "colours", *, admin=None, reviewer=None, threshold: float = 0.8,
                         config: dict | None = None) -> Project:
     """A project on the deterministic test backend: red, green, blue (+ unknown)."""
-    project = services.create_project(slug=slug, labels=list(COLOURS), backend="colour", created_by=admin)
+    project = projects.create_project(slug=slug, labels=list(COLOURS), backend="colour", created_by=admin)
     for name, colour in COLOURS.items():
         Label.objects.filter(project=project, name=name).update(
             mappings={"colour": [colour]}, accept_threshold=threshold, audit_rate=0.0

@@ -22,7 +22,7 @@ from django.utils import timezone
 from PIL import Image
 
 from classify.models import Exemplar, Item, Membership, Prediction
-from classify.services import create_project
+from classify.services.projects import create_project
 from reviewer.models import Decision
 from tests.base import PASSWORD, make_colour_project, make_user, photo_bytes
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from classify import services
 from classify.models import Item, Prediction
+from classify.services import intake, lifecycle
 from tests.base import make_colour_project, noisy_image, solid_image
 
 pytestmark = pytest.mark.worker
@@ -42,7 +42,7 @@ def wait_until_terminal(items: Sequence[Item], *, timeout: float = DEADLINE,
 
 
 def upload(project, data: bytes, name: str) -> Item:
-    item = services.ingest_upload(project=project, data=data, filename=name)
+    item = intake.ingest_upload(project=project, data=data, filename=name)
     # Committed and handed to the broker (autocommit: on_commit ran at once), not run in-process.
     assert Item.objects.get(pk=item.pk).status in {Item.Status.QUEUED, Item.Status.CLASSIFYING,
                                                    Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW}
@@ -105,7 +105,7 @@ def test_the_sweeper_recovers_the_item_of_a_dead_worker_child_and_gives_up_after
     project = make_colour_project(config={"fail": "crash"})
     item = upload(project, solid_image((255, 0, 0)), "poison.png")
 
-    [item] = wait_until_terminal([item], each_poll=services.sweep_stuck_items)
+    [item] = wait_until_terminal([item], each_poll=lifecycle.sweep_stuck_items)
 
     assert item.status == Item.Status.FAILED
     assert item.status_reason == "Gave up after 2 attempts. Last problem: the worker stopped mid-task."

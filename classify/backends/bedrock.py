@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import aws
+from .. import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution, unknown_name
 from .options import number, optional_text
 

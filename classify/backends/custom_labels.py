@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import aws
+from .. import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 from .rekognition import confidence, jpeg_within, setting_number, setting_region, short_hash
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from PIL import Image
 
+from .. import aws
 from ..images import jpeg_bytes
-from . import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 
 SERVICE = "rekognition"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from classify import pipeline
 from classify.backends import BackendError
 from classify.models import Item, Label, Project
+from classify.services.scoring import load_image
 
 COMPARED_STATUSES = (Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW, Item.Status.REVIEWED)
 
@@ -30,8 +31,6 @@ def compare_candidate(*, project: Project, candidate, items: Sequence[Item], lab
     thresholds, and a warning for each class whose share moves by more than
     ``project.max_share_shift`` points. Items the candidate fails on are counted, not compared.
     """
-    from classify.services import load_image
-
     rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
     pairs, errors, first_error = [], 0, ""

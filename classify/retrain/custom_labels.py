@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from classify.backends import aws
+from classify import aws
 from classify.backends.base import BackendError
 from classify.models import ModelVersion, TrainingRun
 

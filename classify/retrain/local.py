@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from django.db import transaction
 
-from classify import services
 from classify.backends.local import fit_head
 from classify.models import ModelVersion, Project, TrainingRun
 
+from .data import labelled_examples
 from .evaluation import evaluate_head, stratified_split
 from .outcomes import Done, StepFailed
 
@@ -20,7 +20,7 @@ SEED = 0
 def unique_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]:
     """The project's labelled examples, each picture once (the first label it was given wins),
     so no image sits in both the train and the test split."""
-    keys, embeddings, names = services.labelled_examples(project)
+    keys, embeddings, names = labelled_examples(project)
     seen, keep = set(), []
     for index, key in enumerate(keys):
         if key not in seen:

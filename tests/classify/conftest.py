@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from classify.backends import aws
+from classify import aws
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from classify import services
 from classify.models import Exemplar, Label
+from classify.services import intake, projects
 from tests.base import make_colour_project, make_user, photo_bytes
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_exemplars_are_validated_and_reencoded(admin_client):
 
 def test_project_admins_see_only_their_projects(admin_client):
     client, project = admin_client
-    other = services.create_project(slug="theirs", labels=["a", "b"])
+    other = projects.create_project(slug="theirs", labels=["a", "b"])
     page = client.get("/admin/classify/label/").content.decode()
     assert "colours" in page and "theirs" not in page
     foreign = other.labels.first()
@@ -109,8 +109,8 @@ def test_a_labelled_item_can_become_an_exemplar(admin_client, django_capture_on_
 
     client, project = admin_client
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="r.png")
-        unlabelled = services.ingest_upload(project=project, data=solid_image((90, 90, 90)), filename="g.png")
+        item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="r.png")
+        unlabelled = intake.ingest_upload(project=project, data=solid_image((90, 90, 90)), filename="g.png")
     response = client.post("/admin/classify/item/", {"action": "promote_to_exemplar",
                                                      "_selected_action": [item.pk, unlabelled.pk]})
     assert response.status_code == 302

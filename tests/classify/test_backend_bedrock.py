@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 from PIL import Image
 
-from classify import services
-from classify.backends import aws, get_backend
+from classify import aws
+from classify.backends import get_backend
 from classify.backends.base import BackendError, ClassSpec
 from classify.backends.bedrock import (
     CORRECTION,
@@ -28,6 +28,7 @@ from classify.backends.bedrock import (
     render_instruction,
 )
 from classify.models import Item, Label, Project
+from classify.services import intake, projects
 from tests.base import solid_image
 
 REGION = "us-east-1"
@@ -113,7 +114,7 @@ class BedrockRequestTests:
     def test_a_large_image_is_sent_no_larger_than_max_side(self, stub):
         stub.add_response("converse", reply(VALID), request(side=256))
         with_side = backend(max_side=256)
-        assert with_side.input_side == 256  # services.load_image decodes no larger than that
+        assert with_side.input_side == 256  # scoring.load_image decodes no larger than that
         with_side.classify(image((1200, 900)))
 
     def test_model_tokens_and_temperature_come_from_the_settings(self, stub):
@@ -126,7 +127,7 @@ class BedrockRequestTests:
 
     def test_it_keeps_under_the_configured_rate(self, stub):
         stub.add_response("converse", reply(VALID), request())
-        with mock.patch("classify.backends.aws.pace") as pace:
+        with mock.patch("classify.aws.pace") as pace:
             backend(max_tps=2).classify(image())
         pace.assert_called_once_with(f"bedrock:{DEFAULT_MODEL}", 2.0)
 
@@ -257,7 +258,7 @@ class BedrockSettingsTests:
         assert (other.price_in, other.price_out) == (0.00006, 0.00024)
 
     def test_the_model_version_is_known_before_any_call_and_tracks_the_prompt(self):
-        with mock.patch("classify.backends.aws.client") as client:
+        with mock.patch("classify.aws.client") as client:
             version = backend().model_version
         client.assert_not_called()
         assert version.startswith(f"bedrock/{DEFAULT_MODEL}/") and version == backend().model_version
@@ -279,7 +280,7 @@ class BedrockSettingsTests:
 
 @pytest.fixture
 def project(db):
-    project = services.create_project(slug="pets", labels=["cat", "dog"], backend="bedrock")
+    project = projects.create_project(slug="pets", labels=["cat", "dog"], backend="bedrock")
     Label.objects.filter(project=project).update(audit_rate=0.0, accept_threshold=0.6)
     Label.objects.filter(project=project, name="cat").update(description="A domestic cat, any breed.")
     Label.objects.filter(project=project, name="dog").update(description="A dog.\nPuppies too.")
@@ -291,7 +292,7 @@ def project(db):
 
 def ingest(project, django_capture_on_commit_callbacks) -> Item:
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=solid_image((200, 30, 30)), filename="cat.png")
+        item = intake.ingest_upload(project=project, data=solid_image((200, 30, 30)), filename="cat.png")
     item.refresh_from_db()
     return item
 

@@ -10,11 +10,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 from PIL import Image
 
-from classify import services
-from classify.backends import aws, get_backend
+from classify import aws
+from classify.backends import get_backend
 from classify.backends.base import BackendError, ClassSpec
 from classify.backends.custom_labels import MAX_IMAGE_BYTES, CustomLabelsBackend
 from classify.models import Item, Label, Prediction, Project
+from classify.services import intake, projects
 from tests.base import photo_bytes
 from tests.classify.test_backend_rekognition import JpegUnder
 
@@ -158,7 +159,7 @@ class SettingsTests:
 
 
 def make_vehicles_project(**config) -> Project:
-    project = services.create_project(slug="vehicles", labels=["rocket", "car"], backend="custom_labels")
+    project = projects.create_project(slug="vehicles", labels=["rocket", "car"], backend="custom_labels")
     Label.objects.filter(project=project).update(audit_rate=0)
     Project.objects.filter(pk=project.pk).update(backend_config={"project_version_arn": ARN, **config},
                                                  min_sharpness=0)
@@ -168,7 +169,7 @@ def make_vehicles_project(**config) -> Project:
 
 def upload(project, django_capture_on_commit_callbacks) -> Item:
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=photo_bytes("rocket"), filename="rocket.jpg")
+        item = intake.ingest_upload(project=project, data=photo_bytes("rocket"), filename="rocket.jpg")
     item.refresh_from_db()
     return item
 

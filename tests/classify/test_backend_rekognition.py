@@ -16,11 +16,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 from PIL import Image
 
-from classify import services
-from classify.backends import aws, get_backend
+from classify import aws
+from classify.backends import get_backend
 from classify.backends.base import BackendError, ClassSpec
 from classify.backends.rekognition import MAX_IMAGE_BYTES, RekognitionBackend
 from classify.models import Item, Label, Prediction, Project
+from classify.services import intake, projects
 from tests.base import photo_bytes
 
 pytestmark = pytest.mark.django_db
@@ -251,7 +252,7 @@ class SettingsTests:
 
 
 def make_pets_project(**config) -> Project:
-    project = services.create_project(slug="pets", labels=["cat", "dog"], backend="rekognition")
+    project = projects.create_project(slug="pets", labels=["cat", "dog"], backend="rekognition")
     Label.objects.filter(project=project, name="cat").update(mappings={"rekognition": ["Cat"]}, audit_rate=0)
     Label.objects.filter(project=project, name="dog").update(mappings={"rekognition": ["Dog"]}, audit_rate=0)
     Project.objects.filter(pk=project.pk).update(backend_config={"region": REGION, **config}, min_sharpness=0)
@@ -261,7 +262,7 @@ def make_pets_project(**config) -> Project:
 
 def upload(project, django_capture_on_commit_callbacks, data: bytes | None = None) -> Item:
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=data or photo_bytes("chelsea"), filename="chelsea.jpg")
+        item = intake.ingest_upload(project=project, data=data or photo_bytes("chelsea"), filename="chelsea.jpg")
     item.refresh_from_db()
     return item
 

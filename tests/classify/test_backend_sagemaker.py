@@ -16,11 +16,12 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from PIL import Image
 
-from classify import services
-from classify.backends import aws, get_backend
+from classify import aws
+from classify.backends import get_backend
 from classify.backends.base import BackendError, ClassSpec
 from classify.backends.sagemaker import SageMakerBackend
 from classify.models import Item, Label, Project
+from classify.services import intake, projects
 from tests.base import solid_image
 
 REGION = "us-east-1"
@@ -126,7 +127,7 @@ class SageMakerResponseShapeTests:
 
     def test_it_keeps_under_the_configured_rate(self, stub):
         stub.add_response("invoke_endpoint", response([0.1, 0.9]), request())
-        with mock.patch("classify.backends.aws.pace") as pace:
+        with mock.patch("classify.aws.pace") as pace:
             backend(max_tps=5).classify(image())
         pace.assert_called_once_with(f"sagemaker:{ENDPOINT}", 5.0)
 
@@ -229,7 +230,7 @@ class SageMakerSettingsTests:
         assert backend(classes).class_order == ("tabby", "siamese", "dog")
 
     def test_the_model_version_is_known_before_any_call_and_tracks_what_changes_the_scores(self):
-        with mock.patch("classify.backends.aws.client") as client:
+        with mock.patch("classify.aws.client") as client:
             version = backend().model_version
         client.assert_not_called()
         assert version.startswith(f"sagemaker/{ENDPOINT}/") and version == backend().model_version
@@ -250,7 +251,7 @@ class SageMakerSettingsTests:
 
 @pytest.fixture
 def project(db):
-    project = services.create_project(slug="pets", labels=["cat", "dog"], backend="sagemaker")
+    project = projects.create_project(slug="pets", labels=["cat", "dog"], backend="sagemaker")
     Label.objects.filter(project=project).update(audit_rate=0.0, accept_threshold=0.6)
     Project.objects.filter(pk=project.pk).update(
         backend_config={**CONFIG, "price_per_call": 0.0004}, min_sharpness=0)
@@ -260,7 +261,7 @@ def project(db):
 
 def ingest(project, django_capture_on_commit_callbacks) -> Item:
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=solid_image((200, 30, 30)), filename="cat.png")
+        item = intake.ingest_upload(project=project, data=solid_image((200, 30, 30)), filename="cat.png")
     item.refresh_from_db()
     return item
 

@@ -9,11 +9,11 @@ from unittest import mock
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from classify import services
-from classify.backends import aws
+from classify import aws
 from classify.backends.base import BackendError, Scores
 from classify.backends.colour import ColourBackend
 from classify.models import Item, Project
+from classify.services import classification, intake, lifecycle
 from tests.base import make_colour_project, noisy_image
 
 pytestmark = pytest.mark.django_db
@@ -21,15 +21,15 @@ pytestmark = pytest.mark.django_db
 
 def test_items_in_flight_finish_with_their_backend_and_new_items_use_the_new_one(django_capture_on_commit_callbacks):
     project = make_colour_project()
-    item = services.ingest_upload(project=project, data=noisy_image((250, 5, 5), seed=1), filename="a.png")
-    claimed = services.start_classification(item_id=item.pk)
-    services.pin_backend(claimed)
+    item = intake.ingest_upload(project=project, data=noisy_image((250, 5, 5), seed=1), filename="a.png")
+    claimed = lifecycle.start_classification(item_id=item.pk)
+    classification.pin_backend(claimed)
     Project.objects.filter(pk=project.pk).update(backend="local", backend_config={"mode": "zero_shot"})
     claimed.project.refresh_from_db()
-    services.classify_item(claimed)
+    classification.score_item(claimed)
     assert Item.objects.get(pk=item.pk).predictions.get().backend == "colour"
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.ingest_upload(project=project, data=noisy_image((5, 250, 5), seed=2), filename="b.png")
+        new = intake.ingest_upload(project=project, data=noisy_image((5, 250, 5), seed=2), filename="b.png")
     assert Item.objects.get(pk=new.pk).predictions.get().backend == "local"
 
 
@@ -43,8 +43,8 @@ def test_the_cost_of_a_call_is_recorded_and_a_reuse_counts_as_saved(django_captu
 
     data = noisy_image((250, 5, 5), seed=3)
     with mock.patch.object(ColourBackend, "classify", priced), django_capture_on_commit_callbacks(execute=True):
-        first = services.ingest_upload(project=project, data=data, filename="a.png")
-        second = services.ingest_upload(project=project, data=data, filename="b.png")
+        first = intake.ingest_upload(project=project, data=data, filename="a.png")
+        second = intake.ingest_upload(project=project, data=data, filename="b.png")
     one, two = first.predictions.get(), second.predictions.get()
     assert (one.cost_usd, one.saved_usd) == (Decimal("0.001"), Decimal("0"))
     assert (two.cost_usd, two.saved_usd) == (Decimal("0"), Decimal("0.001"))
@@ -74,7 +74,7 @@ def test_aws_errors_become_backend_errors_with_the_right_retry_flag(exc, retryab
 
 def test_pace_admits_the_rate_then_waits_or_refuses(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    with mock.patch("classify.backends.aws.time") as clock:
+    with mock.patch("classify.aws.time") as clock:
         clock.time.return_value = 1000.2
         clock.monotonic.side_effect = itertools.count(0.0, 0.6)  # each look at the clock: 0.6 s later
         for _ in range(3):

@@ -11,9 +11,10 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from classify import services
+from classify import bakeoff
 from classify.bakeoff import Outcome, metrics
 from classify.models import BakeoffRun, Item
+from classify.services import intake
 from tests.base import COLOURS, make_colour_project, make_user, noisy_image
 
 RGB = {"red": (240, 10, 10), "green": (10, 240, 10), "blue": (10, 10, 240)}
@@ -50,7 +51,7 @@ def labelled(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(9):
             name = list(COLOURS)[n % 3]
-            item = services.ingest_upload(project=project, data=noisy_image(RGB[name], seed=n), filename=f"{n}.png")
+            item = intake.ingest_upload(project=project, data=noisy_image(RGB[name], seed=n), filename=f"{n}.png")
             truth[item.pk] = project.labels.get(name=name)
     for pk, label in truth.items():  # as if people had confirmed them
         Item.objects.filter(pk=pk).update(status=Item.Status.REVIEWED, label=label)
@@ -60,7 +61,7 @@ def labelled(django_capture_on_commit_callbacks):
 @pytest.mark.django_db
 def test_the_bakeoff_compares_backends_on_human_labels(labelled):
     project, *_ = labelled
-    reports = {r.backend: r for r in services.run_bakeoff(project=project, backends=["colour", "local", "nonesuch"],
+    reports = {r.backend: r for r in bakeoff.score_backends(project=project, backends=["colour", "local", "nonesuch"],
                                                            configs={"local": {"mode": "zero_shot"}})}
     assert reports["colour"].accuracy == 1.0 and reports["colour"].macro_f1 == 1.0 and reports["colour"].images == 9
     assert reports["colour"].auto_accept_share == 1.0 and reports["colour"].auto_accept_precision == 1.0
@@ -72,8 +73,8 @@ def test_the_bakeoff_compares_backends_on_human_labels(labelled):
 @pytest.mark.django_db
 def test_the_bakeoff_can_score_a_seeded_sample(labelled):
     project, *_ = labelled
-    first = services.run_bakeoff(project=project, backends=["colour"], sample=4, seed=3)[0]
-    again = services.run_bakeoff(project=project, backends=["colour"], sample=4, seed=3)[0]
+    first = bakeoff.score_backends(project=project, backends=["colour"], sample=4, seed=3)[0]
+    again = bakeoff.score_backends(project=project, backends=["colour"], sample=4, seed=3)[0]
     assert first.images == 4 and first.per_class == again.per_class
 
 

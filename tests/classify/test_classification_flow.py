@@ -8,10 +8,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from classify import services
 from classify.backends.colour import ColourBackend
 from classify.images import ImageRejected
 from classify.models import Item, Prediction, Project
+from classify.services import classification, intake, lifecycle
 from tests.base import make_colour_project, noisy_image, solid_image
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def ingest(project, data: bytes, django_capture_on_commit_callbacks, name: str = "photo.png") -> Item:
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=data, filename=name)
+        item = intake.ingest_upload(project=project, data=data, filename=name)
     item.refresh_from_db()
     return item
 
@@ -65,7 +65,7 @@ class IngestTests:
     def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_stored(self):
         project = make_colour_project()
         with pytest.raises(ImageRejected, match="not an image"):
-            services.ingest_upload(project=project, data=b"<html><script>alert(1)</script>", filename="x.jpg")
+            intake.ingest_upload(project=project, data=b"<html><script>alert(1)</script>", filename="x.jpg")
         assert not Item.objects.exists()
 
     def test_an_identical_image_reuses_the_scores_without_a_backend_call(self, django_capture_on_commit_callbacks):
@@ -142,15 +142,15 @@ class ClaimTests:
         project = make_colour_project()
         item = Item.objects.create(project=project, sha256="a" * 64, width=1, height=1, image="x.jpg",
                                    status=Item.Status.QUEUED)
-        assert services.start_classification(item_id=item.pk) is not None
-        assert services.start_classification(item_id=item.pk) is None
+        assert lifecycle.start_classification(item_id=item.pk) is not None
+        assert lifecycle.start_classification(item_id=item.pk) is None
 
     def test_a_poison_item_fails_once_its_attempts_are_used(self, settings):
         settings.LOUPE_MAX_ATTEMPTS = 2
         project = make_colour_project()
         item = Item.objects.create(project=project, sha256="a" * 64, width=1, height=1, image="x.jpg",
                                    status=Item.Status.QUEUED, attempts=2)
-        assert services.start_classification(item_id=item.pk) is None
+        assert lifecycle.start_classification(item_id=item.pk) is None
         item.refresh_from_db()
         assert item.status == Item.Status.FAILED
         assert item.status_reason.startswith("Gave up after 2 attempts")
@@ -159,12 +159,12 @@ class ClaimTests:
         project = make_colour_project()
         item = Item.objects.create(project=project, sha256="a" * 64, width=1, height=1, image="x.jpg",
                                    status=Item.Status.QUEUED)
-        old = services.start_classification(item_id=item.pk)
+        old = lifecycle.start_classification(item_id=item.pk)
         Item.objects.filter(pk=item.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
-        new = services.start_classification(item_id=item.pk)
+        new = lifecycle.start_classification(item_id=item.pk)
         assert new is not None and new.claim != old.claim
-        assert services.mark_failed(old, reason="late") is False
-        assert services.mark_failed(new, reason="now") is True
+        assert lifecycle.mark_failed(old, reason="late") is False
+        assert lifecycle.mark_failed(new, reason="now") is True
 
 
 class BrokerDownTests:
@@ -175,7 +175,7 @@ class BrokerDownTests:
         assert item.status == Item.Status.RECEIVED
         assert "broker unreachable" in item.status_reason
         settings.LOUPE_STUCK_RECEIVED_AFTER = 0
-        result = services.sweep_stuck_items()
+        result = lifecycle.sweep_stuck_items()
         item.refresh_from_db()
         assert result.requeued == 1
         assert item.status == Item.Status.AUTO_ACCEPTED
@@ -193,7 +193,7 @@ class SweeperTests:
         self.make(project, Item.Status.QUEUED, enqueued_at=timezone.now())
         stuck_classifying = self.make(project, Item.Status.CLASSIFYING, claimed_at=old, attempts=1)
         with mock.patch("classify.tasks.classify_item.delay") as delay:
-            result = services.sweep_stuck_items()
+            result = lifecycle.sweep_stuck_items()
         assert sorted(call.args[0] for call in delay.call_args_list) == sorted([stuck_queued.pk, stuck_classifying.pk])
         assert result.requeued == 2
         stuck_classifying.refresh_from_db()
@@ -205,7 +205,7 @@ class SweeperTests:
         project = make_colour_project()
         item = self.make(project, Item.Status.CLASSIFYING, claimed_at=timezone.now() - timedelta(hours=2), attempts=3)
         with mock.patch("classify.tasks.classify_item.delay") as delay:
-            result = services.sweep_stuck_items()
+            result = lifecycle.sweep_stuck_items()
         item.refresh_from_db()
         assert result.failed == 1 and not delay.called
         assert item.status == Item.Status.FAILED
@@ -218,7 +218,7 @@ class ReclassifyTests:
         reviewed = Item.objects.create(project=project, sha256="d" * 64, width=1, height=1,
                                        status=Item.Status.REVIEWED, label=project.labels.get(name="red"))
         with mock.patch("classify.tasks.classify_item.delay") as delay, django_capture_on_commit_callbacks(execute=True):
-            assert services.reclassify(items=[failed, reviewed]) == 1
+            assert classification.reclassify(items=[failed, reviewed]) == 1
         delay.assert_called_once_with(failed.pk)
         reviewed.refresh_from_db()
         assert reviewed.status == Item.Status.REVIEWED and reviewed.label.name == "red"

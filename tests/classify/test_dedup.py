@@ -6,9 +6,9 @@ from unittest import mock
 
 import pytest
 
-from classify import services
 from classify.backends.colour import ColourBackend
 from classify.models import Item, Prediction
+from classify.services import intake
 from tests.base import make_colour_project, noisy_image
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def upload_all(project, files, capture) -> list[Item]:
     with capture(execute=True):
-        items = [services.ingest_upload(project=project, data=data, filename=f"{n}.png") for n, data in enumerate(files)]
+        items = [intake.ingest_upload(project=project, data=data, filename=f"{n}.png") for n, data in enumerate(files)]
     return list(Item.objects.filter(pk__in=[item.pk for item in items]).order_by("pk"))
 
 

@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image, ImageFilter
 
-from classify import services
 from classify.models import Item, Membership
+from classify.services import classification, intake
 from tests.base import make_colour_project, make_user, noisy_image, photo_bytes
 
 pytestmark = pytest.mark.django_db
@@ -225,7 +225,7 @@ def test_hostile_filenames_do_nothing(api, filename, kept):
 
 
 def test_a_nul_byte_in_the_name_is_harmless():
-    item = services.ingest_upload(project=make_colour_project(), data=noisy_image((9, 9, 9), seed=1),
+    item = intake.ingest_upload(project=make_colour_project(), data=noisy_image((9, 9, 9), seed=1),
                                   filename="a\x00b.png")
     assert "\x00" not in item.original_filename and "\x00" not in item.image.name
 
@@ -235,7 +235,7 @@ def test_a_failed_save_leaves_no_file_behind(settings):
 
     project = make_colour_project()
     with mock.patch.object(Item, "save", side_effect=RuntimeError("database went away")), pytest.raises(RuntimeError):
-        services.ingest_upload(project=project, data=noisy_image((1, 1, 1), seed=2), filename="x.png")
+        intake.ingest_upload(project=project, data=noisy_image((1, 1, 1), seed=2), filename="x.png")
     media = Path(settings.MEDIA_ROOT)
     assert not media.exists() or not [p for p in media.rglob("*") if p.is_file()]
 
@@ -243,7 +243,7 @@ def test_a_failed_save_leaves_no_file_behind(settings):
 def test_an_admin_can_send_a_rejected_image_on_anyway(api, django_capture_on_commit_callbacks):
     item = Item.objects.get(pk=api(REJECTED["black image"][0]).json()["id"])
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.reclassify(items=[item]) == 1
+        assert classification.reclassify(items=[item]) == 1
     item.refresh_from_db()
     assert item.status == Item.Status.NEEDS_REVIEW and item.predictions.count() == 1
 
@@ -251,10 +251,10 @@ def test_an_admin_can_send_a_rejected_image_on_anyway(api, django_capture_on_com
 def test_originals_are_kept_only_when_the_project_asks(settings, django_capture_on_commit_callbacks):
     project = make_colour_project()
     data = noisy_image((50, 60, 70), seed=10)
-    assert not services.ingest_upload(project=project, data=data, filename="a.png").original
+    assert not intake.ingest_upload(project=project, data=data, filename="a.png").original
     project.keep_originals = True
     project.save()
-    item = services.ingest_upload(project=project, data=data, filename="a.png")
+    item = intake.ingest_upload(project=project, data=data, filename="a.png")
     with item.original.open("rb") as handle:
         assert handle.read() == data
     assert item.original.name.startswith(f"originals/{project.pk}/") and item.original.name.endswith(".png")

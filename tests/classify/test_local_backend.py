@@ -9,10 +9,11 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from classify import services
 from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
 from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
 from classify.models import Exemplar, Item, Label, ModelVersion, Project
+from classify.retrain import runs
+from classify.services import intake, projects
 from reviewer.services import label_directly
 from tests.base import make_user, photo_bytes
 
@@ -97,7 +98,7 @@ class TrainedHeadTests:
 @pytest.mark.django_db
 class RefitTests:
     def make_project(self, refit_every: int = 0):
-        project = services.create_project(slug="pets", labels=["cat", "coffee"], backend="local")
+        project = projects.create_project(slug="pets", labels=["cat", "coffee"], backend="local")
         project.refit_every = refit_every
         project.min_examples_per_class = 3
         project.save()
@@ -110,7 +111,7 @@ class RefitTests:
 
     def test_a_trained_head_is_measured_approved_and_then_used(self, django_capture_on_commit_callbacks):
         from classify.models import TrainingRun
-        from classify.retrain import decide, start_local_training
+        from classify.retrain.runs import decide, start_local_training
 
         project = self.make_project()
         Project.objects.filter(pk=project.pk).update(min_f1=0.5)
@@ -127,7 +128,7 @@ class RefitTests:
         assert Exemplar.objects.filter(embedding__isnull=True).count() == 0  # computed once, kept
         decide(run=run, approve=True, user=make_user("ada"))
         with django_capture_on_commit_callbacks(execute=True):
-            item = services.ingest_upload(project=project, data=photo_bytes("chelsea", mirror=True), filename="c.jpg")
+            item = intake.ingest_upload(project=project, data=photo_bytes("chelsea", mirror=True), filename="c.jpg")
         prediction = Item.objects.get(pk=item.pk).predictions.get()
         assert prediction.model_version == "efficientnet-lite0-imagenet/head:head-1"
         assert prediction.top_label == "cat"
@@ -136,7 +137,7 @@ class RefitTests:
         project = self.make_project(refit_every=1)
         self.add_exemplars(project, "cat", "chelsea", 5)
         self.add_exemplars(project, "coffee", "coffee", 2)  # below min_examples_per_class (3)
-        assert services.maybe_schedule_refit(project) is False
+        assert runs.maybe_schedule_refit(project) is False
         assert not ModelVersion.objects.exists()
 
     def test_human_labels_trigger_a_background_refit(self, django_capture_on_commit_callbacks):
@@ -148,7 +149,7 @@ class RefitTests:
             for index, crop in enumerate(CROPS[:3]):
                 for photo in ("chelsea", "coffee"):
                     data = photo_bytes(photo, crop=crop, mirror=bool(index % 2))
-                    items.append((services.ingest_upload(project=project, data=data, filename="x.jpg"), photo))
+                    items.append((intake.ingest_upload(project=project, data=data, filename="x.jpg"), photo))
         Item.objects.filter(project=project).update(status=Item.Status.NEEDS_REVIEW)
         for n, (item, photo) in enumerate(items, start=1):
             with django_capture_on_commit_callbacks(execute=True):
@@ -160,7 +161,7 @@ class RefitTests:
 
         run = TrainingRun.objects.get(project=project)
         assert run.candidate == version and run.state == TrainingRun.State.AWAITING_DECISION
-        assert services.maybe_schedule_refit(project) is False  # one open run at a time
+        assert runs.maybe_schedule_refit(project) is False  # one open run at a time
 
 
 def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():

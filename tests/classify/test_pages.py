@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from classify import services
 from classify.models import Project
+from classify.services import intake
 from tests.base import PASSWORD, make_colour_project, make_user, solid_image
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def world(django_capture_on_commit_callbacks):
     outsider = make_user("otto")
     project = make_colour_project(admin=admin, reviewer=reviewer)
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
+        item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
     return {"admin": admin, "reviewer": reviewer, "outsider": outsider, "project": project, "item": item}
 
 

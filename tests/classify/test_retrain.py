@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from PIL import Image
 
-from classify import retrain, services
-from classify.backends import aws
+from classify import aws
 from classify.models import Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
+from classify.retrain import runs
 from classify.retrain.evaluation import classification_metrics, learning_curve, lowest_threshold, stratified_split
+from classify.services import projects, scoring
 from tests.base import make_user
 
 REGION = "us-east-1"
@@ -95,7 +96,7 @@ NAMES = {0: "zero", 1: "one", 6: "six"}
 
 
 def make_digits_project(**fields) -> Project:
-    project = services.create_project(slug="digits", labels=list(NAMES.values()), backend="local")
+    project = projects.create_project(slug="digits", labels=list(NAMES.values()), backend="local")
     Project.objects.filter(pk=project.pk).update(**{"compare_sample": 6, "min_f1": 0.5, **fields})
     project.refresh_from_db()
     return project
@@ -146,7 +147,7 @@ class LocalRetrainTests:
         old = ModelVersion.objects.create(project=project, backend="local", version="head-1", artifact=b"x",
                                           held_out_accuracy=0.55, is_active=True)
         with django_capture_on_commit_callbacks(execute=True):
-            run = retrain.start_local_training(project=project)
+            run = runs.start_local_training(project=project)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.AWAITING_DECISION, run.reason
         assert [entry["step"] for entry in run.steps] == ["fit", "gate", "compare"]
@@ -173,7 +174,7 @@ class LocalRetrainTests:
         assert not old.is_active
         # The project now scores with the approved head.
         labels = list(project.labels.all())
-        assert services.build_backend(project, labels).model_version.endswith("/head:head-2")
+        assert scoring.build_backend(project, labels).model_version.endswith("/head:head-2")
 
     def test_it_refuses_a_head_worse_than_the_active_one(self, django_capture_on_commit_callbacks):
         project = make_digits_project(min_f1=0.0)  # only the active model's F1 is the bar here
@@ -181,7 +182,7 @@ class LocalRetrainTests:
         ModelVersion.objects.create(project=project, backend="local", version="head-1", artifact=b"x", f1=0.97,
                                     is_active=True)
         with django_capture_on_commit_callbacks(execute=True):
-            run = retrain.start_local_training(project=project)
+            run = runs.start_local_training(project=project)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.NOT_PROMOTED
         assert "below the active model's (head-1: 0.970)" in run.reason
@@ -195,7 +196,7 @@ class LocalRetrainTests:
         for n, (digit, data) in enumerate(digit_images((0, 1), 1)):
             add_item(project, data, label=NAMES[digit], n=n)
         with django_capture_on_commit_callbacks(execute=True):
-            run = retrain.start_local_training(project=project)
+            run = runs.start_local_training(project=project)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.FAILED
         assert run.reason.startswith("Too few human labels to train and test")
@@ -238,7 +239,7 @@ def summary_file(f1: float) -> dict:
 
 def start_run(project, django_capture_on_commit_callbacks, **options) -> TrainingRun:
     with django_capture_on_commit_callbacks(execute=True):
-        run = retrain.start_custom_labels_training(
+        run = runs.start_custom_labels_training(
             project=project, train_manifest=f"s3://{BUCKET}/manifests/train.manifest",
             test_manifest=f"s3://{BUCKET}/manifests/test.manifest", output_location=f"s3://{BUCKET}/output/digits",
             region=REGION, **options)
@@ -426,23 +427,23 @@ class CustomLabelsWorkflowTests:
         Workflow(rekognition, project).project_and_datasets().dataset(TRAIN_ARN, "CREATE_IN_PROGRESS").dataset(
             TEST_ARN, "CREATE_IN_PROGRESS")
         sent = []
-        monkeypatch.setattr(retrain, "send", lambda run_id, token, countdown=0: sent.append((run_id, token, countdown)))
+        monkeypatch.setattr(runs, "send", lambda run_id, token, countdown=0: sent.append((run_id, token, countdown)))
         with django_capture_on_commit_callbacks(execute=True):
-            run = retrain.start_custom_labels_training(
+            run = runs.start_custom_labels_training(
                 project=project, train_manifest=f"s3://{BUCKET}/manifests/train.manifest",
                 test_manifest=f"s3://{BUCKET}/manifests/test.manifest", output_location=f"s3://{BUCKET}/output/digits",
                 region=REGION)
         for _ in range(3):  # a worker runs project, datasets, then the first dataset check
             token = sent[-1][1]
-            claimed = retrain.claim(run.pk, str(token))
-            countdown = retrain.run_step(claimed)
+            claimed = runs.claim(run.pk, str(token))
+            countdown = runs.run_step(claimed)
             sent.append((run.pk, claimed.token, countdown))
         assert sent[-1][2] == 30  # first poll after 30 s
-        assert retrain.claim(run.pk, str(sent[1][1])) is None  # a stale or duplicate message does nothing
+        assert runs.claim(run.pk, str(sent[1][1])) is None  # a stale or duplicate message does nothing
         # The worker dies; the message is lost. Once overdue, the sweeper sends the step again.
-        assert retrain.resume_overdue_runs() == 0
+        assert runs.resume_overdue_runs() == 0
         TrainingRun.objects.filter(pk=run.pk).update(next_poll_at=WHEN)
-        assert retrain.resume_overdue_runs() == 1
+        assert runs.resume_overdue_runs() == 1
         run.refresh_from_db()
         assert sent[-1][:2] == (run.pk, run.token) and run.step == "wait_datasets"
         assert run.steps[-1]["status"] == "waiting" and run.aws["train_dataset_arn"] == TRAIN_ARN

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from moto import mock_aws
 
-from classify import services
+from classify.services import intake
 from tests.base import make_colour_project, make_user, noisy_image
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_uploads_are_stored_in_the_bucket_and_served_by_presigned_redirect(s3_me
     reviewer, outsider = make_user("rey"), make_user("otto")
     project = make_colour_project(reviewer=reviewer)
     with django_capture_on_commit_callbacks(execute=True):
-        item = services.ingest_upload(project=project, data=noisy_image((200, 20, 20), seed=1), filename="r.png")
+        item = intake.ingest_upload(project=project, data=noisy_image((200, 20, 20), seed=1), filename="r.png")
     item.refresh_from_db()
     assert item.status == "auto_accepted"  # the worker read the image back from S3
     stored = s3_media.get_object(Bucket=BUCKET, Key=f"loupe/{item.image.name}")

@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from classify import services
 from classify.models import ALLOWED_TRANSITIONS, Item
+from classify.services import lifecycle
 from tests.base import make_colour_project
 
 STATUSES = list(Item.Status.values)
@@ -19,7 +19,7 @@ def make_item(project, status: str) -> Item:
 @pytest.mark.parametrize("source,target", list(itertools.product(STATUSES, STATUSES)))
 def test_every_transition_is_allowed_or_refused_as_the_state_machine_says(source, target):
     item = make_item(make_colour_project(), source)
-    moved = services.transition(item.pk, to=target, reason="test")
+    moved = lifecycle.transition(item.pk, to=target, reason="test")
     item.refresh_from_db()
     allowed = target in ALLOWED_TRANSITIONS[source]
     assert moved is allowed

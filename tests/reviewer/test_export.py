@@ -24,9 +24,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from classify.backends import aws
+from classify import aws
 from classify.models import Item, Label, Membership, Prediction
-from reviewer import export, services
+from reviewer.export import collect, runs, split
+from reviewer.export import rules as export_rules
 from reviewer.models import Decision, Export
 from tests.base import make_colour_project, make_user, solid_image
 
@@ -67,7 +68,7 @@ def build(project, tmp_path: Path, name="out", **options):
     folder = tmp_path / name
     folder.mkdir()
     options.setdefault("source_prefix", "s3://my-bucket/loupe/colours")
-    paths, _work, counts, report = export.build(project, export.Options(**options), folder)
+    paths, _work, counts, report = split.build(project, export_rules.Options(**options), folder)
     return paths, counts, report
 
 
@@ -84,8 +85,8 @@ def rules(report: dict) -> dict[int | None, set[str]]:
     return found
 
 
-def failure(project, tmp_path, **options) -> export.ExportFailed:
-    with pytest.raises(export.ExportFailed) as caught:
+def failure(project, tmp_path, **options) -> export_rules.ExportFailed:
+    with pytest.raises(export_rules.ExportFailed) as caught:
         build(project, tmp_path, **options)
     return caught.value
 
@@ -184,9 +185,9 @@ class PreflightTests:
     def test_more_than_250_classes_fails(self, tmp_path):
         manifest = tmp_path / "train.manifest"
         manifest.write_text("{}\n")
-        census = export.Census(labels=Counter({f"c{n}": 1 for n in range(251)}))
+        census = collect.Census(labels=Counter({f"c{n}": 1 for n in range(251)}))
         project = make_colour_project()
-        failures, _, _ = export.dataset_problems({"train": manifest}, census, project)
+        failures, _, _ = split.dataset_problems({"train": manifest}, census, project)
         assert [p.rule for p in failures] == ["label-count"]
 
     def test_a_class_without_images_is_reported(self, team, tmp_path):
@@ -209,7 +210,7 @@ class PreflightTests:
     def test_a_class_name_over_256_characters_is_refused(self):
         item = SimpleNamespace(id=7)
         long = SimpleNamespace(name="x" * 257, is_unknown=False)
-        assert [p.rule for p in export.label_problems(item, [long], export.Options())] == ["class-name"]
+        assert [p.rule for p in export_rules.label_problems(item, [long], export_rules.Options())] == ["class-name"]
 
     def test_unknown_and_unlabelled_items_are_left_out(self, team, tmp_path):
         project, _, rey = team
@@ -248,8 +249,8 @@ class PreflightTests:
     def test_sides_over_4096_px_are_reported(self, team, tmp_path, monkeypatch):
         project, _, rey = team
         huge = labelled(project, "red", reviewer=rey, size=(5000, 4000))
-        assert export.stored_size(5000, 4000) == (2048, 1638)  # what Loupe stores is bounded
-        monkeypatch.setattr(export, "stored_size", lambda width, height: (width, height))
+        assert export_rules.stored_size(5000, 4000) == (2048, 1638)  # what Loupe stores is bounded
+        monkeypatch.setattr(export_rules, "stored_size", lambda width, height: (width, height))
         labelled(project, "red", reviewer=rey)
         labelled(project, "green", reviewer=rey)
         _, _, report = build(project, tmp_path)
@@ -288,16 +289,16 @@ class PreflightTests:
         assert {line["source-ref"].split("/")[2] for line in lines(paths["train"])} == {"my-bucket"}
 
     def test_lines_over_100000_characters_and_values_over_20000_are_refused(self):
-        assert [p.rule for p in export.line_problems(1, json.dumps({"source-ref": "s3://b/" + "k" * 100_000}))] \
+        assert [p.rule for p in export_rules.line_problems(1, json.dumps({"source-ref": "s3://b/" + "k" * 100_000}))] \
             == ["line-length"]
-        assert [p.rule for p in export.line_problems(1, json.dumps({"a": "v" * 20_001}))] == ["attribute-length"]
-        assert export.line_problems(1, json.dumps({"a": "v" * 19_000})) == []
+        assert [p.rule for p in export_rules.line_problems(1, json.dumps({"a": "v" * 20_001}))] == ["attribute-length"]
+        assert export_rules.line_problems(1, json.dumps({"a": "v" * 19_000})) == []
 
     def test_over_250000_lines_per_manifest_fails(self, team, tmp_path, monkeypatch):
         project, _, rey = team
         for name in ("red", "green", "blue"):
             labelled(project, name, reviewer=rey)
-        monkeypatch.setattr(export, "MAX_LINES", 2)
+        monkeypatch.setattr(split, "MAX_LINES", 2)
         assert rules(failure(project, tmp_path).report) == {None: {"manifest-size"}}
 
     def test_fewer_than_half_the_training_classes_in_test_fails(self, team, tmp_path):
@@ -314,7 +315,7 @@ class PreflightTests:
         project, ada, rey = team
         labelled(project, "red", reviewer=rey)
         target = tmp_path / "out.zip"
-        row = services.run_export(export=Export.objects.create(project=project, target=str(target)))
+        row = runs.execute_export(export=Export.objects.create(project=project, target=str(target)))
         assert row.state == "failed" and "at least 2" in row.error and not target.exists()
         assert row.report["dataset"][0]["rule"] == "label-count"
 
@@ -327,7 +328,7 @@ class SplitTests:
     def deal(items: list[list[str]], fraction: float, seed: int) -> list[bool]:
         counts = Counter(name for item in items for name in item)
         combos = Counter("\x1f".join(sorted(item)) for item in items)
-        splitter = export.Splitter(counts, combos, fraction, seed)
+        splitter = split.Splitter(counts, combos, fraction, seed)
         return [splitter.is_test(item) for item in items]
 
     @hypothesis_settings(max_examples=150, deadline=None)
@@ -397,10 +398,10 @@ class RerunTests:
         project, _, rey = team
         for n in range(6):
             labelled(project, ("red", "green", "blue")[n % 3], reviewer=rey)
-        options = export.Options(test_split=0.3, source_prefix="s3://b/p").as_dict()
+        options = export_rules.Options(test_split=0.3, source_prefix="s3://b/p").as_dict()
         zips = []
         for name in ("one.zip", "two.zip"):
-            row = services.run_export(export=Export.objects.create(project=project, target=str(tmp_path / name),
+            row = runs.execute_export(export=Export.objects.create(project=project, target=str(tmp_path / name),
                                                                    options=options))
             assert row.state == "done", row.error
             zips.append((tmp_path / name).read_bytes())
@@ -427,8 +428,8 @@ def keys(client, prefix="") -> set[str]:
 
 def s3_export(project, prefix="loupe/colours", **options) -> Export:
     row = Export.objects.create(project=project, target=f"s3://{BUCKET}/{prefix}",
-                                options=export.Options(**options).as_dict())
-    return services.run_export(export=row)
+                                options=export_rules.Options(**options).as_dict())
+    return runs.execute_export(export=row)
 
 
 class S3TargetTests:

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from classify import services as classify_services
 from classify.models import Exemplar, Item, Membership, Project
+from classify.services import intake
 from reviewer import selectors, services
 from reviewer.models import Decision
 from tests.base import make_colour_project, make_review_item, make_user, noisy_image, solid_image
@@ -255,8 +255,8 @@ class ConsensusTests:
         project, *_ = team
         Project.objects.filter(pk=project.pk).update(consensus_reviews=3, consensus_below=0.5)
         with django_capture_on_commit_callbacks(execute=True):
-            low = classify_services.ingest_upload(project=project, data=noisy_image((90, 90, 90), seed=1), filename="a.png")
-            high = classify_services.ingest_upload(project=project, data=noisy_image((210, 20, 20), seed=2), filename="b.png")
+            low = intake.ingest_upload(project=project, data=noisy_image((90, 90, 90), seed=1), filename="a.png")
+            high = intake.ingest_upload(project=project, data=noisy_image((210, 20, 20), seed=2), filename="b.png")
         low.refresh_from_db()
         high.refresh_from_db()
         assert low.reviews_needed == 3 and high.reviews_needed == 1
@@ -267,7 +267,7 @@ class AuditTests:
         project, rey, *_ = team
         project.labels.filter(name="red").update(audit_rate=1.0)
         with django_capture_on_commit_callbacks(execute=True):
-            item = classify_services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="r.png")
+            item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="r.png")
         item.refresh_from_db()
         assert item.status == Item.Status.NEEDS_REVIEW and item.audit and item.label is None
         assert item.predictions.get().decision == "auto_accepted"

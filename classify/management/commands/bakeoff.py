@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classify import backends, services
+from classify import backends, bakeoff
 from classify.models import BakeoffRun, Project
 
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             raise CommandError(f"unknown backend(s): {', '.join(unknown)}; installed: {', '.join(backends_available())}")
         configs = parse_configs(config)
         run = BakeoffRun.objects.create(project=target, backends=names, configs=configs, sample=sample)
-        run = services.execute_bakeoff_run(run)
+        run = bakeoff.execute_bakeoff_run(run)
         if run.state == BakeoffRun.State.FAILED:
             raise CommandError(f"bake-off failed: {run.error}")
         self.print_table(run.results)

@@ -4,7 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from classify import backends, services
+from classify import backends
+from classify.services import projects
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"no user called {admin!r}")
         try:
-            project = services.create_project(
+            project = projects.create_project(
                 slug=slug, name=name, labels=labels.split(","), backend=backend, created_by=user
             )
         except (ValueError, IntegrityError) as exc:

@@ -6,9 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classify import services
 from classify.images import ImageRejected
 from classify.models import Project
+from classify.services import intake
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -34,8 +34,8 @@ class Command(BaseCommand):
         imported, rejected = 0, []
         for path in tqdm(paths, unit="img", disable=no_progress, desc=f"importing into {project}"):
             try:
-                services.check_upload_size(path.stat().st_size)
-                services.ingest_upload(project=target, data=path.read_bytes(), filename=path.name,
+                intake.check_upload_size(path.stat().st_size)
+                intake.ingest_upload(project=target, data=path.read_bytes(), filename=path.name,
                                        uploaded_by=uploader)
                 imported += 1
             except ImageRejected as exc:

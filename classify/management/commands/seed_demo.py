@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from PIL import Image
 
-from classify import services
 from classify.models import Label, Project
+from classify.services import intake, projects
 
 # scikit-image ships these photographs; the demo needs nothing from the network.
 PHOTOS = ["chelsea", "coffee", "rocket", "astronaut", "motorcycle_left", "camera", "hubble_deep_field",
@@ -28,14 +28,14 @@ class Command(BaseCommand):
             self.stdout.write("Demo project exists already.")
             return
         admin = get_user_model().objects.filter(is_superuser=True).first()
-        project = services.create_project(slug="demo", name="Demo", labels=list(MAPPINGS), created_by=admin)
+        project = projects.create_project(slug="demo", name="Demo", labels=list(MAPPINGS), created_by=admin)
         for name, classes in MAPPINGS.items():
             # No unannounced auto-accept checks in the demo: what a newcomer sees should not vary.
             Label.objects.filter(project=project, name=name).update(mappings={"local": classes}, accept_threshold=0.6,
                                                                     audit_rate=0)
         count = 0
         for photo, data in sample_photos():
-            services.ingest_upload(project=project, data=data, filename=f"{photo}.png", uploaded_by=admin)
+            intake.ingest_upload(project=project, data=data, filename=f"{photo}.png", uploaded_by=admin)
             count += 1
         self.stdout.write(self.style.SUCCESS(f"Demo project created with {count} photos queued."))
 

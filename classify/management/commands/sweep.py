@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from classify import services
+from classify.services import lifecycle
 
 
 class Command(BaseCommand):
     help = "Re-queue items stuck in received/queued/classifying (what the periodic sweeper does)."
 
     def handle(self, *args, **options) -> None:
-        result = services.sweep_stuck_items()
+        result = lifecycle.sweep_stuck_items()
         self.stdout.write(f"{result.requeued} re-queued, {result.failed} failed.")

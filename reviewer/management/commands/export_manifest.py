@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from classify.models import Project
-from reviewer import export as manifests
-from reviewer import services
+from reviewer.export.rules import Options, parse_s3
+from reviewer.export.runs import execute_export
 from reviewer.models import Export
 
 
@@ -33,13 +33,13 @@ class Command(BaseCommand):
             raise CommandError("--test-split must be at least 0 and below 1")
         for url in [s3_prefix] * bool(s3_prefix) + [out] * out.startswith("s3://"):
             try:
-                manifests.parse_s3(url)
+                parse_s3(url)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-        chosen = manifests.Options(test_split=test_split, include_auto=include_auto, multi_label=multi_label,
-                                   seed=seed, source_prefix=s3_prefix, copy_images=not manifests_only)
+        chosen = Options(test_split=test_split, include_auto=include_auto, multi_label=multi_label,
+                         seed=seed, source_prefix=s3_prefix, copy_images=not manifests_only)
         export = Export.objects.create(project=target, target=out, options=chosen.as_dict())
-        export = services.run_export(export=export)
+        export = execute_export(export=export)
         self.print_report(export)
         if export.state == Export.State.FAILED:
             raise CommandError(f"export #{export.pk} failed: {export.error}")

@@ -19,7 +19,7 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-from .base import BackendError
+from .backends.base import BackendError
 
 RETRYABLE_CODES = frozenset({
     "ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException",

@@ -1,0 +1,91 @@
+"""Taking an upload: validate, normalise, store, spot duplicates, then hand it to a worker."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils.text import get_valid_filename
+
+from classify import pipeline
+from classify.images import ImageRejected, hamming
+from classify.models import Item, Project
+
+from .queueing import schedule_classification
+
+Status = Item.Status
+NEAR_DUPLICATE_BITS = 4
+NEAR_DUPLICATE_WINDOW = 5000
+
+
+def clean_filename(filename: str) -> str:
+    """The client's filename reduced to harmless metadata (never used as a storage key)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in "\u202a\u202b\u202c\u202d\u202e")
+    try:
+        name = get_valid_filename(base)
+    except Exception:  # get_valid_filename refuses names like "..": keep none
+        return ""
+    if len(name) > 255:  # keep the extension, shorten the stem
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem[: 254 - len(suffix)]}.{suffix}" if dot and len(suffix) < 16 else name[:255]
+    return name
+
+
+def human_size(n_bytes: float) -> str:
+    if n_bytes < 2**20:
+        return f"{n_bytes:,.0f} bytes"
+    return f"{n_bytes / 2**20:,.1f} MB".replace(".0 MB", " MB")
+
+
+def check_upload_size(size: int) -> None:
+    if size > settings.LOUPE_MAX_UPLOAD_BYTES:
+        raise ImageRejected(f"The file is {human_size(size)}; the limit is {human_size(settings.LOUPE_MAX_UPLOAD_BYTES)}.")
+
+
+def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=None) -> Item:
+    """Validate, normalise and store one upload, then hand it to a worker after commit.
+
+    Raises ``images.ImageRejected`` (with the reason to show) before anything is stored when the
+    bytes are not a usable image. A decodable image that fails the project's quality checks is
+    stored as ``rejected`` with the reasons and never reaches a backend. A picture the project has
+    already seen is linked to its first copy (``duplicate_of``); its scores will be reused.
+    """
+    check_upload_size(len(data))
+    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    problems = pipeline.check_quality(prepared, rules=project.quality_rules)
+    duplicate = Item.objects.filter(project=project, sha256=prepared.sha256).order_by("pk").first()
+    item = Item(
+        project=project, original_filename=clean_filename(filename), source_format=prepared.format,
+        sha256=prepared.sha256, phash=prepared.phash, width=prepared.width, height=prepared.height,
+        uploaded_by=uploaded_by, duplicate_of=duplicate,
+        near_duplicate_of=None if duplicate else find_near_duplicate(project, prepared.phash),
+        status=Status.REJECTED if problems else Status.RECEIVED, status_reason=" ".join(problems)[:500],
+    )
+    item.image.save("upload.jpg", ContentFile(prepared.jpeg), save=False)
+    try:
+        if project.keep_originals:
+            item.original.save(f"original.{prepared.format.lower()}", ContentFile(data), save=False)
+        with transaction.atomic():
+            item.save()
+            if not problems:
+                schedule_classification(item.pk)
+    except Exception:
+        item.image.delete(save=False)  # nothing half-stored
+        if item.original:
+            item.original.delete(save=False)
+        raise
+    return item
+
+
+def find_near_duplicate(project: Project, phash: int) -> Item | None:
+    """A recent item of the project whose perceptual hash is within a few bits of ``phash``.
+
+    Best effort by design: it looks at the last NEAR_DUPLICATE_WINDOW items (the flag helps a
+    person notice a re-upload; exact duplicates are caught by the SHA-256 in any case).
+    """
+    recent = Item.objects.filter(project=project, phash__isnull=False).order_by("-pk")
+    for item_id, other in recent.values_list("pk", "phash")[:NEAR_DUPLICATE_WINDOW]:
+        if hamming(phash, other) <= NEAR_DUPLICATE_BITS:
+            return Item.objects.get(pk=item_id)
+    return None

@@ -1,0 +1,125 @@
+"""The item state machine: conditional updates checked against ``ALLOWED_TRANSITIONS``, claims,
+and the sweeper.
+
+Every status change is a conditional UPDATE, so two workers (or a worker and the sweeper) can
+never both move the same item.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from classify.backends import BackendError
+from classify.models import ALLOWED_TRANSITIONS, Item
+
+from .queueing import hand_to_queue
+
+Status = Item.Status
+
+
+def transition(item_id: int, *, to: str, reason: str = "", only_from: Iterable[str] | None = None, **fields) -> bool:
+    """Move an item to ``to`` if the state machine allows it from where it stands now.
+
+    Returns False (and changes nothing) when the item is not in an allowed state: someone else
+    moved it first. Extra ``fields`` are written in the same UPDATE.
+    """
+    sources = [state for state, targets in ALLOWED_TRANSITIONS.items() if to in targets]
+    if only_from is not None:
+        sources = [state for state in sources if state in set(only_from)]
+    updated = Item.objects.filter(pk=item_id, status__in=sources, **fields.pop("where", {})).update(
+        status=to, status_reason=reason[:500], updated_at=timezone.now(), **fields
+    )
+    return updated == 1
+
+
+def start_classification(*, item_id: int) -> Item | None:
+    """Claim an item for one worker: a conditional UPDATE that also counts the attempt.
+
+    Returns None when there is nothing to do (already claimed, finished, or deleted). An item
+    whose earlier attempts never finished (the worker died, as a poison image can make it) ends
+    ``failed`` once it has used ``LOUPE_MAX_ATTEMPTS``, instead of looping forever.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LOUPE_STUCK_CLASSIFYING_AFTER)
+    claim = uuid.uuid4()
+    claimed = Item.objects.filter(
+        Q(status__in=[Status.RECEIVED, Status.QUEUED]) | Q(status=Status.CLASSIFYING, claimed_at__lt=stale),
+        pk=item_id,
+    ).update(status=Status.CLASSIFYING, claim=claim, claimed_at=now, updated_at=now, attempts=F("attempts") + 1)
+    if not claimed:
+        return None
+    item = Item.objects.select_related("project").get(pk=item_id)
+    if item.attempts > settings.LOUPE_MAX_ATTEMPTS:
+        last = item.status_reason or "the worker stopped before finishing"
+        mark_failed(item, reason=gave_up(item.attempts - 1, last))
+        return None
+    return item
+
+
+def gave_up(attempts: int, last_problem: str) -> str:
+    """The one wording of "this item used up its attempts"."""
+    return f"Gave up after {attempts} attempt{'s' if attempts != 1 else ''}. Last problem: {last_problem}"
+
+
+def mark_failed(item: Item, *, reason: str) -> bool:
+    return transition(item.pk, to=Status.FAILED, reason=reason, where={"claim": item.claim})
+
+
+def requeue_after_error(item: Item, *, reason: str) -> bool:
+    """Put a claimed item back in the queue state before a retry is scheduled."""
+    return transition(
+        item.pk, to=Status.QUEUED, reason=reason, only_from=[Status.CLASSIFYING],
+        where={"claim": item.claim}, enqueued_at=timezone.now(),
+    )
+
+
+def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool:
+    """The backend could not score it (retries exhausted, or an error retrying cannot fix):
+    a person decides instead. Nothing is dropped."""
+    prefix = "Backend unavailable" if error.retryable else "Backend error"
+    return transition(
+        item.pk, to=Status.NEEDS_REVIEW, reason=f"{prefix}: {error}", only_from=[Status.CLASSIFYING],
+        where={"claim": item.claim},
+    )
+
+
+# --- The sweeper ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requeued: int
+    failed: int
+
+
+def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
+    """Re-publish items the broker may have lost; fail those that used up their attempts.
+
+    - ``received`` for longer than LOUPE_STUCK_RECEIVED_AFTER: never reached the broker.
+    - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER: the message may be gone.
+    - ``classifying`` for longer than LOUPE_STUCK_CLASSIFYING_AFTER: the worker died mid-task.
+    A duplicate message is harmless: ``start_classification`` lets only one worker claim.
+    """
+    now = timezone.now()
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    received = Item.objects.filter(status=Status.RECEIVED, updated_at__lt=ago(settings.LOUPE_STUCK_RECEIVED_AFTER))
+    queued = Item.objects.filter(status=Status.QUEUED).filter(
+        Q(enqueued_at__lt=ago(settings.LOUPE_STUCK_QUEUED_AFTER)) | Q(enqueued_at__isnull=True)
+    )
+    requeued = failed = 0
+    for item_id in list(received.values_list("pk", flat=True)[:limit]) + list(queued.values_list("pk", flat=True)[:limit]):
+        requeued += hand_to_queue(item_id)
+    stuck = Item.objects.filter(status=Status.CLASSIFYING, claimed_at__lt=ago(settings.LOUPE_STUCK_CLASSIFYING_AFTER))
+    for item in stuck[:limit]:
+        if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
+            failed += mark_failed(item, reason=gave_up(item.attempts, "the worker stopped mid-task."))
+        elif requeue_after_error(item, reason="Re-queued: the worker stopped mid-task."):
+            requeued += hand_to_queue(item.pk)
+    return SweepResult(requeued=requeued, failed=failed)

@@ -1,0 +1,38 @@
+"""Creating a project with its classes and the unknown/other class every project has."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import transaction
+
+from classify.backends.local import suggest_imagenet_classes
+from classify.models import Label, Membership, Project
+
+UNKNOWN_LABEL = "unknown"
+
+
+def create_project(
+    *, slug: str, name: str = "", labels: Sequence[str], backend: str = "", created_by=None
+) -> Project:
+    """A project with its classes and the unknown/other class every project has.
+
+    For the local backend, each class starts with the ImageNet classes whose names match it.
+    """
+    backend = backend or settings.LOUPE_DEFAULT_BACKEND
+    names = [name.strip() for name in labels if name.strip()]
+    if len(set(names)) != len(names) or UNKNOWN_LABEL in names:
+        raise ValueError(f"class names must be distinct and not {UNKNOWN_LABEL!r}")
+    with transaction.atomic():
+        project = Project.objects.create(slug=slug, name=name or slug, backend=backend, created_by=created_by)
+        for order, label in enumerate(names):
+            mappings = {"local": suggest_imagenet_classes(label)} if backend == "local" else {}
+            Label.objects.create(project=project, name=label, order=order, mappings=mappings)
+        Label.objects.create(
+            project=project, name=UNKNOWN_LABEL, order=len(names), is_unknown=True,
+            description="None of the project's classes: the rejection class.",
+        )
+        if created_by is not None:
+            Membership.objects.create(project=project, user=created_by, role=Membership.Role.ADMIN)
+    return project
