@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-curve-"))
     try:
         setup_django(var_dir)
-        from classify.retrain.evaluation import learning_curve
+        from tests.learning_curve import learning_curve
 
         images, labels = digit_images(args.side)
         started = time.perf_counter()

@@ -20,7 +20,7 @@ a dummy: nothing reads the file); then ``VACUUM ANALYZE`` of the queue's tables.
 What is measured, per call, with ``time.perf_counter``, in T threads that each use their own
 database connection:
 
-(a) ours: ``reviewer.services.claim_next`` (membership check, ``reviewable_items`` with
+(a) ours: ``reviewer.services.claim_many`` of one item (membership check, ``reviewable_items`` with
     ``FOR UPDATE SKIP LOCKED LIMIT 1``, the lease UPDATE, the item read back), then
     ``reviewer.services.record_decision`` on that lease (row lock, latest prediction, the
     decision and its label, settling, the status transition): timed separately and as a sum.
@@ -121,7 +121,7 @@ def setup_django(var_dir: Path) -> None:
         os.environ.pop(name, None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["LOUPE_VAR_DIR"] = str(var_dir)
-    os.environ["LOUPE_ENABLE_TEST_BACKENDS"] = "1"
+    os.environ["LOUPE_EXTRA_BACKENDS"] = "colour=tests.colour_backend.ColourBackend"
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -296,7 +296,8 @@ def ours_body(fixture: Fixture, reviewer) -> Callable[[], tuple[float, float] | 
 
     def body() -> tuple[float, float] | None:
         started = time.perf_counter()
-        item = services.claim_next(project=fixture.project, reviewer=reviewer)
+        items = services.claim_many(project=fixture.project, reviewer=reviewer, limit=1)
+        item = items[0] if items else None
         claimed = time.perf_counter()
         if item is None:
             return None
@@ -432,7 +433,7 @@ def print_header(args: argparse.Namespace, fixture: Fixture, pending: int) -> No
           f"(one connection each) on {os.cpu_count()} CPUs, "
           f"{args.decisions} decisions + {args.decisions} floor calls in {args.rounds} rounds "
           f"after {args.warmup} + {args.warmup} untimed")
-    print(f"ours  = services.claim_next, then services.record_decision (backend {fixture.project.backend}, "
+    print(f"ours  = services.claim_many(limit=1), then services.record_decision (backend {fixture.project.backend}, "
           f"order {fixture.project.review_order}, consensus {fixture.project.consensus_reviews}, plain reviewers)")
     print("floor = one transaction: Item.objects.get(pk=random pending) + .filter(pk=...).update(lease_expires_at=now)")
 

@@ -85,11 +85,6 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
         raise ImageRejected(f"The image is damaged or truncated ({exc.__class__.__name__}).") from None
 
 
-def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """``decode`` without the metadata: the upright RGB image."""
-    return decode(data, max_pixels=max_pixels).image
-
-
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to RGB: transparency is composited over white, 16-bit and CMYK converted properly."""
     if image.mode == "RGB":

@@ -58,6 +58,17 @@ def env_list(name: str, default: str) -> list[str]:
     return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
 
 
+def env_mapping(name: str, default: str) -> dict[str, str]:
+    """``a=x,b=y`` → {"a": "x", "b": "y"}; a part without a name or a value is refused."""
+    pairs = {}
+    for part in env_list(name, default):
+        key, sep, value = (piece.strip() for piece in part.partition("="))
+        if not sep or not key or not value:
+            raise ImproperlyConfigured(f"{name} must be name=value pairs separated by commas, got {part!r}")
+        pairs[key] = value
+    return pairs
+
+
 # --- Paths -----------------------------------------------------------------------------------
 # Everything the zero-setup default writes lives under one folder, so "delete var/" resets it.
 VAR_DIR = Path(env_str("LOUPE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -269,8 +280,8 @@ LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 60)
 
 # --- Classification --------------------------------------------------------------------------
 LOUPE_DEFAULT_BACKEND = env_str("LOUPE_DEFAULT_BACKEND", "local")
-# Backends for tests only ("colour"): never offered unless this is on.
-LOUPE_ENABLE_TEST_BACKENDS = env_bool("LOUPE_ENABLE_TEST_BACKENDS", False)
+# Backends beyond the built-in ones, as name=dotted.path pairs (the test suite adds its "colour" backend).
+LOUPE_EXTRA_BACKENDS = env_mapping("LOUPE_EXTRA_BACKENDS", "")
 LOUPE_MAX_ATTEMPTS = env_int("LOUPE_MAX_ATTEMPTS", 5)
 LOUPE_BACKEND_RETRIES = env_int("LOUPE_BACKEND_RETRIES", 3)
 LOUPE_RETRY_BACKOFF_SECONDS = env_float("LOUPE_RETRY_BACKOFF_SECONDS", 2.0)

@@ -47,55 +47,63 @@ class DecisionRefused(ReviewError):
 # --- Claiming --------------------------------------------------------------------------------
 
 
-def claim_next(*, project: Project, reviewer) -> Item | None:
-    """Lease the next item of the project's queue to this reviewer, or None when it is empty."""
-    items = claim_many(project=project, reviewer=reviewer, limit=1)
-    return items[0] if items else None
-
-
 def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None = None,
                exclude: Sequence[int] = ()) -> list[Item]:
-    """Lease up to ``limit`` items at once (prefetching, grid mode).
+    """Lease up to ``limit`` items at once (prefetching, grid mode), with the database's best way:
+    ``claim_skip_locked`` on PostgreSQL, ``claim_conditional`` elsewhere."""
+    claim = claim_skip_locked if connection.features.has_select_for_update_skip_locked else claim_conditional
+    return claim(project=project, reviewer=reviewer, limit=limit, top_label=top_label, exclude=exclude)
 
-    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent reviewers pass each other by.
-    Elsewhere: a conditional UPDATE per candidate (SQLite serialises writers anyway).
-    """
-    # Random order: start at a random point of the content-hash order (an index walk), wrapping
-    # round when nothing lies after it, instead of ORDER BY random() over every waiting item.
-    pivots = [secrets.token_hex(32), None] if project.review_order == Project.ReviewOrder.RANDOM else [None]
 
-    def candidates(pivot: str | None = None):
-        queryset = selectors.reviewable_items(project, reviewer)
-        if top_label is not None:
-            queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
-        if exclude:
-            queryset = queryset.exclude(pk__in=exclude)
-        if pivot is not None:
-            queryset = queryset.filter(sha256__gte=pivot)
-        return queryset
+def claim_skip_locked(*, project: Project, reviewer, limit: int, top_label: str | None = None,
+                      exclude: Sequence[int] = ()) -> list[Item]:
+    """``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL): concurrent reviewers pass each other by,
+    and the locked rows are leased in the same short transaction."""
+    with transaction.atomic():
+        for pivot in _pivots(project):
+            candidates = _candidates(project, reviewer, top_label, exclude, pivot)
+            locked = list(candidates.select_for_update(skip_locked=True, of=("self",))[:limit])
+            if locked:
+                return [_lease_locked(item, project, reviewer) for item in locked]
+    return []
 
-    if connection.features.has_select_for_update_skip_locked:
-        with transaction.atomic():
-            for pivot in pivots:
-                locked = list(candidates(pivot).select_for_update(skip_locked=True, of=("self",))[:limit])
-                if locked:
-                    return [_lease_locked(item, project, reviewer) for item in locked]
-            return []
+
+def claim_conditional(*, project: Project, reviewer, limit: int, top_label: str | None = None,
+                      exclude: Sequence[int] = ()) -> list[Item]:
+    """A conditional UPDATE per candidate (any database; SQLite serialises writers anyway): a
+    candidate a colleague leased first is passed over, and the search runs again, up to
+    ``CLAIM_TRIES`` times."""
+    pivot = _pivots(project)[0]
     claimed: list[Item] = []
     for attempt in range(CLAIM_TRIES):
-        pivot = pivots[0] if attempt == 0 else None
-        ids = list(candidates(pivot).values_list("pk", flat=True)[: limit - len(claimed)])
+        pivot = pivot if attempt == 0 else None
+        ids = list(_candidates(project, reviewer, top_label, exclude, pivot).values_list("pk", flat=True)
+                   [: limit - len(claimed)])
         if not ids and pivot is not None:
             continue
         if not ids:
             break
-        for item_id in ids:
-            item = _lease(item_id, project, reviewer, only_if_free=True)
-            if item is not None:
-                claimed.append(item)
+        claimed += [item for item in (_lease(item_id, project, reviewer, only_if_free=True) for item_id in ids) if item]
         if len(claimed) >= limit:
             break
     return claimed
+
+
+def _pivots(project: Project) -> list[str | None]:
+    """Random order: start at a random point of the content-hash order (an index walk), wrapping
+    round when nothing lies after it, instead of ORDER BY random() over every waiting item."""
+    return [secrets.token_hex(32), None] if project.review_order == Project.ReviewOrder.RANDOM else [None]
+
+
+def _candidates(project: Project, reviewer, top_label: str | None, exclude: Sequence[int], pivot: str | None):
+    queryset = selectors.reviewable_items(project, reviewer)
+    if top_label is not None:
+        queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
+    if exclude:
+        queryset = queryset.exclude(pk__in=exclude)
+    if pivot is not None:
+        queryset = queryset.filter(sha256__gte=pivot)
+    return queryset
 
 
 def _lease(item_id: int, project: Project, reviewer, *, only_if_free: bool = False) -> Item | None:
@@ -231,17 +239,6 @@ def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release
         labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
     )
     maybe_schedule_refit(item.project)
-
-
-def label_directly(*, item: Item, labels: Sequence[Label], reviewer) -> Decision:
-    """Lease and decide in one go (the review list's buttons, scripts): the same rules apply."""
-    project = item.project
-    if not selectors.reviewable_items(project, reviewer).filter(pk=item.pk).exists():
-        raise LeaseLost("This item is not waiting for your decision, or a colleague has it.")
-    leased = _lease(item.pk, project, reviewer, only_if_free=True)
-    if leased is None:
-        raise LeaseLost("This item is not waiting for a decision, or a colleague has it.")
-    return record_decision(token=str(leased.lease_token), reviewer=reviewer, labels=labels)
 
 
 def skip(*, token: str, reviewer) -> Decision:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import uuid
+from datetime import timedelta
 from functools import cache
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from PIL import Image
 
-from classify.models import Label, Membership, Project
+from classify.models import Item, Label, Membership, Project
 from classify.services import projects
+from reviewer import selectors as review_selectors
+from reviewer import services as review_services
 
 PASSWORD = "correct horse battery staple"
 COLOURS = {"red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
@@ -34,6 +39,24 @@ def make_colour_project(slug: str = "colours", *, admin=None, reviewer=None, thr
     if reviewer is not None:
         Membership.objects.create(project=project, user=reviewer, role=Membership.Role.REVIEWER)
     return project
+
+
+def claim_next(*, project: Project, reviewer) -> Item | None:
+    """Lease the next item of the project's queue to this reviewer, or None when it is empty
+    (the review API's claim, for one item)."""
+    items = review_services.claim_many(project=project, reviewer=reviewer, limit=1)
+    return items[0] if items else None
+
+
+def label_directly(*, item: Item, labels, reviewer):
+    """Lease this very item to the reviewer and decide it: a reviewer's whole round trip, for tests
+    that need human labels on chosen items. The queue's rules apply (LeaseLost otherwise)."""
+    if not review_selectors.reviewable_items(item.project, reviewer).filter(pk=item.pk).exists():
+        raise review_services.LeaseLost("This item is not waiting for your decision, or a colleague has it.")
+    token = uuid.uuid4()
+    expires = timezone.now() + timedelta(seconds=item.project.lease_seconds)
+    Item.objects.filter(pk=item.pk).update(lease_owner=reviewer, lease_token=token, lease_expires_at=expires)
+    return review_services.record_decision(token=str(token), reviewer=reviewer, labels=labels)
 
 
 def solid_image(rgb: tuple[int, int, int], size: tuple[int, int] = (96, 80), fmt: str = "PNG") -> bytes:

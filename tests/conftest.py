@@ -5,16 +5,16 @@ from pathlib import Path
 import pytest
 
 from config.celery import app as celery_app
-from tests.worker_process import WorkerForTest, WorkerService
+from tests.worker_process import TEST_BACKENDS, WorkerForTest, WorkerService
 
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
-    """Test backends on, media in a temporary folder, Celery tasks run in-process.
+    """The test backend registered, media in a temporary folder, Celery tasks run in-process.
 
     Tests that need a real worker (tests/test_worker.py) switch eager mode off again.
     """
-    settings.LOUPE_ENABLE_TEST_BACKENDS = True
+    settings.LOUPE_EXTRA_BACKENDS = TEST_BACKENDS
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.STORAGES = {
         **settings.STORAGES,

@@ -22,6 +22,8 @@ from django.db import connection
 
 from config.celery import app as celery_app
 
+#: Backends the test suite registers through LOUPE_EXTRA_BACKENDS, in this process and in a worker.
+TEST_BACKENDS = {"colour": "tests.colour_backend.ColourBackend"}
 READY = re.compile(r"celery@\S+ ready\.")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -91,7 +93,7 @@ def worker_environment(*, media_root: Path, loupe_settings: Mapping[str, object]
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "LOUPE_VAR_DIR": str(settings.VAR_DIR),
         "MEDIA_ROOT": str(media_root),
-        "LOUPE_ENABLE_TEST_BACKENDS": "1",
+        "LOUPE_EXTRA_BACKENDS": ",".join(f"{name}={path}" for name, path in TEST_BACKENDS.items()),
         "PYTHONUNBUFFERED": "1",
     })
     env.update({name: str(value) for name, value in loupe_settings.items()})

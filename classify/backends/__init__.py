@@ -21,19 +21,12 @@ BACKENDS: dict[str, str] = {
     "bedrock": "classify.backends.bedrock.BedrockBackend",
 }
 
-# Deterministic backends for the test suite: registered only with LOUPE_ENABLE_TEST_BACKENDS.
-TEST_BACKENDS: dict[str, str] = {
-    "colour": "classify.backends.colour.ColourBackend",
-}
-
 __all__ = ["Backend", "BackendError", "ClassSpec", "ModelArtifact", "Scores", "available", "get_backend"]
 
 
 def available() -> dict[str, str]:
-    """The backends this installation offers, by name."""
-    if settings.LOUPE_ENABLE_TEST_BACKENDS:
-        return {**BACKENDS, **TEST_BACKENDS}
-    return dict(BACKENDS)
+    """The backends this installation offers, by name: the built-in ones and ``LOUPE_EXTRA_BACKENDS``."""
+    return {**BACKENDS, **settings.LOUPE_EXTRA_BACKENDS}
 
 
 def choices() -> list[tuple[str, str]]:

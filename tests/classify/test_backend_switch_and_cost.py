@@ -11,10 +11,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from classify import aws
 from classify.backends.base import BackendError, Scores
-from classify.backends.colour import ColourBackend
 from classify.models import Item, Project
 from classify.services import classification, intake, lifecycle
 from tests.base import make_colour_project, noisy_image
+from tests.colour_backend import ColourBackend
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from classify.backends.colour import ColourBackend
 from classify.images import ImageRejected
 from classify.models import Item, Prediction, Project
 from classify.services import classification, intake, lifecycle
 from tests.base import make_colour_project, noisy_image, solid_image
+from tests.colour_backend import ColourBackend
 
 pytestmark = pytest.mark.django_db
 

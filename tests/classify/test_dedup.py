@@ -6,10 +6,10 @@ from unittest import mock
 
 import pytest
 
-from classify.backends.colour import ColourBackend
 from classify.models import Item, Prediction
 from classify.services import intake
 from tests.base import make_colour_project, noisy_image
+from tests.colour_backend import ColourBackend
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from classify.backends.local import TrainedHead, embed_and_probabilities, fit_he
 from classify.models import Exemplar, Item, Label, ModelVersion, Project
 from classify.retrain import runs
 from classify.services import intake, projects
-from reviewer.services import label_directly
-from tests.base import make_user, photo_bytes
+from tests.base import label_directly, make_user, photo_bytes
 
 CLASSES = [
     ClassSpec("cat", mapping=("tabby, tabby cat", "tiger cat", "Egyptian cat")),

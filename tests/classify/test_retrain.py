@@ -24,9 +24,10 @@ from PIL import Image
 from classify import aws
 from classify.models import Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
 from classify.retrain import runs
-from classify.retrain.evaluation import classification_metrics, learning_curve, lowest_threshold, stratified_split
+from classify.retrain.evaluation import classification_metrics, lowest_threshold, stratified_split
 from classify.services import projects, scoring
 from tests.base import make_user
+from tests.learning_curve import learning_curve
 
 REGION = "us-east-1"
 BUCKET = "loupe-training"

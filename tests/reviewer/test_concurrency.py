@@ -12,7 +12,7 @@ from django.db import connection, connections
 from classify.models import Item, Membership
 from reviewer import services
 from reviewer.models import Decision
-from tests.base import make_colour_project, make_review_item, make_user
+from tests.base import claim_next, make_colour_project, make_review_item, make_user
 
 THREADS = 16
 
@@ -50,7 +50,7 @@ def test_sixteen_reviewers_drain_the_queue_without_collisions():
 
     def review(index: int) -> list[int]:
         done = []
-        while (item := services.claim_next(project=project, reviewer=reviewers[index])) is not None:
+        while (item := claim_next(project=project, reviewer=reviewers[index])) is not None:
             services.record_decision(token=str(item.lease_token), reviewer=reviewers[index], labels=[red])
             done.append(item.pk)
         return done
@@ -73,7 +73,7 @@ def test_sixteen_submits_of_one_lease_store_one_decision():
     make_review_item(project)
     reviewer = make_user("rey")
     Membership.objects.create(project=project, user=reviewer)
-    token = str(services.claim_next(project=project, reviewer=reviewer).lease_token)
+    token = str(claim_next(project=project, reviewer=reviewer).lease_token)
     red = project.labels.get(name="red")
 
     def submit(_index: int):

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from classify.models import Item, Membership
 from reviewer import services
 from reviewer.models import Decision
-from tests.base import make_colour_project, make_review_item, make_user
+from tests.base import claim_next, make_colour_project, make_review_item, make_user
 
 REVIEWERS = 3
 ITEMS = 4
@@ -38,7 +38,7 @@ class ReviewQueue(RuleBasedStateMachine):
 
     @rule(who=reviewer)
     def claim(self, who):
-        item = services.claim_next(project=self.project, reviewer=self.reviewers[who])
+        item = claim_next(project=self.project, reviewer=self.reviewers[who])
         if item is None:
             return
         for token, (item_id, _) in self.leases.items():

@@ -15,7 +15,7 @@ from classify.models import Exemplar, Item, Membership, Project
 from classify.services import intake
 from reviewer import selectors, services
 from reviewer.models import Decision
-from tests.base import make_colour_project, make_review_item, make_user, noisy_image, solid_image
+from tests.base import claim_next, make_colour_project, make_review_item, make_user, noisy_image, solid_image
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +41,9 @@ class ClaimTests:
         project, rey, *_ = team
         sure = make_review_item(project, scores(red=0.7, green=0.1))
         unsure = make_review_item(project, scores(red=0.4, green=0.38))
-        assert services.claim_next(project=project, reviewer=rey) == unsure
-        assert services.claim_next(project=project, reviewer=rey) == sure
-        assert services.claim_next(project=project, reviewer=rey) is None
+        assert claim_next(project=project, reviewer=rey) == unsure
+        assert claim_next(project=project, reviewer=rey) == sure
+        assert claim_next(project=project, reviewer=rey) is None
 
     def test_oldest_first_and_random_orders(self, team):
         project, rey, ria, _ = team
@@ -51,10 +51,10 @@ class ClaimTests:
         make_review_item(project, scores(red=0.4, green=0.38))
         Project.objects.filter(pk=project.pk).update(review_order="oldest")
         project.refresh_from_db()
-        assert services.claim_next(project=project, reviewer=rey) == first
+        assert claim_next(project=project, reviewer=rey) == first
         Project.objects.filter(pk=project.pk).update(review_order="random")
         project.refresh_from_db()
-        assert services.claim_next(project=project, reviewer=ria) is not None
+        assert claim_next(project=project, reviewer=ria) is not None
 
     def test_random_order_starts_at_a_random_point_and_wraps_round(self, team):
         from unittest import mock
@@ -64,28 +64,28 @@ class ClaimTests:
         project.refresh_from_db()
         low, high = make_review_item(project, sha256="1" * 64), make_review_item(project, sha256="c" * 64)
         with mock.patch("reviewer.services.secrets.token_hex", return_value="8" * 64):
-            assert services.claim_next(project=project, reviewer=rey) == high
+            assert claim_next(project=project, reviewer=rey) == high
         with mock.patch("reviewer.services.secrets.token_hex", return_value="f" * 64):
-            assert services.claim_next(project=project, reviewer=ria) == low  # nothing after: wraps round
+            assert claim_next(project=project, reviewer=ria) == low  # nothing after: wraps round
 
     def test_a_held_item_is_not_handed_to_a_colleague_until_its_lease_runs_out(self, team):
         project, rey, ria, _ = team
         item = make_review_item(project)
-        held = services.claim_next(project=project, reviewer=rey)
+        held = claim_next(project=project, reviewer=rey)
         assert held == item and held.lease_owner == rey
-        assert services.claim_next(project=project, reviewer=ria) is None
+        assert claim_next(project=project, reviewer=ria) is None
         Item.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-        taken = services.claim_next(project=project, reviewer=ria)
+        taken = claim_next(project=project, reviewer=ria)
         assert taken == item and taken.lease_token != held.lease_token
 
     def test_a_stale_lease_stores_nothing(self, team):
         project, rey, ria, _ = team
         make_review_item(project)
-        old = services.claim_next(project=project, reviewer=rey)
+        old = claim_next(project=project, reviewer=rey)
         Item.objects.filter(pk=old.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
         with pytest.raises(services.LeaseLost):
             services.record_decision(token=str(old.lease_token), reviewer=rey, labels=labels(project, "red"))
-        new = services.claim_next(project=project, reviewer=ria)
+        new = claim_next(project=project, reviewer=ria)
         with pytest.raises(services.LeaseLost):
             services.record_decision(token=str(old.lease_token), reviewer=rey, labels=labels(project, "red"))
         services.record_decision(token=str(new.lease_token), reviewer=ria, labels=labels(project, "green"))
@@ -94,7 +94,7 @@ class ClaimTests:
     def test_renewing_keeps_the_lease_and_reports_lost_ones(self, team):
         project, rey, *_ = team
         item = make_review_item(project)
-        held = services.claim_next(project=project, reviewer=rey)
+        held = claim_next(project=project, reviewer=rey)
         Item.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=5))
         assert services.renew(tokens=[str(held.lease_token), "not-a-token"], reviewer=rey) == [str(held.lease_token)]
         item.refresh_from_db()
@@ -105,7 +105,7 @@ class DecisionTests:
     def test_a_decision_reviews_the_item_and_keeps_its_provenance(self, team):
         project, rey, *_ = team
         item = make_review_item(project, scores(red=0.5, green=0.3))
-        held = services.claim_next(project=project, reviewer=rey)
+        held = claim_next(project=project, reviewer=rey)
         decision = services.record_decision(token=str(held.lease_token), reviewer=rey,
                                             labels=labels(project, "green"), seconds_spent=2.5)
         item.refresh_from_db()
@@ -116,7 +116,7 @@ class DecisionTests:
     def test_a_double_submit_stores_one_decision(self, team):
         project, rey, *_ = team
         make_review_item(project)
-        held = services.claim_next(project=project, reviewer=rey)
+        held = claim_next(project=project, reviewer=rey)
         services.record_decision(token=str(held.lease_token), reviewer=rey, labels=labels(project, "red"))
         with pytest.raises(services.LeaseLost):
             services.record_decision(token=str(held.lease_token), reviewer=rey, labels=labels(project, "red"))
@@ -135,7 +135,7 @@ class DecisionTests:
     def test_someone_elses_lease_is_refused(self, team):
         project, rey, ria, _ = team
         make_review_item(project)
-        held = services.claim_next(project=project, reviewer=rey)
+        held = claim_next(project=project, reviewer=rey)
         with pytest.raises(services.LeaseLost):
             services.record_decision(token=str(held.lease_token), reviewer=ria, labels=labels(project, "red"))
 
@@ -143,7 +143,7 @@ class DecisionTests:
         project, rey, *_ = team
         other = make_colour_project("other")
         make_review_item(project)
-        token = str(services.claim_next(project=project, reviewer=rey).lease_token)
+        token = str(claim_next(project=project, reviewer=rey).lease_token)
         with pytest.raises(services.DecisionRefused, match="another project"):
             services.record_decision(token=token, reviewer=rey, labels=labels(other, "red"))
         with pytest.raises(services.DecisionRefused, match="one class per image"):
@@ -156,7 +156,7 @@ class DecisionTests:
         project, rey, *_ = team
         Project.objects.filter(pk=project.pk).update(multi_label=True)
         make_review_item(project)
-        token = str(services.claim_next(project=project, reviewer=rey).lease_token)
+        token = str(claim_next(project=project, reviewer=rey).lease_token)
         with pytest.raises(services.DecisionRefused, match="cannot be combined"):
             services.record_decision(token=token, reviewer=rey, labels=labels(project, "red", "unknown"))
         decision = services.record_decision(token=token, reviewer=rey, labels=labels(project, "red", "blue"))
@@ -167,15 +167,15 @@ class SkipAndUndoTests:
     def test_a_skipped_item_goes_to_a_colleague_not_back_to_me(self, team):
         project, rey, ria, _ = team
         item = make_review_item(project)
-        services.skip(token=str(services.claim_next(project=project, reviewer=rey).lease_token), reviewer=rey)
-        assert services.claim_next(project=project, reviewer=rey) is None
-        assert services.claim_next(project=project, reviewer=ria) == item
+        services.skip(token=str(claim_next(project=project, reviewer=rey).lease_token), reviewer=rey)
+        assert claim_next(project=project, reviewer=rey) is None
+        assert claim_next(project=project, reviewer=ria) == item
         assert Decision.objects.get().kind == Decision.Kind.SKIP
 
     def test_undo_is_a_new_revision_and_gives_the_item_back(self, team):
         project, rey, *_ = team
         item = make_review_item(project)
-        token = str(services.claim_next(project=project, reviewer=rey).lease_token)
+        token = str(claim_next(project=project, reviewer=rey).lease_token)
         first = services.record_decision(token=token, reviewer=rey, labels=labels(project, "red"))
         again = services.undo_last(project=project, reviewer=rey)
         assert again == item and again.status == Item.Status.NEEDS_REVIEW and again.lease_owner == rey
@@ -191,7 +191,7 @@ class SkipAndUndoTests:
     def test_undo_after_a_skip_brings_the_skipped_item_back(self, team):
         project, rey, *_ = team
         item = make_review_item(project)
-        services.skip(token=str(services.claim_next(project=project, reviewer=rey).lease_token), reviewer=rey)
+        services.skip(token=str(claim_next(project=project, reviewer=rey).lease_token), reviewer=rey)
         again = services.undo_last(project=project, reviewer=rey)
         assert again == item and again.lease_owner == rey
         assert Decision.objects.get(kind=Decision.Kind.SKIP).undone
@@ -205,9 +205,9 @@ class SkipAndUndoTests:
         make_review_item(project, reviews_needed=2)
         with pytest.raises(services.ReviewError, match="Nothing to undo"):
             services.undo_last(project=project, reviewer=rey)
-        services.record_decision(token=str(services.claim_next(project=project, reviewer=rey).lease_token),
+        services.record_decision(token=str(claim_next(project=project, reviewer=rey).lease_token),
                                  reviewer=rey, labels=labels(project, "red"))
-        services.record_decision(token=str(services.claim_next(project=project, reviewer=ria).lease_token),
+        services.record_decision(token=str(claim_next(project=project, reviewer=ria).lease_token),
                                  reviewer=ria, labels=labels(project, "red"))
         with pytest.raises(services.LeaseLost, match="decided that item since"):
             services.undo_last(project=project, reviewer=rey)
@@ -220,7 +220,7 @@ class ConsensusTests:
         return [make_review_item(project, reviews_needed=2) for _ in range(count)]
 
     def decide(self, project, reviewer, name):
-        token = str(services.claim_next(project=project, reviewer=reviewer).lease_token)
+        token = str(claim_next(project=project, reviewer=reviewer).lease_token)
         return services.record_decision(token=token, reviewer=reviewer, labels=labels(project, name))
 
     def test_agreeing_reviewers_finish_the_item(self, team):
@@ -229,7 +229,7 @@ class ConsensusTests:
         self.decide(project, rey, "red")
         item.refresh_from_db()
         assert item.status == Item.Status.NEEDS_REVIEW and item.lease_token is None
-        assert services.claim_next(project=project, reviewer=rey) is None  # independent reviews
+        assert claim_next(project=project, reviewer=rey) is None  # independent reviews
         self.decide(project, ria, "red")
         item.refresh_from_db()
         assert item.status == Item.Status.REVIEWED and item.label.name == "red"
@@ -242,7 +242,7 @@ class ConsensusTests:
         self.decide(project, ria, "green")
         item.refresh_from_db()
         assert item.escalated and item.status == Item.Status.NEEDS_REVIEW
-        assert services.claim_next(project=project, reviewer=make_user("ron")) is None
+        assert claim_next(project=project, reviewer=make_user("ron")) is None
         self.decide(project, ada, "green")
         item.refresh_from_db()
         assert item.status == Item.Status.REVIEWED and item.label.name == "green" and not item.escalated
@@ -289,7 +289,7 @@ class GridTests:
         other = make_review_item(project, scores(green=0.6, blue=0.2))
         items = services.claim_many(project=project, reviewer=rey, limit=24, top_label="red")
         assert items == [high, low]
-        assert services.claim_next(project=project, reviewer=ria) == other
+        assert claim_next(project=project, reviewer=ria) == other
         services.release(token=str(items[1].lease_token), reviewer=rey)  # flagged: back to the queue
         services.record_decision(token=str(items[0].lease_token), reviewer=rey, labels=labels(project, "red"))
         low.refresh_from_db()

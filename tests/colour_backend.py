@@ -1,5 +1,5 @@
-"""A deterministic backend for the test suite only (never offered unless
-``LOUPE_ENABLE_TEST_BACKENDS`` is on).
+"""A deterministic backend for the test suite only: registered through ``LOUPE_EXTRA_BACKENDS``
+(tests/conftest.py for the test process, tests/worker_process.py for a real worker), never shipped.
 
 Each class maps to a colour (``Label.mappings["colour"] = ["#ff0000"]``); an image scores by how
 close its mean colour is to each. ``backend_config`` may ask it to misbehave, so tests can drive
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageStat
 
-from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+from classify.backends.base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
