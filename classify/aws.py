@@ -1,4 +1,5 @@
-"""The one seam to AWS for the cloud backends: lazily created clients, error translation, pacing.
+"""The one seam to AWS, for the cloud backends, exports and retraining: lazily created clients,
+error translation, pacing, S3 locations.
 
 - ``client(service, region)``: one boto3 client per (service, region, endpoint) per process, with
   explicit connect/read timeouts and botocore's retry mode (``standard`` by default, ``adaptive``
@@ -9,11 +10,13 @@
   message a project admin can act on.
 - ``pace(name, per_second)``: a per-backend rate limit shared by every worker through Django's
   cache, so a burst of uploads does not trip the service's TPS limit.
+- ``parse_s3_uri(uri)``: the one parser of ``s3://bucket/key`` locations (exports, training runs).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import time
 
 from django.conf import settings
@@ -21,6 +24,8 @@ from django.core.cache import cache
 
 from .backends.base import BackendError
 
+S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)(/(?P<key>.*))?$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 RETRYABLE_CODES = frozenset({
     "ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException",
     "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError", "InternalServerException",
@@ -136,3 +141,18 @@ def pace(name: str, per_second: float | None, *, wait_limit: float = 5.0) -> Non
         if time.monotonic() >= deadline:
             raise BackendError(f"{name}: local rate limit of {per_second:g} calls/s reached", retryable=True)
         time.sleep(max(0.0, window + 1 - time.time()) + 0.001)
+
+
+def parse_s3_uri(uri: str, *, what: str = "S3 location", key_required: bool = False,
+                 bucket_rules: bool = False) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``, with a key if ``key_required`` (else the key is a
+    prefix and may be empty). With ``bucket_rules`` the bucket must be a valid S3 bucket name (a
+    location AWS is about to use); without, any name (an export's source-refs may name the bucket
+    a zip will be uploaded to, even a placeholder). Anything else is a ValueError saying what it
+    must look like."""
+    match = S3_URI.match(uri.strip())
+    if (match is None or (key_required and not match["key"])
+            or (bucket_rules and not BUCKET_NAME.match(match["bucket"]))):
+        shape = "s3://bucket/key" if key_required else "s3://bucket/prefix"
+        raise ValueError(f"The {what} must look like {shape}, not {uri!r}.")
+    return match["bucket"], match["key"] or ""

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.text import slugify
 
-from . import backends
+from . import aws, backends
 from .models import Project
 
 
@@ -72,17 +72,14 @@ class CustomLabelsTrainingForm(forms.Form):
                                      help_text="Start the new model (billed while running) so it can be compared.")
 
     def clean(self) -> dict:
-        from .retrain.custom_labels import parse_s3
-        from .retrain.outcomes import StepFailed
-
         data = super().clean()
         for field, what, key_required in (("train_manifest", "train manifest", True),
                                           ("test_manifest", "test manifest", True),
                                           ("output_location", "output location", False)):
             if data.get(field):
                 try:
-                    parse_s3(data[field], what=what, key_required=key_required)
-                except StepFailed as exc:
+                    aws.parse_s3_uri(data[field], what=what, key_required=key_required, bucket_rules=True)
+                except ValueError as exc:
                     self.add_error(field, str(exc))
         name = data.get("rekognition_project", "")
         if name and not all(ch.isalnum() or ch in "_.-" for ch in name):

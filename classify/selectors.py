@@ -35,8 +35,12 @@ def is_project_admin(user, project: Project) -> bool:
     return known[project.pk]
 
 
+#: The order "latest prediction" means everywhere: the newest, and of two as new the later row.
+LATEST_FIRST = ("-created_at", "-pk")
+
+
 def items_for(user) -> QuerySet[Item]:
-    latest = Prefetch("predictions", queryset=Prediction.objects.order_by("-created_at", "-id"))
+    latest = Prefetch("predictions", queryset=Prediction.objects.order_by(*LATEST_FIRST))
     return (
         Item.objects.filter(project__in=projects_for(user))
         .select_related("project", "label")
@@ -52,8 +56,12 @@ def item_for(user, item_id: int) -> Item:
 
 
 def latest_prediction(item: Item) -> Prediction | None:
-    predictions = list(item.predictions.all())  # prefetched, newest first
-    return predictions[0] if predictions else None
+    """The item's latest prediction (``LATEST_FIRST``): from a prefetch of ``predictions`` when the
+    item has one (``items_for``), else one query."""
+    prefetched = getattr(item, "_prefetched_objects_cache", {}).get("predictions")
+    if prefetched is None:
+        return item.predictions.order_by(*LATEST_FIRST).first()
+    return max(prefetched, key=lambda prediction: (prediction.created_at, prediction.pk), default=None)
 
 
 def status_counts(project: Project) -> dict[str, int]:

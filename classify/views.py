@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 from . import bakeoff, selectors
 from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
 from .models import Item, TrainingRun
+from .responses import stored_file_headers
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
 from .services.projects import create_project
 
@@ -147,10 +148,7 @@ def item_image(request: HttpRequest, item_id: int) -> HttpResponse:
         response: HttpResponse = HttpResponseRedirect(url)
     else:
         response = FileResponse(item.image.open("rb"), content_type="image/jpeg")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return stored_file_headers(response)
 
 
 @login_not_required

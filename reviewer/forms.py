@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .export.rules import Options, parse_s3
+from .export.rules import Options, s3_location
 
 
 class ExportForm(forms.Form):
@@ -25,7 +25,7 @@ class ExportForm(forms.Form):
         url = self.cleaned_data["s3_url"].strip()
         if url:
             try:
-                parse_s3(url)
+                s3_location(url)
             except ValueError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return url

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from classify.models import Exemplar, Item, Label, Prediction, Project
-from classify.selectors import is_project_admin
+from classify.selectors import LATEST_FIRST, is_project_admin, latest_prediction
 
 from .models import Decision
 
@@ -92,7 +92,7 @@ def candidates_for(item: Item, labels: list[Label], limit: int, *, cache: dict |
 
 
 def item_scores(item: Item) -> dict[str, float]:
-    prediction = item.predictions.order_by("-created_at", "-pk").first()
+    prediction = latest_prediction(item)
     return dict(prediction.scores) if prediction else {}
 
 
@@ -153,7 +153,7 @@ def exportable_items(project: Project, *, include_auto: bool = False) -> QuerySe
     ``duplicate_status`` the status of the item it duplicates, if any.
     """
     statuses = [Item.Status.REVIEWED, *([Item.Status.AUTO_ACCEPTED] if include_auto else [])]
-    predicted_at = Prediction.objects.filter(item=OuterRef("pk")).order_by("-created_at", "-pk").values("created_at")[:1]
+    predicted_at = Prediction.objects.filter(item=OuterRef("pk")).order_by(*LATEST_FIRST).values("created_at")[:1]
     return (
         Item.objects.filter(project=project, status__in=statuses).order_by("pk")
         .annotate(predicted_at=Subquery(predicted_at), duplicate_status=F("duplicate_of__status"))

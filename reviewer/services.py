@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from classify.models import Item, Label, Project
 from classify.retrain.runs import maybe_schedule_refit
-from classify.selectors import is_project_admin
+from classify.selectors import is_project_admin, latest_prediction
 from classify.services.lifecycle import transition
 
 from . import selectors
@@ -192,7 +192,7 @@ def _valid_labels(item: Item, labels: Sequence[Label]) -> list[Label]:
 
 
 def _store(item: Item, reviewer, kind: str, token, *, labels=(), seconds_spent=None, supersedes=None) -> Decision:
-    prediction = item.predictions.order_by("-created_at", "-pk").first()
+    prediction = latest_prediction(item)
     try:
         with transaction.atomic():
             decision = Decision.objects.create(

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from classify import selectors as classify_selectors
 from classify.models import Exemplar, Project
+from classify.responses import NO_STORE, stored_file_headers
 
 from . import selectors
 from .export.runs import default_source_prefix, start_export
@@ -42,11 +43,7 @@ def exemplar_image(request: HttpRequest, exemplar_id: int) -> HttpResponse:
     ).first()
     if exemplar is None or not exemplar.image:
         raise Http404("No such exemplar.")
-    response = FileResponse(exemplar.image.open("rb"), content_type="image/jpeg")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return stored_file_headers(FileResponse(exemplar.image.open("rb"), content_type="image/jpeg"))
 
 
 def _admin_project(request: HttpRequest, slug: str) -> Project:
@@ -83,7 +80,4 @@ def export_download(request: HttpRequest, slug: str, export_id: int) -> HttpResp
         raise Http404("No such export.")
     response = FileResponse(export.file.open("rb"), as_attachment=True, content_type="application/zip",
                             filename=f"loupe-{project.slug}-export-{export.pk}.zip")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, no-store"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return stored_file_headers(response, cache=NO_STORE)

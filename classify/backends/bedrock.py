@@ -25,7 +25,7 @@ from PIL import Image
 
 from .. import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution, unknown_name
-from .options import number, optional_text
+from .options import number, region
 
 SERVICE = "bedrock-runtime"
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -81,7 +81,7 @@ class BedrockBackend:
         self.model_id = config.get("model_id") or DEFAULT_MODEL
         if not isinstance(self.model_id, str) or re.search(r"\s", self.model_id) or len(self.model_id) > 300:
             raise invalid(f"model_id {self.model_id!r} is not a Bedrock model id, inference profile id or ARN")
-        self.region = optional_text(config, "region", backend=self.name)
+        self.region = region(config, backend=self.name)
         self.temperature = number(config, "temperature", 0.0, high=1.0, backend=self.name)
         self.max_side = int(number(config, "max_side", DEFAULT_MAX_SIDE, low=64, high=8000, integer=True, backend=self.name))
         self.input_side = self.max_side  # services.load_image decodes the JPEG no larger than needed

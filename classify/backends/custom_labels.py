@@ -25,7 +25,8 @@ from PIL import Image
 
 from .. import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
-from .rekognition import confidence, jpeg_within, setting_number, setting_region, short_hash
+from .options import number, region
+from .rekognition import confidence, jpeg_within, short_hash
 
 SERVICE = "rekognition"
 VERSION_PREFIX = "custom-labels"
@@ -47,12 +48,12 @@ class CustomLabelsBackend:
         self.classes = tuple(classes)
         self.arn, arn = project_version_arn(config)
         self.version_name = arn["version"]
-        self.region = setting_region(config, backend=self.name, default=arn["region"])
+        self.region = region(config, backend=self.name, default=arn["region"])
         if self.region != arn["region"]:
             raise BackendError(f"custom_labels backend setting 'region' is {self.region!r} but the project version "
                                f"is in {arn['region']!r}: remove 'region' or make it match", retryable=False)
-        self.max_tps = setting_number(config, "max_tps", None, backend=self.name)
-        self.price = setting_number(config, "price_per_call", 0.0, backend=self.name)
+        self.max_tps = number(config, "max_tps", None, backend=self.name)
+        self.price = number(config, "price_per_call", 0.0, backend=self.name)
         self.class_of = model_label_names(self.classes)
 
     @property

@@ -1,18 +1,27 @@
-"""Reading a backend's settings (``Project.backend_config``): values that are wrong raise a
-non-retryable ``BackendError`` naming the backend, the key and what is allowed."""
+"""Reading a backend's settings (``Project.backend_config``): the one set of helpers every backend
+uses. A wrong value is a non-retryable ``BackendError`` naming the backend, the key, what is
+allowed and what was given."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .base import BackendError
 
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
-def number(config: Mapping[str, Any], key: str, default: float, *, backend: str, low: float = 0.0,
-           high: float = math.inf, integer: bool = False) -> float:
-    """A number within [low, high] (a whole one with ``integer``); absent means ``default``."""
+
+def refused(backend: str, key: str, expected: str, value: Any) -> BackendError:
+    return BackendError(f"{backend} backend setting {key!r} must be {expected}, not {value!r}", retryable=False)
+
+
+def number(config: Mapping[str, Any], key: str, default: float | None, *, backend: str, low: float = 0.0,
+           high: float = math.inf, integer: bool = False) -> float | int | None:
+    """A number within [low, high] (a whole one, returned as an int, with ``integer``); absent
+    means ``default``."""
     value = config.get(key)
     if value is None:
         return default
@@ -20,8 +29,8 @@ def number(config: Mapping[str, Any], key: str, default: float, *, backend: str,
     if bad or not low <= value <= high or (integer and value != int(value)):
         kind = "a whole number" if integer else "a number"
         limits = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
-        raise BackendError(f"{backend}: {key} must be {kind} {limits}", retryable=False)
-    return float(value)
+        raise refused(backend, key, f"{kind} {limits}", value)
+    return int(value) if integer else float(value)
 
 
 def optional_text(config: Mapping[str, Any], key: str, *, backend: str) -> str | None:
@@ -30,5 +39,13 @@ def optional_text(config: Mapping[str, Any], key: str, *, backend: str) -> str |
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise BackendError(f"{backend}: {key} must be a string", retryable=False)
+        raise refused(backend, key, "a string", value)
+    return value
+
+
+def region(config: Mapping[str, Any], *, backend: str, default: str | None = None) -> str | None:
+    """``region``: an AWS region name such as "eu-west-1"; absent means ``default`` (None: boto3's own)."""
+    value = config.get("region") or default
+    if value is not None and (not isinstance(value, str) or not REGION.match(value)):
+        raise refused(backend, "region", "an AWS region such as 'eu-west-1'", value)
     return value

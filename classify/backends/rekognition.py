@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,42 +32,17 @@ from PIL import Image
 from .. import aws
 from ..images import jpeg_bytes
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+from .options import number, region
 
 SERVICE = "rekognition"
 VERSION_PREFIX = "rekognition-detect-labels"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # DetectLabels' limit for image bytes (the service model's maximum)
 DEFAULT_PRICE_PER_CALL = 0.001  # USD, DetectLabels' first pricing tier (first million images a month)
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 JPEG_QUALITIES = (90, 80, 70)
 RAW_LABELS = 20
 
 
-# --- Settings and images, shared with custom_labels ---------------------------------------------
-
-
-def setting_number(config: Mapping[str, Any], key: str, default: float | None, *, backend: str,
-                   minimum: float = 0.0, maximum: float = math.inf, integer: bool = False) -> float | None:
-    """A numeric setting within [minimum, maximum]; a wrong one is a non-retryable ``BackendError``."""
-    value = config.get(key)
-    if value is None:
-        return default
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not number or (integer and value != int(value)) or not minimum <= value <= maximum:
-        kind = "a whole number" if integer else "a number"
-        upper = "" if maximum == math.inf else f" and {maximum:g}"
-        bounds = f"between {minimum:g}{upper}" if upper else f"of at least {minimum:g}"
-        raise BackendError(f"{backend} backend setting {key!r} must be {kind} {bounds}, not {value!r}",
-                           retryable=False)
-    return int(value) if integer else float(value)
-
-
-def setting_region(config: Mapping[str, Any], *, backend: str, default: str | None = None) -> str | None:
-    """``region``: an AWS region name such as "eu-west-1"; absent means boto3's own default."""
-    region = config.get("region") or default
-    if region is not None and (not isinstance(region, str) or not REGION.match(region)):
-        raise BackendError(f"{backend} backend setting 'region' must be an AWS region such as 'eu-west-1', "
-                           f"not {region!r}", retryable=False)
-    return region
+# --- Images, shared with custom_labels ---------------------------------------------
 
 
 def jpeg_within(image: Image.Image, max_bytes: int) -> bytes:
@@ -106,12 +80,12 @@ class RekognitionBackend:
         self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None
     ) -> None:
         self.classes = tuple(classes)
-        self.region = setting_region(config, backend=self.name)
-        self.min_confidence = setting_number(config, "min_confidence", 1.0, backend=self.name, maximum=100.0)
-        self.max_labels = setting_number(config, "max_labels", 100, backend=self.name, minimum=1, maximum=1000,
+        self.region = region(config, backend=self.name)
+        self.min_confidence = number(config, "min_confidence", 1.0, backend=self.name, high=100.0)
+        self.max_labels = number(config, "max_labels", 100, backend=self.name, low=1, high=1000,
                                          integer=True)
-        self.max_tps = setting_number(config, "max_tps", None, backend=self.name)
-        self.price = setting_number(config, "price_per_call", DEFAULT_PRICE_PER_CALL, backend=self.name)
+        self.max_tps = number(config, "max_tps", None, backend=self.name)
+        self.price = number(config, "price_per_call", DEFAULT_PRICE_PER_CALL, backend=self.name)
         self.names = {spec.name: self._mapped_names(spec) for spec in self.classes if not spec.is_unknown}
 
     def _mapped_names(self, spec: ClassSpec) -> frozenset[str]:
@@ -147,10 +121,10 @@ class RekognitionBackend:
 def confidence(value: Any) -> float:
     """A 0..100 confidence; missing, NaN or out of range counts as 0 (or 100 at most)."""
     try:
-        number = float(value)
+        given = float(value)
     except (TypeError, ValueError):
         return 0.0
-    return min(100.0, number) if math.isfinite(number) and number > 0 else 0.0
+    return min(100.0, given) if math.isfinite(given) and given > 0 else 0.0
 
 
 def trimmed(label: Mapping[str, Any]) -> dict[str, Any]:

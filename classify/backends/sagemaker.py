@@ -36,7 +36,7 @@ from PIL import Image
 
 from .. import aws
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
-from .options import number, optional_text
+from .options import number, optional_text, region
 
 SERVICE = "sagemaker-runtime"
 CONTENT_TYPES = ("application/x-image", "image/jpeg")
@@ -66,7 +66,7 @@ class SageMakerBackend:
         if unknown:
             raise invalid(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
         self.endpoint_name = _endpoint_name(config.get("endpoint_name"))
-        self.region = optional_text(config, "region", backend=self.name)
+        self.region = region(config, backend=self.name)
         self.content_type = config.get("content_type") or "application/x-image"
         if self.content_type not in CONTENT_TYPES:
             raise invalid(f"content_type must be one of {', '.join(CONTENT_TYPES)} (the image is sent as JPEG)")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from classify import pipeline
 from classify.backends import BackendError
 from classify.models import Item, Label, Project
+from classify.selectors import latest_prediction
 from classify.services.scoring import load_image
 
 COMPARED_STATUSES = (Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW, Item.Status.REVIEWED)
@@ -35,7 +36,7 @@ def compare_candidate(*, project: Project, candidate, items: Sequence[Item], lab
     unknown = next(label.name for label in labels if label.is_unknown)
     pairs, errors, first_error = [], 0, ""
     for item in items:
-        latest = item.predictions.order_by("-created_at", "-id").first()
+        latest = latest_prediction(item)
         try:
             scores = candidate.classify(load_image(item, min_side=getattr(candidate, "input_side", None)))
         except BackendError as exc:

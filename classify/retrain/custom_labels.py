@@ -3,14 +3,13 @@
 Each step makes one or two API calls and keeps what it learnt in ``run.aws`` (ARNs, statuses), so
 a step can be run again after a worker restart. Waiting is polling: a step that finds AWS still
 busy returns ``Wait`` and the task comes back after a backoff (no blocking waiter holds a worker).
-All calls go through ``classify.backends.aws`` (one lazily created client, errors translated into
+All calls go through ``classify.aws`` (one lazily created client, errors translated into
 ``BackendError`` with a retry flag).
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 from classify import aws
 from classify.backends.base import BackendError
@@ -19,15 +18,14 @@ from classify.models import ModelVersion, TrainingRun
 from .outcomes import Done, StepFailed, Wait
 
 SERVICE = "rekognition"
-S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.*)$")
 
 
 def parse_s3(uri: str, *, what: str, key_required: bool = True) -> tuple[str, str]:
-    """(bucket, key) of an ``s3://bucket/key`` location; a clear error otherwise."""
-    match = S3_URI.match(uri.strip())
-    if match is None or (key_required and not match["key"]):
-        raise StepFailed(f"The {what} must look like s3://bucket/key, not {uri!r}.")
-    return match["bucket"], match["key"]
+    """``aws.parse_s3_uri`` for a step: a location that does not parse fails the run, saying why."""
+    try:
+        return aws.parse_s3_uri(uri, what=what, key_required=key_required, bucket_rules=True)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
 
 
 def _client(run: TrainingRun, service: str = SERVICE):

@@ -24,7 +24,7 @@ from .rules import (
     label_problems,
     line_problems,
     manifest_line,
-    parse_s3,
+    s3_location,
 )
 
 CHUNK = 2000
@@ -68,7 +68,7 @@ def collect(project: Project, options: Options, work: IO[str], *,
     """Check every item and write ``[id, image name, extension, class names, line]`` per good item
     to ``work`` (JSON lines). Items are read in id order, ``CHUNK`` rows and one decision query at
     a time."""
-    bucket, prefix = parse_s3(options.source_prefix)
+    bucket, prefix = s3_location(options.source_prefix)
     labels = {label.pk: label for label in project.labels.all()}
     index = {pk: n for n, pk in enumerate(project.labels.order_by("order", "pk").values_list("pk", flat=True))}
     included = frozenset([Item.Status.REVIEWED] + ([Item.Status.AUTO_ACCEPTED] if options.include_auto else []))

@@ -17,7 +17,7 @@ from typing import IO
 from django.core.files.storage import default_storage
 
 from .collect import read_work
-from .rules import IMAGE_FORMATS, image_extension, image_key, join_key, parse_s3
+from .rules import IMAGE_FORMATS, image_extension, image_key, join_key, s3_location
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same data gives the same zip
 
@@ -33,7 +33,7 @@ def images(work_path: Path) -> Iterator[tuple[str, str]]:
 def publish_s3(client, url: str, manifests: dict[str, Path], image_keys: Iterable[tuple[str, str]]) -> list[str]:
     """Copy the images, upload each manifest under a temporary key, then publish: copy every
     manifest to its final key and delete the temporary one. Returns the final manifest URLs."""
-    bucket, prefix = parse_s3(url)
+    bucket, prefix = s3_location(url)
     for name, key in image_keys:
         with default_storage.open(name, "rb") as handle:
             client.put_object(Bucket=bucket, Key=join_key(prefix, key), Body=handle,

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from django.core.files.storage import default_storage
 
+from classify import aws
 from classify.images import DERIVATIVE_MAX_SIDE
 
 MAX_LABELS_PER_IMAGE = 50
@@ -82,13 +83,9 @@ class Problem:
 
 
 
-def parse_s3(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` → (bucket, "some/prefix"); anything else is a ValueError."""
-    if not url.startswith("s3://"):
-        raise ValueError(f"{url!r} is not an s3://bucket/prefix location")
-    bucket, _, prefix = url[5:].partition("/")
-    if not bucket or "/" in bucket:
-        raise ValueError(f"{url!r} has no bucket name")
+def s3_location(url: str) -> tuple[str, str]:
+    """(bucket, prefix without surrounding slashes) of an export's ``s3://bucket/prefix``; ValueError otherwise."""
+    bucket, prefix = aws.parse_s3_uri(url, what="S3 location")
     return bucket, prefix.strip("/")
 
 

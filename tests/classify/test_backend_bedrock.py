@@ -239,13 +239,13 @@ class BedrockSettingsTests:
          "set price_per_1k_input_tokens and price_per_1k_output_tokens for anthropic.claude-3-5-sonnet-20240620-v1:0"),
         ({"model_id": "amazon.nova-lite-v1:0", "price_per_1k_input_tokens": 0.00006},
          "set price_per_1k_input_tokens and price_per_1k_output_tokens"),
-        ({"max_tokens": 0}, "max_tokens must be a whole number from 16 to 8192"),
-        ({"max_tokens": 100.5}, "max_tokens must be a whole number"),
-        ({"temperature": 2}, "temperature must be a number from 0 to 1"),
-        ({"max_side": 10}, "max_side must be a whole number from 64 to 8000"),
-        ({"max_tps": "fast"}, "max_tps must be a number of at least 0"),
-        ({"price_per_1k_output_tokens": -1}, "price_per_1k_output_tokens must be a number of at least 0"),
-        ({"region": ["us-east-1"]}, "region must be a string"),
+        ({"max_tokens": 0}, "'max_tokens' must be a whole number from 16 to 8192, not 0"),
+        ({"max_tokens": 100.5}, "'max_tokens' must be a whole number"),
+        ({"temperature": 2}, "'temperature' must be a number from 0 to 1"),
+        ({"max_side": 10}, "'max_side' must be a whole number from 64 to 8000"),
+        ({"max_tps": "fast"}, "'max_tps' must be a number of at least 0, not 'fast'"),
+        ({"price_per_1k_output_tokens": -1}, "'price_per_1k_output_tokens' must be a number of at least 0"),
+        ({"region": ["us-east-1"]}, "bedrock backend setting 'region' must be an AWS region such as 'eu-west-1'"),
     ])
     def test_bad_settings_are_refused_up_front_with_what_to_fix(self, config, words):
         with pytest.raises(BackendError) as error:

@@ -204,9 +204,9 @@ class SettingsTests:
         assert "class 'dog' has no Rekognition label names: map it in the class's admin page" in str(error.value)
 
     @pytest.mark.parametrize("config,words", [
-        ({"min_confidence": 150}, "'min_confidence' must be a number between 0 and 100, not 150"),
+        ({"min_confidence": 150}, "'min_confidence' must be a number from 0 to 100, not 150"),
         ({"min_confidence": "high"}, "'min_confidence' must be a number"),
-        ({"max_labels": 0}, "'max_labels' must be a whole number between 1 and 1000"),
+        ({"max_labels": 0}, "'max_labels' must be a whole number from 1 to 1000"),
         ({"max_labels": 2.5}, "'max_labels' must be a whole number"),
         ({"max_tps": "fast"}, "'max_tps' must be a number of at least 0"),
         ({"price_per_call": -1}, "'price_per_call' must be a number of at least 0"),

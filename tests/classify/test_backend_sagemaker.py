@@ -209,9 +209,10 @@ class SageMakerSettingsTests:
         ({**CONFIG, "class_order": "cat,dog"}, "class_order must be a non-empty list"),
         ({**CONFIG, "class_order": ["cat", "cat", "dog"]}, "class_order lists a class name twice"),
         ({**CONFIG, "class_order": ["cat", "horse"]}, "class_order does not list dog"),
-        ({**CONFIG, "max_tps": -1}, "max_tps must be a number of at least 0"),
-        ({**CONFIG, "price_per_call": "free"}, "price_per_call must be a number"),
-        ({**CONFIG, "region": 1}, "region must be a string"),
+        ({**CONFIG, "max_tps": -1}, "'max_tps' must be a number of at least 0"),
+        ({**CONFIG, "price_per_call": "free"}, "'price_per_call' must be a number"),
+        ({**CONFIG, "region": 1}, "sagemaker backend setting 'region' must be an AWS region such as 'eu-west-1', not 1"),
+        ({**CONFIG, "region": "Ireland"}, "'region' must be an AWS region such as 'eu-west-1'"),
         ({**CONFIG, "model_revision": "x" * 41}, "model_revision must be at most 40 characters"),
     ])
     def test_bad_settings_are_refused_up_front_with_what_to_fix(self, config, words):

@@ -527,7 +527,7 @@ class CommandTests:
     def test_it_refuses_bad_arguments(self, team, tmp_path):
         with pytest.raises(CommandError, match="no project"):
             call_command("export_manifest", "--project", "nope", "--out", str(tmp_path))
-        with pytest.raises(CommandError, match="not an s3"):
+        with pytest.raises(CommandError, match="must look like s3://bucket/prefix"):
             call_command("export_manifest", "--project", "colours", "--out", str(tmp_path), "--s3-prefix", "https://x/y")
 
 
@@ -563,7 +563,7 @@ class ExportPageTests:
         client.force_login(ada)
         response = client.post(reverse("reviewer:export", args=[project.slug]),
                                {"destination": "s3", "s3_url": "https://bucket/x", "test_split": "0.2", "seed": "0"})
-        assert response.status_code == 200 and "not an s3" in response.content.decode()
+        assert response.status_code == 200 and "must look like s3://bucket/prefix" in response.content.decode()
         assert not Export.objects.exists()
 
     def test_only_project_admins_and_only_their_projects(self, team, tmp_path):
@@ -596,14 +596,14 @@ def test_an_export_whose_worker_died_is_failed_by_the_sweeper():
     from django.utils import timezone
 
     from reviewer.models import Export
-    from reviewer.tasks import sweep_exports
+    from reviewer.tasks import sweep_exports as sweep_exports_task
     from tests.base import make_colour_project
 
     project = make_colour_project()
     stuck = Export.objects.create(project=project, target="download", state=Export.State.RUNNING)
     fresh = Export.objects.create(project=project, target="download", state=Export.State.RUNNING)
     Export.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - timedelta(days=1))
-    assert sweep_exports() == 1
+    assert sweep_exports_task() == 1
     stuck.refresh_from_db()
     fresh.refresh_from_db()
     assert stuck.state == Export.State.FAILED and "did not finish" in stuck.error

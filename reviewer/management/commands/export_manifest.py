@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from classify.models import Project
-from reviewer.export.rules import Options, parse_s3
+from reviewer.export.rules import Options, s3_location
 from reviewer.export.runs import execute_export
 from reviewer.models import Export
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError("--test-split must be at least 0 and below 1")
         for url in [s3_prefix] * bool(s3_prefix) + [out] * out.startswith("s3://"):
             try:
-                parse_s3(url)
+                s3_location(url)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
         chosen = Options(test_split=test_split, include_auto=include_auto, multi_label=multi_label,
