@@ -52,7 +52,7 @@ ADVICE = {
 
 
 def _config():
-    from botocore.config import Config
+    from botocore.config import Config  # boto3/botocore load on first use: no cost at import
 
     return Config(
         connect_timeout=settings.LOUPE_AWS_CONNECT_TIMEOUT,
@@ -66,7 +66,7 @@ def _config():
 @functools.lru_cache(maxsize=32)
 def client(service: str, region: str | None = None, endpoint_url: str | None = None):
     """A boto3 client, created on first use in this process and reused (clients are thread-safe)."""
-    import boto3
+    import boto3  # loaded on first use: no cost at import
 
     return boto3.session.Session().client(service, region_name=region or None, endpoint_url=endpoint_url or None,
                                           config=_config())
@@ -80,7 +80,7 @@ def lazy_client(service: str, region: str | None = None):
 
 def backend_error(exc: Exception, service: str) -> BackendError:
     """Translate a botocore exception into a ``BackendError`` with the right retry flag."""
-    from botocore.exceptions import (
+    from botocore.exceptions import (  # botocore loads on first use
         ClientError,
         ConnectionError,
         HTTPClientError,
@@ -111,7 +111,7 @@ def backend_error(exc: Exception, service: str) -> BackendError:
 
 def call(service: str, operation, **kwargs):
     """Run one client call, translating any botocore failure into a ``BackendError``."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # botocore loads on first use
 
     try:
         return operation(**kwargs)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.utils.text import slugify
 
@@ -47,8 +49,6 @@ class BakeoffForm(forms.Form):
     )
 
     def clean_configs(self) -> dict:
-        import json
-
         raw = self.cleaned_data.get("configs") or "{}"
         try:
             value = json.loads(raw)

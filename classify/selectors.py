@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet
+from datetime import timedelta
+
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.http import Http404
+from django.utils import timezone
 
 from .models import Item, Membership, Prediction, Project
 
@@ -73,12 +77,6 @@ def status_counts(project: Project) -> dict[str, int]:
 
 def cost_by_day(project: Project, *, days: int = 30) -> list[dict]:
     """Per day: backend calls made, what they cost, and what reused scores saved (newest first)."""
-    from datetime import timedelta
-
-    from django.db.models import Sum
-    from django.db.models.functions import TruncDate
-    from django.utils import timezone
-
     since = timezone.now() - timedelta(days=days)
     rows = (Prediction.objects.filter(item__project=project, created_at__gte=since)
             .annotate(day=TruncDate("created_at")).values("day")
@@ -87,8 +85,6 @@ def cost_by_day(project: Project, *, days: int = 30) -> list[dict]:
 
 
 def cost_totals(project: Project) -> dict:
-    from django.db.models import Q, Sum
-
     return Prediction.objects.filter(item__project=project).aggregate(
         predictions=Count("pk"), reused=Count("pk", filter=Q(reused_from__isnull=False)),
         cost=Sum("cost_usd"), saved=Sum("saved_usd"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -16,8 +17,6 @@ app.autodiscover_tasks()
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_kwargs: object) -> None:
     """The sweeper runs under celery beat (or a worker started with -B)."""
-    from django.conf import settings
-
     sender.add_periodic_task(
         settings.LOUPE_SWEEP_EVERY_SECONDS, sender.signature("classify.sweep"), name="sweep stuck items"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -298,8 +299,6 @@ LOUPE_STUCK_QUEUED_AFTER = env_int("LOUPE_STUCK_QUEUED_AFTER", 900)
 LOUPE_STUCK_CLASSIFYING_AFTER = env_int("LOUPE_STUCK_CLASSIFYING_AFTER", 240)
 if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK_TIME_LIMIT:
     # A claim younger than the task's time limit may belong to a worker that is still busy.
-    import warnings
-
     warnings.warn("LOUPE_STUCK_CLASSIFYING_AFTER should exceed LOUPE_TASK_TIME_LIMIT", stacklevel=1)
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from classify import selectors as classify_selectors
@@ -108,8 +109,6 @@ def grid_claim(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def busiest_class(project: Project, reviewer, *, exclude=()) -> str | None:
-    from django.db.models import Count
-
     row = (selectors.reviewable_items(project, reviewer).exclude(pk__in=exclude).exclude(top_label="")
            .exclude(top_label__in=project.labels.filter(is_unknown=True).values("name"))
            .order_by().values("top_label").annotate(n=Count("pk")).order_by("-n", "top_label").first())

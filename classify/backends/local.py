@@ -26,6 +26,7 @@ from django.conf import settings
 from PIL import Image
 
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
+from .imagenet import imagenet_classes
 
 NETWORK = "efficientnet-lite0-imagenet"
 # The network's preprocess resizes the shorter side to this (efficientnet_lite.RESIZE_SIZE, kept
@@ -37,9 +38,9 @@ MODES = ("auto", "zero_shot", "trained")
 @functools.cache
 def _network() -> Any:
     """The network, loaded once per process (a worker child loads it on its first task)."""
-    import torch
+    import torch  # heavy: only a process that classifies loads torch
 
-    from .efficientnet_lite import load_pretrained
+    from .efficientnet_lite import load_pretrained  # imports torch
 
     torch.set_num_threads(max(1, settings.LOUPE_TORCH_THREADS))
     return load_pretrained()
@@ -47,16 +48,14 @@ def _network() -> Any:
 
 @functools.cache
 def _imagenet_index() -> dict[str, int]:
-    from .imagenet import imagenet_classes
-
     return {name: index for index, name in enumerate(imagenet_classes())}
 
 
 def embed_and_probabilities(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images."""
-    import torch
+    import torch  # heavy: only a process that classifies loads torch
 
-    from .efficientnet_lite import preprocess
+    from .efficientnet_lite import preprocess  # imports torch
 
     batch = torch.stack([preprocess(image) for image in images])
     with torch.inference_mode():
@@ -178,7 +177,7 @@ def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) ->
 
     The reported head is refitted on all examples after the held-out measurement.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # heavy: only training loads scikit-learn
 
     y = np.asarray(labels)
     classes, counts = np.unique(y, return_counts=True)
@@ -205,7 +204,7 @@ class _Standardised:
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> _Standardised:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # heavy: only training loads scikit-learn
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0) + 1e-6

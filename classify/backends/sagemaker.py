@@ -35,6 +35,7 @@ from typing import Any
 from PIL import Image
 
 from .. import aws
+from ..images import jpeg_bytes
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
 from .options import number, optional_text, region
 
@@ -277,14 +278,12 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
 
 
 def _jpeg(image: Image.Image) -> bytes:
-    from ..images import jpeg_bytes
-
     return jpeg_bytes(image)
 
 
 def _with_model_details(error: BackendError) -> BackendError:
     """A ModelError names the container's own status and message apart: keep them in the reason."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # botocore loads lazily, as in classify.aws
 
     cause = error.__cause__
     if not isinstance(cause, ClientError) or cause.response.get("Error", {}).get("Code") != "ModelError":

@@ -90,7 +90,7 @@ def _deliver(export: Export, options: Options, paths: dict, work: Path, report: 
 
 def _failure(exc: Exception) -> str:
     """A failure as the export page shows it: an AWS error translated (code, advice), else its class and text."""
-    from botocore.exceptions import BotoCoreError, ClientError  # boto3 is imported lazily, as in classify.aws
+    from botocore.exceptions import BotoCoreError, ClientError  # botocore loads on first use, as in classify.aws
 
     if isinstance(exc, (BotoCoreError, ClientError)):
         return str(aws.backend_error(exc, "s3"))

@@ -41,7 +41,7 @@ class Command(BaseCommand):
 
 
 def sample_photos():
-    from skimage import data as samples
+    from skimage import data as samples  # heavy, and only this command needs it
 
     for name in PHOTOS:
         loader = getattr(samples, name, None)
