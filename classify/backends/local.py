@@ -78,20 +78,12 @@ def imagenet_indices(names: Sequence[str]) -> list[int]:
     return [index[name] for name in names]
 
 
-def suggest_imagenet_classes(label_name: str, limit: int = 5) -> list[str]:
-    """ImageNet classes named like the label (admin suggestions): exact synonyms first, then
-    classes with the label's name as one word of a synonym ("cat" → "tiger cat")."""
-    needle = label_name.strip().lower()
-    if not needle:
-        return []
-    exact, partial = [], []
-    for name in _imagenet_index():
-        synonyms = [part.strip().lower() for part in name.split(",")]
-        if needle in synonyms:
-            exact.append(name)
-        elif any(needle in synonym.split() for synonym in synonyms):
-            partial.append(name)
-    return (exact + partial)[:limit]
+def suggest_imagenet_classes(label_name: str, limit: int | None = None) -> list[str]:
+    """The ImageNet classes a new class called ``label_name`` starts with (project creation, a
+    class added in the admin): see ``imagenet.suggest`` (the WordNet hierarchy, not word matching)."""
+    from .imagenet import suggest
+
+    return list(suggest(label_name).classes[:limit])
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
 from classify import backends
+from classify.backends.imagenet import describe_mapping
 from classify.services import projects
 
 
@@ -34,3 +35,18 @@ class Command(BaseCommand):
             raise CommandError(f"could not create {slug!r}: {exc}") from None
         names = ", ".join(project.labels.values_list("name", flat=True))
         self.stdout.write(self.style.SUCCESS(f"Created project {project.slug} ({project.backend}): {names}"))
+        if project.backend == "local":
+            self.report_mappings(project)
+
+    def report_mappings(self, project) -> None:
+        """Each class's suggested ImageNet classes, with the ones that got none called out."""
+        self.stdout.write("ImageNet classes suggested for the local model (change them in the admin):")
+        for label in project.labels.filter(is_unknown=False):
+            mapping = describe_mapping(label.name, label.mappings.get("local", []))
+            line = f"  {label.name}: {mapping.hint}"
+            self.stdout.write(self.style.WARNING(line) if mapping.coverage != "kinds" else line)
+        missing = [label.name for label in project.labels.filter(is_unknown=False) if not label.mappings.get("local")]
+        if missing:
+            self.stderr.write(self.style.ERROR(
+                f"No ImageNet mapping for {', '.join(missing)}: these classes score 0 until you choose ImageNet "
+                "classes for them in the admin or add exemplars (see the project page)."))
