@@ -1,7 +1,8 @@
 """The review queue over JSON: the same rules as the pages (which use these endpoints).
 
-- ``POST /api/v1/projects/<slug>/review/claim/`` → 200 a leased item with scores, candidates and
-  exemplar URLs; 204 when the queue is empty. ``?count=3`` leases several (prefetching).
+- ``POST /api/v1/projects/<slug>/review/claim/`` → 200 a leased item with scores, the model's
+  ``top`` class (unknown included), candidates (by score, each with its class's fixed number
+  ``key``) and exemplar URLs; 204 when the queue is empty. ``?count=3`` leases several (prefetching).
 - ``POST /api/v1/projects/<slug>/review/grid/claim/`` → up to ``grid_size`` items the model put in
   one class (``label`` in the body, else the class with most waiting items), best first.
 - ``POST /api/v1/reviews/<token>/decision/`` ``{"labels": ["cat"], "seconds_spent": 2.5}`` → 201;
@@ -24,6 +25,7 @@ from classify.auth import api_error, api_view
 from classify.models import Item, Label, Project
 
 from . import selectors, services
+from .keys import UNKNOWN_KEY, number_keys
 
 MAX_PREFETCH = 5
 
@@ -47,16 +49,20 @@ def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
     payload = item_json(item)
     if item.audit:
         payload["status_reason"] = ""  # an auto-accept check is not announced to the reviewer
+    keys = number_keys(labels)
     return {
         "lease": {"token": str(item.lease_token), "expires_at": item.lease_expires_at.isoformat()},
         "item": payload,
         "candidates": [
-            {"key": index, "label": c.label.name, "label_id": c.label.pk, "score": c.score, "exemplars": c.exemplar_urls}
-            for index, c in enumerate(selectors.candidates_for(item, labels, project.review_candidates, cache=cache),
-                                      start=1)
+            {"key": keys.get(c.label.pk), "label": c.label.name, "label_id": c.label.pk, "score": c.score,
+             "exemplars": c.exemplar_urls}
+            for c in selectors.candidates_for(item, labels, project.review_candidates, cache=cache)
         ],
-        "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name)},
-        "labels": [{"id": label.pk, "name": label.name, "is_unknown": label.is_unknown} for label in labels],
+        "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name),
+                    "key": UNKNOWN_KEY},
+        "top": max(scores, key=scores.get) if scores else None,
+        "labels": [{"id": label.pk, "name": label.name, "is_unknown": label.is_unknown, "key": keys.get(label.pk)}
+                   for label in labels],
         "multi_label": project.multi_label,
     }
 

@@ -16,13 +16,16 @@ from classify.responses import NO_STORE, stored_file_headers
 from . import selectors
 from .export.runs import default_source_prefix, start_export
 from .forms import ExportForm
+from .keys import number_keys
 
 
 def _context(request: HttpRequest, slug: str) -> dict:
     project = classify_selectors.project_for(request.user, slug)
+    labels = list(project.labels.all())
     return {
         "project": project,
-        "labels": list(project.labels.all()),
+        "labels": labels,
+        "keys": number_keys(labels),
         "remaining": selectors.remaining(project, request.user),
         "pace_today": selectors.pace_today(request.user),
     }

@@ -229,6 +229,61 @@ def test_ten_items_reviewed_with_the_keyboard_only(page, live_server):
     assert eventually(lambda: not Item.objects.filter(project=project, lease_owner__isnull=False).exists())
 
 
+def test_enter_accepts_the_top_class_even_when_it_is_unknown_and_the_help_says_so(page, live_server):
+    reviewer = make_user("rey")
+    project = make_colour_project(slug="enter", reviewer=reviewer)
+    unknown_top = {"unknown": 0.9, "red": 0.05, "green": 0.03, "blue": 0.02}
+    first = waiting_item(project, unknown_top, data=jpeg((90, 90, 90), seed=1), order=1)
+    second = waiting_item(project, SCORES, data=jpeg((200, 60, 50), seed=2), order=2)
+    third = waiting_item(project, unknown_top, data=jpeg((90, 90, 90), seed=3), order=3)
+
+    screen = open_review(page, live_server, project, "rey")
+    assert screen["item"] == first.pk
+    # What Enter will store is what the button, the top row and the help say.
+    expect(page.locator("#rv-accept")).to_contain_text("Accept top: unknown")
+    top = page.locator("#rv-cands .rv-cand.rv-top")
+    expect(top).to_have_count(1)
+    expect(top).to_have_attribute("data-label", "unknown")
+    expect(page.locator("#rv-cands .rv-cand").first).to_have_attribute("data-label", "unknown")  # by score
+    page.keyboard.press("?")
+    help_row = page.locator("#rv-help tr", has=page.locator("th", has_text="Enter"))
+    expect(help_row).to_contain_text("the model's top class, unknown included: when unknown scores highest, Enter stores unknown")
+    page.keyboard.press("Escape")
+    press(page, "Enter")
+    expect(page.locator("#rv-accept")).to_contain_text("Accept top: red")
+    press(page, "Enter")
+    page.click("#rv-accept")  # the button does what Enter does
+    page.wait_for_function("document.getElementById('review').dataset.pending === '0'")
+    assert label_decisions(first) == [(["unknown"], False)]
+    assert label_decisions(second) == [(["red"], False)]
+    assert label_decisions(third) == [(["unknown"], False)]
+
+
+def test_a_number_key_means_the_same_class_on_every_item(page, live_server):
+    reviewer = make_user("rey")
+    project = make_colour_project(slug="fixed", reviewer=reviewer)  # classes red, green, blue: blue is 3
+    rankings = [("blue", "red", "green"), ("red", "green", "blue"), ("green", "blue", "red")]
+    items = []
+    for i in range(10):
+        first, second, third = rankings[i % 3]
+        scores = {first: 0.6, second: 0.25, third: 0.1, "unknown": 0.05}
+        items.append(waiting_item(project, scores, data=jpeg((60, 60, 200), seed=i), order=i))
+
+    open_review(page, live_server, project, "rey")
+    positions = set()
+    for _ in range(10):
+        rows = page.locator("#rv-cands .rv-cand")
+        labels = rows.evaluate_all("rs => rs.map(r => r.dataset.label)")
+        keys = rows.evaluate_all("rs => rs.map(r => r.querySelector('kbd').textContent)")
+        assert dict(zip(labels, keys, strict=True)) == {"red": "1", "green": "2", "blue": "3", "unknown": "0"}
+        positions.add(labels.index("blue"))
+        press(page, "3")
+    assert positions == {0, 1, 2}  # listed by score: blue moved, its key did not
+    page.wait_for_function("document.getElementById('review').dataset.pending === '0'")
+    for item in items:
+        assert label_decisions(item) == [(["blue"], False)], item
+
+
 def test_the_last_item_leads_to_a_clear_empty_state(page, live_server):
     reviewer = make_user("rey")
     project = make_colour_project(slug="few", reviewer=reviewer)

@@ -54,6 +54,11 @@
   let searchMatches = [];
   let searchIndex = 0;
   const thumbs = new Map(); // url -> Image, keeps exemplar thumbnails loaded
+  // Class name -> {urls, at}: the newest exemplar list the server sent for each class (claims
+  // fetched ahead carry the lists of when they were fetched; a later claim, or a label given
+  // here, makes them fresher) and which fetch it came from.
+  const exemplarsOf = new Map();
+  let fetches = 0;
 
   // --- Server --------------------------------------------------------------------------------
 
@@ -89,8 +94,27 @@
 
   // --- Claiming and preloading ---------------------------------------------------------------
 
-  function prepare(claim) {
+  function noteExemplars(name, urls, at) {
+    const known = exemplarsOf.get(name);
+    if (!known || known.at <= at) exemplarsOf.set(name, { urls: urls.slice(), at: at });
+  }
+
+  function freshExemplars(name, fallback) {
+    const known = exemplarsOf.get(name);
+    return known ? known.urls : fallback;
+  }
+
+  // After a label is saved here: the item is one of its class's latest human-labelled items, the
+  // pictures the server shows when a class has fewer than four exemplars.
+  function addLabelled(name, imageUrl) {
+    const known = exemplarsOf.get(name);
+    if (!known || known.urls.length >= 4 || known.urls.includes(imageUrl)) return;
+    known.urls.push(imageUrl);
+  }
+
+  function prepare(claim, at) {
     noteLease(claim);
+    for (const candidate of claim.candidates) noteExemplars(candidate.label, candidate.exemplars || [], at || 0);
     const img = new Image();
     img.decoding = "async";
     img.alt = "item #" + claim.item.id;
@@ -99,7 +123,7 @@
     claim.img = img;
     claim.ready = img.decode().catch(function () { /* a broken image still shows its alt text */ });
     for (const candidate of claim.candidates) {
-      for (const src of candidate.exemplars.slice(0, 5)) {
+      for (const src of candidate.exemplars.slice(0, 4)) {
         if (thumbs.has(src)) continue;
         const thumb = new Image();
         thumb.src = src;
@@ -117,12 +141,13 @@
     filling = true;
     let failed = false;
     try {
+      const at = ++fetches;
       const result = await post(urls.claimUrl + "?count=" + wanted);
       if (result.status === 204) {
         emptyAt = performance.now();
       } else if (result.ok) {
         showStats(result.body);
-        claimsOf(result.body).forEach(function (claim) { buffer.push(prepare(claim)); });
+        claimsOf(result.body).forEach(function (claim) { buffer.push(prepare(claim, at)); });
       } else {
         failed = true;
         say("Could not fetch the next items: " + errorText(result), "error");
@@ -235,12 +260,13 @@
   function candidateRow(key, name, score, exemplars, extraClass) {
     const li = document.createElement("li");
     li.className = "rv-cand" + (extraClass ? " " + extraClass : "");
-    li.dataset.key = key;
+    li.dataset.key = key || "";
     li.dataset.label = name;
     li.setAttribute("role", "button");
-    li.title = (multi && key !== "0" ? "Toggle " : "Pick ") + name + " (key " + key + ")";
+    li.title = (multi && key !== "0" ? "Toggle " : "Pick ") + name + (key ? " (key " + key + ")" : " (no number key: find it with /)");
     const kbd = document.createElement("kbd");
-    kbd.textContent = key;
+    kbd.textContent = key || "·";
+    if (!key) kbd.className = "rv-nokey";
     const label = document.createElement("span");
     label.className = "rv-cand-name";
     label.textContent = name;
@@ -255,27 +281,45 @@
     const text = document.createElement("span");
     text.className = "rv-cand-text";
     text.append(label, meter);
-    const pics = document.createElement("span");
-    pics.className = "rv-exemplars";
-    for (const src of exemplars.slice(0, 5)) {
-      const img = document.createElement("img");
-      img.src = src;
-      img.alt = "";
-      img.loading = "eager";
-      pics.appendChild(img);
+    li.append(kbd, text, value);
+    if (exemplars.length) {
+      const pics = document.createElement("span");
+      pics.className = "rv-exemplars";
+      for (const src of exemplars.slice(0, 4)) {
+        const img = document.createElement("img");
+        img.src = src;
+        img.alt = "example of " + name;
+        img.title = "Click to enlarge";
+        img.loading = "eager";
+        img.dataset.enlarge = src;
+        pics.appendChild(img);
+      }
+      li.appendChild(pics);
     }
-    li.append(kbd, text, value, pics);
     return li;
   }
 
+  // The class Enter accepts: the model's highest score, unknown included.
+  function topName(claim) {
+    if (claim.top) return claim.top;
+    const first = claim.candidates[0];
+    return first ? first.label : (claim.unknown ? claim.unknown.label : null);
+  }
+
+  // Listed by score, unknown included; each class shows its own key, the same on every item.
   function renderCandidates(claim) {
-    const rows = claim.candidates.map(function (c, index) {
-      return candidateRow(String(c.key), c.label, c.score, c.exemplars || [], index === 0 ? "rv-top" : "");
+    const top = topName(claim);
+    const entries = claim.candidates.map(function (c) {
+      return { key: c.key ? String(c.key) : "", label: c.label, score: c.score, exemplars: freshExemplars(c.label, c.exemplars || []), unknown: false };
     });
-    if (claim.unknown) rows.push(candidateRow("0", claim.unknown.label, claim.unknown.score, [], "rv-unknown"));
+    if (claim.unknown) entries.push({ key: "0", label: claim.unknown.label, score: claim.unknown.score, exemplars: [], unknown: true });
+    entries.sort(function (a, b) { return (b.score || 0) - (a.score || 0); });
+    const rows = entries.map(function (c) {
+      const classes = (c.unknown ? "rv-unknown" : "") + (c.label === top ? " rv-top" : "");
+      return candidateRow(c.key, c.label, c.score, c.exemplars, classes.trim());
+    });
     el.cands.replaceChildren.apply(el.cands, rows);
-    const top = claim.candidates[0];
-    if (el.acceptName) el.acceptName.textContent = top ? top.label : "";
+    if (el.acceptName) el.acceptName.textContent = top || "";
     el.mode.textContent = multi ? "several may apply: toggle, then Enter" : "";
     renderToggles();
   }
@@ -340,6 +384,7 @@
       }
       if (result.status === 201) {
         bump(el.pace, 1);
+        if (names.length === 1 && result.body && result.body.status === "reviewed") addLabelled(names[0], claim.item.image_url);
         if (result.body && result.body.status !== "needs_review") bump(el.remaining, -1);
       } else if (result.status === 409) {
         say(itemName(claim) + " was not saved: " + errorText(result), "error"); // not ours any more
@@ -380,7 +425,7 @@
       }
       showStats(result.body);
       if (current) buffer.unshift(current);
-      const claim = prepare(result.body);
+      const claim = prepare(result.body, ++fetches);
       show(claim);
       say(itemName(claim) + " is back: decide again.", "info");
     });
@@ -389,15 +434,16 @@
   function accept() {
     if (!current) return;
     if (multi && toggled.size) { decide(Array.from(toggled)); return; }
-    const top = current.candidates[0];
-    if (top) decide([top.label]);
+    const top = topName(current);
+    if (top) decide([top]);
   }
 
+  // A number key means the same class on every item of the project (its place in the class list).
   function pickKey(key) {
     if (!current) return;
-    if (key === "0") { if (current.unknown) decide([current.unknown.label]); return; }
-    const candidate = current.candidates.find(function (c) { return String(c.key) === key; });
-    if (candidate) pickName(candidate.label);
+    const label = (current.labels || []).find(function (l) { return l.key === key; });
+    if (label) pickName(label.name);
+    else say("No class has key " + key + " in this project. Press / to find any class.", "info");
   }
 
   function pickName(name) {
@@ -526,8 +572,9 @@
       else if (name === "recheck") { emptyAt = -Infinity; setState("loading"); fill(); }
       return;
     }
+    if (e.target.closest("[data-enlarge]")) return; // an exemplar: lightbox.js enlarges it
     const row = e.target.closest(".rv-cand");
-    if (row && current) { pickKey(row.dataset.key); return; }
+    if (row && current) { pickName(row.dataset.label); return; }
     if (e.target.closest("#rv-stage")) el.stage.classList.toggle("zoomed");
   });
 
