@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.utils.html import format_html
 
 from . import backends, pipeline
-from .backends.imagenet import imagenet_classes
+from .backends.imagenet import describe_mapping, imagenet_classes
 from .backends.local import suggest_imagenet_classes
 from .images import ImageRejected
 from .models import Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
@@ -81,22 +81,29 @@ class ProjectScopedAdmin(admin.ModelAdmin):
 
 
 class LabelForm(forms.ModelForm):
-    """Adds a searchable picker for the ImageNet classes the local backend maps this class to."""
+    """Adds a searchable picker for the ImageNet classes the local backend maps this class to; the
+    JSON box holds only the other backends' mappings (the picker owns ``mappings["local"]``)."""
 
     imagenet_classes = forms.MultipleChoiceField(
         required=False,
-        widget=FilteredSelectMultiple("ImageNet classes", is_stacked=False),
-        help_text="Local backend, zero-shot mode: this class's score is the sum of these classes' probabilities.",
+        widget=FilteredSelectMultiple("ImageNet classes", is_stacked=True),
+        help_text="Local backend, zero-shot mode: this class's score is the sum of these classes' probabilities. "
+                  "Leave empty on a new class to start with the suggestions for its name.",
     )
 
     class Meta:
         model = Label
         fields = ["project", "name", "description", "order", "accept_threshold", "margin", "audit_rate", "mappings"]
+        labels = {"mappings": "Other backends' mappings"}
+        help_texts = {"mappings": 'Per backend other than local, its own class names, e.g. {"rekognition": ["Cat"]}.'}
+        widgets = {"mappings": forms.Textarea(attrs={"rows": 2, "cols": 60})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["imagenet_classes"].choices = [(name, name) for name in imagenet_classes()]
         self.fields["imagenet_classes"].initial = (self.instance.mappings or {}).get("local", [])
+        others = {key: value for key, value in (self.instance.mappings or {}).items() if key != "local"}
+        self.initial["mappings"] = others
 
     def clean(self):
         data = super().clean()
@@ -143,16 +150,54 @@ class ExemplarInline(ScopedInline, admin.TabularInline):
         return format_html('<span class="muted">#{} ({})</span>', obj.pk, obj.sha256[:10]) if obj.pk else "-"
 
 
+def imagenet_coverage(label: Label, *, short: bool = False) -> str:
+    """What the class's ImageNet mapping covers; a class without one is flagged with the fix."""
+    if label.is_unknown:
+        return "—"
+    if label.project.backend != "local":
+        return f"(backend {label.project.backend})"
+    mapping = describe_mapping(label.name, label.mappings.get("local", []))
+    if mapping.coverage == "none":
+        text = "⚠ none: choose ImageNet classes or add exemplars" if short else "⚠ " + mapping.hint
+        return format_html('<strong class="unmapped">{}</strong>', text)
+    if short:
+        return f"{len(mapping.classes)} class{'es' if len(mapping.classes) != 1 else ''}"
+    return mapping.hint
+
+
 @admin.register(Label)
 class LabelAdmin(ProjectScopedAdmin):
     form = LabelForm
-    list_display = ["name", "project", "order", "accept_threshold", "margin", "audit_rate", "is_unknown",
+    list_display = ["name", "project", "order", "accept_threshold", "margin", "audit_rate", "imagenet_mapping",
                     "exemplar_count"]
     list_editable = ["order", "accept_threshold", "margin", "audit_rate"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "project__name"]
+    readonly_fields = ["coverage"]
+    fieldsets = [
+        (None, {"fields": ["project", "name", "description", "order"],
+                "description": "The order sets the class's number key on the review screen (first class: 1)."}),
+        ("Auto-accept", {"fields": ["accept_threshold", "margin", "audit_rate"]}),
+        ("ImageNet classes (local model)", {"fields": ["coverage", "imagenet_classes"]}),
+        ("Other backends", {"fields": ["mappings"], "classes": ["collapse"]}),
+    ]
     inlines = [ExemplarInline]
 
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("project")
+
+    @admin.display(description="ImageNet mapping")
+    def imagenet_mapping(self, obj: Label) -> str:
+        return imagenet_coverage(obj, short=True)
+
+    @admin.display(description="What it covers")
+    def coverage(self, obj: Label) -> str:
+        return imagenet_coverage(obj) if obj.pk else "Suggested from the class name when saved."
+
+    @admin.display(description="exemplars")
     def exemplar_count(self, obj: Label) -> int:
         return obj.exemplars.count()
 
@@ -162,13 +207,17 @@ class LabelAdmin(ProjectScopedAdmin):
 
 class LabelInline(ScopedInline, admin.TabularInline):
     model = Label
-    fields = ["name", "order", "accept_threshold", "margin", "audit_rate", "is_unknown"]
-    readonly_fields = ["is_unknown"]
+    fields = ["name", "order", "accept_threshold", "margin", "audit_rate", "imagenet_mapping"]
+    readonly_fields = ["imagenet_mapping"]
     extra = 0
     show_change_link = True
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # delete a class from its own page, where the unknown class is protected
+
+    @admin.display(description="ImageNet mapping")
+    def imagenet_mapping(self, obj: Label) -> str:
+        return imagenet_coverage(obj, short=True) if obj.pk else ""
 
 
 class MembershipInline(ScopedInline, admin.TabularInline):
@@ -214,6 +263,9 @@ class ProjectAdmin(ProjectScopedAdmin):
         }),
     ]
     inlines = [LabelInline, MembershipInline]
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
 
     def get_queryset(self, request):
         return administered_projects(request.user)

@@ -3,6 +3,8 @@
 - ``POST /api/v1/projects/<slug>/items/``: multipart field ``image`` → 201 with the item.
 - ``GET  /api/v1/projects/<slug>/items/?ids=1,2&status=needs_review&limit=100``: items, newest first.
 - ``GET  /api/v1/items/<id>/``: one item with its status, scores and routing decision.
+- ``POST /api/v1/projects/<slug>/classes/<label_id>/exemplars/``: multipart field ``image`` → 201
+  with the new exemplar (project admins); ``DELETE /api/v1/exemplars/<id>/`` removes one.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from django.urls import reverse
 
 from . import selectors
 from .auth import api_error, api_view
+from .exemplars import add_exemplar, remove_exemplar
 from .images import ImageRejected
-from .models import Item
+from .models import Exemplar, Item
 from .services import intake
 
 MAX_LIST = 500
@@ -87,7 +90,8 @@ def _int(raw: str | None, default: int) -> int:
         return default
 
 
-def _upload(request: HttpRequest, project) -> JsonResponse:
+def _one_file(request: HttpRequest):
+    """The single uploaded file of the multipart field ``image``, or the JSON error to answer."""
     try:
         files = request.FILES.getlist("image")
     except RequestDataTooBig:
@@ -100,7 +104,13 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
                          filename=intake.clean_filename(oversized[0] or ""))
     if len(files) != 1:
         return api_error(400, "Send exactly one file in the multipart field 'image'.")
-    upload = files[0]
+    return files[0]
+
+
+def _upload(request: HttpRequest, project) -> JsonResponse:
+    upload = _one_file(request)
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         intake.check_upload_size(upload.size or 0)  # before reading it into memory
         item = intake.ingest_upload(
@@ -115,3 +125,46 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
 @api_view(methods=("GET",))
 def item_detail(request: HttpRequest, item_id: int) -> JsonResponse:
     return JsonResponse(item_json(selectors.item_for(request.user, item_id)))
+
+
+def exemplar_json(exemplar: Exemplar) -> dict:
+    return {"id": exemplar.pk, "label": exemplar.label.name, "label_id": exemplar.label_id,
+            "image_url": reverse("reviewer:exemplar_image", args=[exemplar.pk])}
+
+
+def _administered(request: HttpRequest, project) -> JsonResponse | None:
+    if not selectors.is_project_admin(request.user, project):
+        return api_error(403, "Only project admins change a class's exemplars.")
+    return None
+
+
+@api_view(methods=("POST",))
+def class_exemplars(request: HttpRequest, slug: str, label_id: int) -> JsonResponse:
+    """Add one exemplar to a class: the same checks as any upload; 400 with the reason if refused."""
+    project = selectors.project_for(request.user, slug)
+    if refused := _administered(request, project):
+        return refused
+    label = project.labels.filter(pk=label_id, is_unknown=False).first()
+    if label is None:
+        return api_error(404, "No such class in this project.")
+    upload = _one_file(request)
+    if isinstance(upload, JsonResponse):
+        return upload
+    try:
+        intake.check_upload_size(upload.size or 0)
+        exemplar = add_exemplar(label=label, data=upload.read())
+    except ImageRejected as exc:
+        return api_error(400, str(exc), filename=intake.clean_filename(upload.name or ""))
+    return JsonResponse(exemplar_json(exemplar), status=201)
+
+
+@api_view(methods=("DELETE",))
+def exemplar_detail(request: HttpRequest, exemplar_id: int) -> JsonResponse:
+    exemplar = Exemplar.objects.select_related("label__project").filter(
+        pk=exemplar_id, label__project__in=selectors.projects_for(request.user)).first()
+    if exemplar is None:
+        return api_error(404, "No such exemplar.")
+    if refused := _administered(request, exemplar.label.project):
+        return refused
+    remove_exemplar(exemplar=exemplar)
+    return JsonResponse({"removed": exemplar_id})

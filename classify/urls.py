@@ -7,6 +7,7 @@ app_name = "classify"
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/new/", views.project_create, name="project_create"),
+    path("projects/new/suggestions/", views.project_suggestions, name="project_suggestions"),
     path("projects/<slug:slug>/", views.project_detail, name="project"),
     path("projects/<slug:slug>/items/<int:item_id>/", views.item_detail, name="item_detail"),
     path("projects/<slug:slug>/backends/", views.backends_page, name="backends"),

@@ -11,7 +11,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import bakeoff, selectors
+from .backends.imagenet import suggest
+from .exemplars import class_cards
 from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
+from .keys import number_keys
 from .models import Item, TrainingRun
 from .responses import stored_file_headers
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
@@ -35,9 +38,35 @@ def project_create(request: HttpRequest) -> HttpResponse:
             slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], labels=form.cleaned_data["labels"],
             backend=form.cleaned_data["backend"], created_by=request.user,
         )
-        messages.success(request, f"Project {project.name} created. Tune its thresholds in the admin.")
+        _say_mappings(request, project)
         return redirect("classify:project", slug=project.slug)
     return render(request, "classify/project_create.html", {"form": form})
+
+
+def _say_mappings(request: HttpRequest, project) -> None:
+    """The creation message: what each class's ImageNet mapping covers, unmapped classes loudly."""
+    if project.backend != "local":
+        messages.success(request, f"Project {project.name} created. Set up its backend and classes in the admin.")
+        return
+    known = [label for label in project.labels.all() if not label.is_unknown]
+    missing = [label.name for label in known if not label.mappings.get("local")]
+    if missing:
+        messages.error(request, f"No ImageNet mapping for {', '.join(missing)}: the local model scores "
+                                f"{'it' if len(missing) == 1 else 'them'} 0 until you choose ImageNet classes in the admin "
+                                "or add exemplars (under Classes, below).")
+    mapped = len(known) - len(missing)
+    messages.success(request, f"Project {project.name} created: {mapped} of {len(known)} classes start with suggested "
+                              "ImageNet classes (see what each covers under Classes). Tune thresholds in the admin.")
+
+
+@require_http_methods(["GET"])
+def project_suggestions(request: HttpRequest) -> HttpResponse:
+    """The new-project form's preview: the ImageNet classes each typed class name would start with."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only admins create projects.")
+    names = list(dict.fromkeys(name.strip() for name in request.GET.get("labels", "").split(",") if name.strip()))
+    rows = [suggest(name) for name in names[:50] if name.lower() != "unknown"]
+    return render(request, "classify/_suggestions.html", {"suggestions": rows})
 
 
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -46,14 +75,20 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     items = selectors.items_for(request.user).filter(project=project)
     if status in Item.Status.values:
         items = items.filter(status=status)
+    labels = list(project.labels.all())
+    cards = class_cards(project, labels, number_keys(labels))
+    counts = selectors.status_counts(project)
     context = {
         "project": project,
         "items": items[:PAGE_SIZE],
-        "counts": selectors.status_counts(project),
+        "counts": counts,
         "statuses": Item.Status.choices,
         "status": status,
-        "labels": project.labels.all(),
+        "labels": labels,
+        "cards": cards,
+        "unmapped": [card.label for card in cards if card.unmapped],
         "is_admin": selectors.is_project_admin(request.user, project),
+        "classes_open": not sum(counts.values()) or any(card.unmapped for card in cards),
     }
     return render(request, "classify/project_detail.html", context)
 

@@ -22,10 +22,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from classify import selectors as classify_selectors
 from classify.api import item_json
 from classify.auth import api_error, api_view
+from classify.keys import UNKNOWN_KEY, number_keys
 from classify.models import Item, Label, Project
 
 from . import selectors, services
-from .keys import UNKNOWN_KEY, number_keys
 
 MAX_PREFETCH = 5
 

@@ -10,13 +10,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from classify import selectors as classify_selectors
+from classify.keys import number_keys
 from classify.models import Exemplar, Project
 from classify.responses import NO_STORE, stored_file_headers
 
 from . import selectors
 from .export.runs import default_source_prefix, start_export
 from .forms import ExportForm
-from .keys import number_keys
 
 
 def _context(request: HttpRequest, slug: str) -> dict:

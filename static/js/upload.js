@@ -97,10 +97,10 @@
     return row;
   }
 
+  // Every counter of a status: the tabs and the "Review (N)" button.
   function showCounts(counts) {
     for (const [status, count] of Object.entries(counts || {})) {
-      const cell = document.querySelector('[data-count="' + status + '"]');
-      if (cell) cell.textContent = count;
+      document.querySelectorAll('[data-count="' + status + '"]').forEach(function (cell) { cell.textContent = count; });
     }
   }
 
@@ -120,14 +120,21 @@
     if (TERMINAL.has(item.status)) watched.delete(item.id);
   }
 
+  // Every second while items are moving; otherwise every IDLE_POLL_MS, for the counters alone
+  // (colleagues review and upload too).
+  const IDLE_POLL_MS = 10000;
+  let idleSince = 0;
   async function poll() {
     const ids = Array.from(watched.keys());
-    if (ids.length) {
+    const now = Date.now();
+    if (ids.length || now - idleSince >= IDLE_POLL_MS) {
+      if (!ids.length) idleSince = now;
+      const query = ids.length ? "?limit=500&ids=" + ids.join(",") : "?limit=1";
       try {
-        const response = await fetch(itemsTable.dataset.pollUrl + "?limit=500&ids=" + ids.join(","), { headers: { Accept: "application/json" } });
+        const response = await fetch(itemsTable.dataset.pollUrl + query, { headers: { Accept: "application/json" } });
         if (response.ok) {
           const body = await response.json();
-          body.items.forEach(update);
+          if (ids.length) body.items.forEach(update);
           showCounts(body.counts);
         }
       } catch (err) { /* the next poll tries again */ }

@@ -133,3 +133,27 @@ def test_backend_settings_are_checked_when_saved(admin_client):
     assert "These settings do not work for custom_labels" in response.content.decode()
     project.refresh_from_db()
     assert project.backend == "colour"
+
+
+def test_a_class_without_imagenet_classes_is_flagged_in_the_admin_with_the_fix():
+    admin = make_user("ada", is_staff=True)
+    project = services.create_project(slug="sites", labels=["temple", "church"], backend="local", created_by=admin)
+    client = Client()
+    client.force_login(admin)
+    listing = client.get("/admin/classify/label/").content.decode()
+    assert "⚠ none: choose ImageNet classes or add exemplars" in listing
+    assert "1 class" in listing  # church
+    temple = project.labels.get(name="temple")
+    page = client.get(f"/admin/classify/label/{temple.pk}/change/").content.decode()
+    assert "⚠ No ImageNet class matches “temple”: choose ImageNet classes for it in the admin, or add exemplars." in page
+    inline = client.get(f"/admin/classify/project/{project.pk}/change/").content.decode()
+    assert "⚠ none: choose ImageNet classes or add exemplars" in inline
+
+
+def test_the_json_box_holds_only_the_other_backends_mappings(admin_client):
+    client, project = admin_client
+    label = project.labels.get(name="red")
+    Label.objects.filter(pk=label.pk).update(mappings={"colour": ["#ff0000"], "local": ["tiger cat"]})
+    page = client.get(f"/admin/classify/label/{label.pk}/change/").content.decode()
+    assert "Other backends&#x27; mappings" in page
+    assert "{&quot;colour&quot;: [&quot;#ff0000&quot;]}" in page and "&quot;local&quot;" not in page

@@ -38,6 +38,7 @@ def project_urls(world) -> dict[str, tuple[str, str, int]]:
     return {
         "classify:home": ("get", reverse("classify:home"), 200),
         "classify:project_create": ("get", reverse("classify:project_create"), 403),
+        "classify:project_suggestions": ("get", reverse("classify:project_suggestions") + "?labels=bird", 403),
         "classify:project": ("get", reverse("classify:project", args=[slug]), 404),
         "classify:item_detail": ("get", reverse("classify:item_detail", args=[slug, item_id]), 404),
         "classify:item_image": ("get", reverse("classify:item_image", args=[item_id]), 404),
@@ -52,6 +53,8 @@ def project_urls(world) -> dict[str, tuple[str, str, int]]:
         "reviewer:exemplar_image": ("get", reverse("reviewer:exemplar_image", args=[exemplar.pk]), 404),
         "api:project_items": ("get", reverse("api:project_items", args=[slug]), 404),
         "api:item_detail": ("get", reverse("api:item_detail", args=[item_id]), 404),
+        "api:class_exemplars": ("post", reverse("api:class_exemplars", args=[slug, exemplar.label_id]), 404),
+        "api:exemplar_detail": ("delete", reverse("api:exemplar_detail", args=[exemplar.pk]), 404),
         "review_api:claim": ("post", reverse("review_api:claim", args=[slug]), 404),
         "review_api:grid_claim": ("post", reverse("review_api:grid_claim", args=[slug]), 404),
         "review_api:undo": ("post", reverse("review_api:undo", args=[slug]), 404),
