@@ -13,4 +13,4 @@ RUN SECRET_KEY=build-only python manage.py collectstatic --noinput -v0 \
  && useradd --create-home --uid 1000 loupe && mkdir -p /app/var && chown -R loupe /app/var
 USER loupe
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]

@@ -2,6 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 admin.site.site_header = "Loupe administration"
@@ -15,6 +18,8 @@ urlpatterns = [
     path("api/v1/", include("reviewer.api_urls")),
     path("review/", include("reviewer.urls")),
     path("", include("classify.urls")),
+    # Browsers ask for /favicon.ico before (and besides) the page's <link rel="icon">.
+    path("favicon.ico", login_not_required(lambda request: HttpResponsePermanentRedirect(static("favicon.svg")))),
 ]
 
 handler400 = "classify.views.bad_request"
