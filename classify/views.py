@@ -168,8 +168,10 @@ def item_detail(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     if item.project.slug != slug:
         raise Http404("No such item.")
     predictions = list(item.predictions.all())
+    # People's decisions (the reviewer app's rows, through the reverse relation), undone ones kept.
+    decisions = item.decisions.select_related("reviewer").prefetch_related("labels").order_by("created_at", "pk")
     context = {"item": item, "project": item.project, "prediction": predictions[0] if predictions else None,
-               "history": predictions[1:]}
+               "history": predictions[1:], "decisions": list(decisions)}
     return render(request, "classify/item_detail.html", context)
 
 

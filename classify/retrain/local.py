@@ -29,12 +29,21 @@ def unique_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]
     return [keys[i] for i in keep], embeddings[keep], [names[i] for i in keep]
 
 
+def too_few_labels(project: Project, counts: dict[str, int]) -> str:
+    """Why a head cannot be trained yet, in words: how many labels each class has and needs."""
+    names = [label.name for label in project.labels.all()]
+    have = ", ".join(f"{name} {counts.get(name, 0)}" for name in names + sorted(set(counts) - set(names)))
+    return ("Not enough labelled pictures to train and test a head: it needs at least two classes, and 2 or more "
+            "labelled items or exemplars in every class that has any. "
+            f"So far: {have}. Review more items or add exemplars, then retrain.")
+
+
 def fit_candidate(run: TrainingRun) -> Done:
     project = run.project
     keys, embeddings, names = unique_examples(project)
     counts = {name: names.count(name) for name in sorted(set(names))}
     if len(counts) < 2 or min(counts.values()) < 2:
-        raise StepFailed(f"Too few human labels to train and test: every class needs at least 2 ({counts or 'none'}).")
+        raise StepFailed(too_few_labels(project, counts))
     train, test = stratified_split(keys, names, test_share=TEST_SHARE, seed=SEED)
     fit = fit_head(embeddings[train], [names[i] for i in train], seed=SEED)
     metrics = evaluate_head(fit.head, embeddings[test], [names[i] for i in test],

@@ -200,7 +200,21 @@ class LocalRetrainTests:
             run = runs.start_local_training(project=project)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.FAILED
-        assert run.reason.startswith("Too few human labels to train and test")
+        assert run.reason == ("Not enough labelled pictures to train and test a head: it needs at least two classes, "
+                              "and 2 or more labelled items or exemplars in every class that has any. So far: "
+                              + ", ".join(f"{label.name} {int(label.name in (NAMES[0], NAMES[1]))}"
+                                          for label in project.labels.all())
+                              + ". Review more items or add exemplars, then retrain.")
+        assert "{" not in run.reason  # words, not a Python dict
+        admin = make_user("ada", is_staff=True)
+        Membership.objects.create(project=project, user=admin, role=Membership.Role.ADMIN)
+        client = Client()
+        client.force_login(admin)
+        page = client.get(reverse("classify:models", args=[project.slug])).content.decode()
+        assert f'<div class="alert alert-bad reason" role="alert"><strong>Training failed:</strong> {run.reason}</div>' in page
+        step_time = run.steps[-1]["at"]
+        assert step_time not in page  # not the raw ISO timestamp...
+        assert datetime.fromisoformat(step_time).strftime("%-d %b %Y, %H:%M:%S UTC") in page  # ...a readable one
 
 
 # --- Rekognition Custom Labels --------------------------------------------------------------------

@@ -188,6 +188,23 @@ class SkipAndUndoTests:
         item.refresh_from_db()
         assert item.label.name == "blue" and Decision.objects.count() == 3
 
+    def test_the_item_page_shows_every_decision_undone_ones_included(self, team):
+        project, rey, *_ = team
+        item = make_review_item(project)
+        token = str(services.claim_next(project=project, reviewer=rey).lease_token)
+        services.record_decision(token=token, reviewer=rey, labels=labels(project, "red"))
+        again = services.undo_last(project=project, reviewer=rey)
+        services.record_decision(token=str(again.lease_token), reviewer=rey, labels=labels(project, "blue"))
+        client = Client()
+        client.force_login(rey)
+        page = client.get(reverse("classify:item_detail", args=[project.slug, item.pk])).content.decode()
+        decisions = page[page.index('<ol class="decisions">'):page.index("</ol>")]
+        assert decisions.count("<li") == 3
+        red, undo, blue = decisions.split("<li")[1:]
+        assert 'class="decision-label undone"' in red and "Labelled red" in red and "undone, kept for the record" in red
+        assert "Undid the decision before" in undo and "by rey" in undo
+        assert 'class="decision-label"' in blue and "Labelled blue" in blue and "undone" not in blue
+
     def test_undo_after_a_skip_brings_the_skipped_item_back(self, team):
         project, rey, *_ = team
         item = make_review_item(project)
