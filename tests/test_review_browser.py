@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
 
 from classify.models import Exemplar, Item, Membership, Prediction
-from classify.services.projects import create_project
 from reviewer.models import Decision
-from tests.base import PASSWORD, make_colour_project, make_user, photo_bytes
+from tests.base import PASSWORD, make_colour_project, make_user
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls around it are still
 # synchronous. bin/test exports this too.
@@ -40,8 +38,6 @@ from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# The docs' screenshots are refreshed with LOUPE_UPDATE_SCREENSHOTS=1; otherwise they go to a temp folder.
-IMG = Path(settings.BASE_DIR) / "docs" / "img" if os.environ.get("LOUPE_UPDATE_SCREENSHOTS") else None
 LEASE_LOST = "This item is no longer yours to decide (the lease ran out or a colleague has it)."
 # red leads, green second, blue third: keys 1, 2, 3; unknown on 0.
 SCORES = {"red": 0.5, "green": 0.3, "blue": 0.15, "unknown": 0.05}
@@ -471,49 +467,3 @@ def test_held_items_are_renewed_and_a_lost_one_is_announced(page, live_server):
         f"Item #{screen['item']} (item-0.jpg) is no longer held for you", timeout=12_000)
     renewed = {item.pk: item.lease_expires_at for item in Item.objects.filter(pk__in=held, lease_owner=reviewer)}
     assert len(renewed) == 2 and all(renewed[pk] > held[pk] for pk in renewed)
-
-
-# --- Screenshots for the docs ----------------------------------------------------------------
-
-
-def test_screenshots_of_the_review_screens(new_page, live_server, tmp_path):
-    reviewer = make_user("rey")
-    project = create_project(slug="photos", name="Photo desk", labels=["cat", "coffee", "rocket", "astronaut", "camera"],
-                             backend="colour")
-    Membership.objects.create(project=project, user=reviewer, role=Membership.Role.REVIEWER)
-    labels = {label.name: label for label in project.labels.all()}
-    photos = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket", "astronaut": "astronaut", "camera": "camera"}
-    crops = [(0.0, 0.0, 0.6, 0.8), (0.4, 0.2, 1.0, 1.0), (0.2, 0.0, 0.8, 0.7), (0.1, 0.3, 0.7, 1.0)]
-    for name, source in photos.items():
-        add_exemplars(labels[name], [photo_bytes(source, crop=crop, mirror=i % 2 == 1) for i, crop in enumerate(crops)])
-    scores = {"cat": 0.52, "camera": 0.19, "astronaut": 0.11, "coffee": 0.07, "rocket": 0.04, "unknown": 0.07}
-    waiting_item(project, scores, data=photo_bytes("chelsea"), order=0, filename="IMG_2231.jpg",
-                 backend="local", model_version="efficientnet-lite0-imagenet/head:head-7")
-    for i in range(11):
-        cat = {"cat": 0.78 - i / 50, "coffee": 0.08, "camera": 0.06, "rocket": 0.02, "astronaut": 0.02}
-        cat["unknown"] = round(1 - sum(cat.values()), 3)
-        crop = (0.05 * (i % 4), 0.05 * (i % 3), 0.65 + 0.05 * (i % 4), 0.75 + 0.05 * (i % 3))
-        source = "coffee" if i in (3, 8) else "chelsea"  # two the model got wrong
-        waiting_item(project, cat, data=photo_bytes(source, crop=crop, mirror=i % 2 == 0), order=10 + i,
-                     backend="local", model_version="efficientnet-lite0-imagenet/head:head-7")
-
-    page = new_page()
-    open_review(page, live_server, project, "rey")
-    expect(page.locator("#rv-cands .rv-cand").first.locator(".rv-exemplars img")).to_have_count(4)
-    page.wait_for_function("Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)")
-    out = IMG or tmp_path
-    page.screenshot(path=str(out / "review.png"), full_page=True)
-    page.goto(f"{live_server.url}/projects/{project.slug}/")  # gives the leases back
-
-    page.goto(f"{live_server.url}/review/{project.slug}/grid/")
-    expect(page.locator("#grid")).to_have_attribute("data-label", "cat")
-    for _ in range(3):
-        page.keyboard.press("ArrowRight")
-    page.keyboard.press("x")
-    for _ in range(5):
-        page.keyboard.press("ArrowRight")
-    page.keyboard.press("x")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function("Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)")
-    page.screenshot(path=str(out / "review-grid.png"), full_page=True)
-    assert (out / "review.png").stat().st_size > 10_000 and (out / "review-grid.png").stat().st_size > 10_000

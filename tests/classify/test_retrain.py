@@ -211,7 +211,7 @@ class LocalRetrainTests:
         client = Client()
         client.force_login(admin)
         page = client.get(reverse("classify:models", args=[project.slug])).content.decode()
-        assert f'<div class="alert alert-bad reason" role="alert"><strong>Training failed:</strong> {run.reason}</div>' in page
+        assert f'<div class="alert alert-bad" role="alert"><strong>Training failed:</strong> {run.reason}</div>' in page
         step_time = run.steps[-1]["at"]
         assert step_time not in page  # not the raw ISO timestamp...
         assert datetime.fromisoformat(step_time).strftime("%-d %b %Y, %H:%M:%S UTC") in page  # ...a readable one
