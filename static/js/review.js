@@ -31,6 +31,7 @@
     version: $("rv-version"), cands: $("rv-cands"), selected: $("rv-selected"), mode: $("rv-mode"),
     acceptName: $("rv-accept-name"), messages: $("messages"), remaining: $("remaining"), pace: $("pace"),
     search: $("rv-search"), searchInput: $("rv-search-input"), results: $("rv-results"), help: $("rv-help"),
+    hidden: $("rv-hidden"),
   };
 
   const post = LoupeReview.api(csrf);
@@ -72,7 +73,25 @@
     if (!body) return;
     if (typeof body.remaining === "number") el.remaining.textContent = body.remaining;
     if (typeof body.pace_today === "number") el.pace.textContent = body.pace_today;
+    if (body.hidden) explainHidden(body.hidden);
   }
+
+  // Why "Nothing left to review" while the header still counts items: the ones this reviewer
+  // skipped in the last hour, the ones colleagues hold, the ones waiting for other reviewers.
+  function explainHidden(hidden) {
+    const parts = [];
+    if (hidden.skipped) {
+      const back = hidden.skipped_back_at ? new Date(hidden.skipped_back_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+      parts.push(plural(hidden.skipped, "item you skipped is", "items you skipped are") + " hidden from you for an hour" +
+        (back ? " (back at " + back + ")" : "") + "; Undo (Z) brings back your last skip now.");
+    }
+    if (hidden.held) parts.push(plural(hidden.held, "item is", "items are") + " being reviewed by a colleague right now.");
+    if (hidden.awaiting_others) parts.push(plural(hidden.awaiting_others, "item you decided waits", "items you decided wait") + " for another reviewer's independent decision.");
+    el.hidden.textContent = parts.join(" ");
+    el.hidden.hidden = !parts.length;
+  }
+
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
 
   function bump(span, delta) {
     const value = parseInt(span.textContent, 10);
@@ -175,6 +194,7 @@
     el.empty.hidden = state !== "empty";
     el.main.hidden = state !== "item";
     if (state !== "item") { current = null; delete root.dataset.itemId; }
+    if (state === "empty") refreshStatsSoon(); // what is hidden, and why, as of now
     waitingForItem = state === "loading";
     if (waitingForItem) viaLoading = true;
   }
