@@ -54,7 +54,7 @@ class ClassCard:
     """One class as the project page shows it."""
 
     label: Label
-    key: str | None
+    key: int | None
     mapping: Suggestion | None  # None when the project's backend does not use ImageNet classes
     exemplars: list[int] = field(default_factory=list)  # exemplar ids, newest first
     stand_ins: list[tuple[int, float]] = field(default_factory=list)  # (item id, score): auto-accepted
@@ -65,7 +65,7 @@ class ClassCard:
         return self.mapping is not None and self.mapping.coverage == "none"
 
 
-def class_cards(project: Project, labels: Sequence[Label], keys: dict[int, str]) -> list[ClassCard]:
+def class_cards(project: Project, labels: Sequence[Label], keys: dict[int, int]) -> list[ClassCard]:
     """The project's classes (unknown aside) with their mapping, exemplars and stand-in pictures."""
     known = [label for label in labels if not label.is_unknown]
     counts = dict(Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__in=known)

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 
 from classify.models import Label
 
-UNKNOWN_KEY = "0"
+UNKNOWN_KEY = 0
 MAX_KEYS = 9
 
 
-def number_keys(labels: Iterable[Label]) -> dict[int, str]:
-    """Label id → its key ("1"-"9", "0" for unknown), for labels in the project's class order."""
-    keys: dict[int, str] = {}
+def number_keys(labels: Iterable[Label]) -> dict[int, int]:
+    """Label id → its key (1-9, 0 for unknown), for labels in the project's class order."""
+    keys: dict[int, int] = {}
     known = 0
     for label in labels:
         if label.is_unknown:
@@ -26,5 +26,5 @@ def number_keys(labels: Iterable[Label]) -> dict[int, str]:
             continue
         known += 1
         if known <= MAX_KEYS:
-            keys[label.pk] = str(known)
+            keys[label.pk] = known
     return keys

@@ -68,8 +68,9 @@ def test_uploads_show_their_live_status_until_classified(page, live_server, cele
     expect(good.locator('[data-field="reason"]')).to_contain_text("below its accept threshold")
 
     expect(page.locator("#items tbody tr")).to_have_count(3)  # the three stored uploads, no "No items"
-    expect(page.locator('[data-count="auto_accepted"]')).to_have_text("2")
-    expect(page.locator('[data-count="needs_review"]')).to_have_text("1")
+    expect(page.locator('.tabs [data-count="auto_accepted"]')).to_have_text("2")
+    expect(page.locator('.tabs [data-count="needs_review"]')).to_have_text("1")
+    expect(page.locator("#review-link")).to_have_text("Review (1)")  # kept live, like the tabs
 
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
     assert page.url == f"{live_server.url}/projects/{project.slug}/"

@@ -461,7 +461,7 @@
   // A number key means the same class on every item of the project (its place in the class list).
   function pickKey(key) {
     if (!current) return;
-    const label = (current.labels || []).find(function (l) { return l.key === key; });
+    const label = (current.labels || []).find(function (l) { return l.key !== null && String(l.key) === key; });
     if (label) pickName(label.name);
     else say("No class has key " + key + " in this project. Press / to find any class.", "info");
   }
