@@ -16,10 +16,10 @@ from django.urls import reverse
 
 from . import selectors
 from .auth import api_error, api_view
-from .exemplars import add_exemplar, remove_exemplar
 from .images import ImageRejected
 from .models import Exemplar, Item
 from .services import intake
+from .services.exemplars import add_exemplar, remove_exemplar
 
 MAX_LIST = 500
 

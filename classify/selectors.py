@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
@@ -9,7 +11,8 @@ from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from .models import Item, Membership, Prediction, Project
+from .backends.imagenet import Suggestion, describe_mapping
+from .models import Exemplar, Item, Label, Membership, Prediction, Project
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -89,3 +92,80 @@ def cost_totals(project: Project) -> dict:
         predictions=Count("pk"), reused=Count("pk", filter=Q(reused_from__isnull=False)),
         cost=Sum("cost_usd"), saved=Sum("saved_usd"),
     )
+
+
+# --- Number keys of the classes on the review screen ---------------------------------------------
+# Each class keeps one key for the whole project: its place in the class list (``Label.order``,
+# which project admins change in the admin), 1 to 9; unknown/other is always 0. Classes past the
+# ninth have no number key (the search, "/", finds them). Fixed keys let a reviewer's habit hold
+# from item to item, as in Label Studio and CVAT; the candidates are still listed by score.
+
+UNKNOWN_KEY = 0
+MAX_KEYS = 9
+
+
+def number_keys(labels: Iterable[Label]) -> dict[int, int]:
+    """Label id → its key (1-9, 0 for unknown), for labels in the project's class order."""
+    keys: dict[int, int] = {}
+    known = 0
+    for label in labels:
+        if label.is_unknown:
+            keys[label.pk] = UNKNOWN_KEY
+            continue
+        known += 1
+        if known <= MAX_KEYS:
+            keys[label.pk] = known
+    return keys
+
+
+# --- The project page's classes ------------------------------------------------------------------
+# Auto-accepted items are only ever *shown* as stand-ins while a class has no exemplars or human
+# labels: they never become exemplars or training data by themselves.
+
+PICTURES_PER_CLASS = 4
+#: An auto-accepted item is offered as a stand-in picture only when the model was this sure (or
+#: more, when the class's own accept threshold is higher).
+STAND_IN_MIN_SCORE = 0.9
+
+
+@dataclass
+class ClassCard:
+    """One class as the project page shows it."""
+
+    label: Label
+    key: int | None
+    mapping: Suggestion | None  # None when the project's backend does not use ImageNet classes
+    exemplars: list[int] = field(default_factory=list)  # exemplar ids, newest first
+    stand_ins: list[tuple[int, float]] = field(default_factory=list)  # (item id, score): auto-accepted
+    human_labels: int = 0
+
+    @property
+    def unmapped(self) -> bool:
+        return self.mapping is not None and self.mapping.coverage == "none"
+
+
+def class_cards(project: Project, labels: Sequence[Label], keys: dict[int, int]) -> list[ClassCard]:
+    """The project's classes (unknown aside) with their mapping, exemplars and stand-in pictures."""
+    known = [label for label in labels if not label.is_unknown]
+    counts = dict(Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__in=known)
+                  .values_list("label").annotate(n=Count("pk")).values_list("label", "n"))
+    cards = []
+    for label in known:
+        mapping = describe_mapping(label.name, label.mappings.get("local", [])) if project.backend == "local" else None
+        ids = list(Exemplar.objects.filter(label=label).order_by("-created_at", "-pk")
+                   .values_list("pk", flat=True)[:PICTURES_PER_CLASS * 3])
+        card = ClassCard(label=label, key=keys.get(label.pk), mapping=mapping, exemplars=ids,
+                         human_labels=counts.get(label.pk, 0))
+        if not ids and not card.human_labels:
+            card.stand_ins = stand_ins(label)
+        cards.append(card)
+    return cards
+
+
+def stand_ins(label: Label, limit: int = PICTURES_PER_CLASS) -> list[tuple[int, float]]:
+    """Auto-accepted items of the class the model was surest of: pictures to compare with until
+    people have labelled some. Display only: they are not exemplars and train nothing."""
+    floor = max(STAND_IN_MIN_SCORE, label.accept_threshold)
+    rows = (Item.objects.filter(project=label.project_id, status=Item.Status.AUTO_ACCEPTED, top_label=label.name)
+            .filter(top_score__gte=floor).order_by("-top_score", "-pk").values_list("pk", "top_score")[:limit])
+    return list(rows)

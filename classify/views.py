@@ -12,9 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import bakeoff, selectors
 from .backends.imagenet import suggest
-from .exemplars import class_cards
 from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
-from .keys import number_keys
 from .models import Item, TrainingRun
 from .responses import stored_file_headers
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
@@ -76,7 +74,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if status in Item.Status.values:
         items = items.filter(status=status)
     labels = list(project.labels.all())
-    cards = class_cards(project, labels, number_keys(labels))
+    cards = selectors.class_cards(project, labels, selectors.number_keys(labels))
     counts = selectors.status_counts(project)
     context = {
         "project": project,

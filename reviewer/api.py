@@ -9,7 +9,8 @@
   409 for a stale, foreign or used lease; 400 for a bad label.
 - ``POST /api/v1/reviews/<token>/skip/`` and ``/release/``; ``POST /api/v1/reviews/renew/``
   ``{"tokens": [...]}``; ``POST /api/v1/projects/<slug>/review/undo/`` → the undone item, leased again.
-- ``GET /api/v1/projects/<slug>/review/stats/`` → remaining, pace today.
+- ``GET /api/v1/projects/<slug>/review/stats/`` → remaining, your labels in the project today, and
+  what is hidden from you (your recent skips, colleagues' holds, decisions awaiting consensus).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from classify import selectors as classify_selectors
 from classify.api import item_json
 from classify.auth import api_error, api_view
-from classify.keys import UNKNOWN_KEY, number_keys
 from classify.models import Item, Label, Project
+from classify.selectors import UNKNOWN_KEY, number_keys
 
 from . import selectors, services
 
@@ -55,7 +56,7 @@ def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
         "item": payload,
         "candidates": [
             {"key": keys.get(c.label.pk), "label": c.label.name, "label_id": c.label.pk, "score": c.score,
-             "exemplars": c.exemplar_urls}
+             "exemplars": c.pictures.urls, "exemplars_auto": c.pictures.auto}
             for c in selectors.candidates_for(item, labels, project.review_candidates, cache=cache)
         ],
         "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name),
@@ -67,9 +68,14 @@ def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
     }
 
 
-def stats_json(project: Project, reviewer) -> dict:
-    return {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer),
-            "by_class": selectors.waiting_by_class(project, reviewer)}
+def stats_json(project: Project, reviewer, *, explain: bool = False) -> dict:
+    """The counters every answer carries; ``explain`` adds what is hidden from this reviewer and why
+    (the stats call the empty review screen makes), kept off the claim and decision path."""
+    stats = {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer, project),
+             "by_class": selectors.waiting_by_class(project, reviewer)}
+    if explain:
+        stats["hidden"] = selectors.hidden_from(project, reviewer)
+    return stats
 
 
 def _error(exc: services.ReviewError) -> JsonResponse:
@@ -196,4 +202,4 @@ def undo(request: HttpRequest, slug: str) -> HttpResponse:
 @api_view(methods=("GET",))
 def stats(request: HttpRequest, slug: str) -> HttpResponse:
     project = classify_selectors.project_for(request.user, slug)
-    return JsonResponse(stats_json(project, request.user))
+    return JsonResponse(stats_json(project, request.user, explain=True))

@@ -12,6 +12,10 @@ from django.db.models import Q
 
 from classify.models import Item, Label, Prediction
 
+#: The export report's rule for an item labelled unknown/other. Not a fault: a person said the
+#: picture shows none of the classes, so it is reported apart ("not exported"), not "left out".
+UNKNOWN_RULE = "unknown-class"
+
 
 class Decision(models.Model):
     """What a person did with an item: labelled it, skipped it, or undid their last label."""
@@ -101,4 +105,10 @@ class Export(models.Model):
 
     @property
     def problems(self) -> list[dict]:
-        return self.report.get("problems", [])
+        """The items left out because they break a rule (not those labelled unknown on purpose)."""
+        return [p for p in self.report.get("problems", []) if p.get("rule") != UNKNOWN_RULE]
+
+    @property
+    def set_aside(self) -> list[dict]:
+        """The items people labelled unknown/other: not exported, by design."""
+        return [p for p in self.report.get("problems", []) if p.get("rule") == UNKNOWN_RULE]

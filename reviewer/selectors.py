@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from classify.models import Exemplar, Item, Label, Prediction, Project
-from classify.selectors import LATEST_FIRST, is_project_admin, latest_prediction
+from classify.selectors import LATEST_FIRST, is_project_admin, latest_prediction, stand_ins
 
 from .models import Decision
 
@@ -61,23 +61,52 @@ def remaining(project: Project, reviewer) -> int:
     return items.count()
 
 
-def pace_today(reviewer) -> int:
+def pace_today(reviewer, project: Project) -> int:
+    """The reviewer's labels in this project today that still stand (an undone one does not count)."""
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    return Decision.objects.filter(reviewer=reviewer, kind=Decision.Kind.LABEL, undone=False,
-                                   created_at__gte=start).count()
+    return Decision.objects.filter(reviewer=reviewer, item__project=project, kind=Decision.Kind.LABEL,
+                                   undone=False, created_at__gte=start).count()
+
+
+def hidden_from(project: Project, reviewer, *, now: datetime | None = None) -> dict:
+    """Why items that wait for a person are not offered to this reviewer right now: the ones they
+    skipped in the last hour (and when the first comes back), the ones colleagues hold, and the
+    ones they decided that wait for another reviewer (consensus). The empty review screen says so."""
+    now = now or timezone.now()
+    waiting = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW)
+    if not is_project_admin(reviewer, project):
+        waiting = waiting.filter(escalated=False)
+    mine = Decision.objects.filter(item=OuterRef("pk"), reviewer=reviewer, undone=False)
+    decided = waiting.filter(Exists(mine.filter(kind=Decision.Kind.LABEL)))
+    skips = Decision.objects.filter(item__in=waiting.exclude(pk__in=decided.values("pk")), reviewer=reviewer,
+                                    kind=Decision.Kind.SKIP, undone=False, created_at__gte=now - SKIP_MEMORY)
+    first_skip = skips.order_by("created_at").values_list("created_at", flat=True).first()
+    held = waiting.filter(lease_expires_at__gte=now).exclude(lease_owner=reviewer)
+    return {"skipped": skips.values("item").distinct().count(),
+            "skipped_back_at": (first_skip + SKIP_MEMORY).isoformat() if first_skip else None,
+            "held": held.count(), "awaiting_others": decided.count()}
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """Pictures of a class to compare with: ``auto`` when they are confident auto-accepted items
+    standing in because the class has no exemplars or human labels yet (shown, never trained on)."""
+
+    urls: list[str]
+    auto: bool = False
 
 
 @dataclass(frozen=True)
 class Candidate:
     label: Label
     score: float | None
-    exemplar_urls: list[str]
+    pictures: Pictures
 
 
 def candidates_for(item: Item, labels: list[Label], limit: int, *, cache: dict | None = None) -> list[Candidate]:
     """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0).
 
-    ``cache`` (label id → URLs) lets several claims in one request share the exemplar lookups.
+    ``cache`` (label id → Pictures) lets several claims in one request share the exemplar lookups.
     """
     scores = item_scores(item)
     known = [label for label in labels if not label.is_unknown]
@@ -85,8 +114,7 @@ def candidates_for(item: Item, labels: list[Label], limit: int, *, cache: dict |
     chosen = known[:limit]
     cache = {} if cache is None else cache
     cache.update(exemplar_urls([label for label in chosen if label.pk not in cache]))
-    urls = cache
-    return [Candidate(label, scores.get(label.name), urls.get(label.pk, [])) for label in chosen]
+    return [Candidate(label, scores.get(label.name), cache.get(label.pk, Pictures([]))) for label in chosen]
 
 
 def item_scores(item: Item) -> dict[str, float]:
@@ -94,9 +122,10 @@ def item_scores(item: Item) -> dict[str, float]:
     return dict(prediction.scores) if prediction else {}
 
 
-def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> dict[int, list[str]]:
-    """Up to ``per_class`` pictures of each class: its exemplars, else its latest human-labelled items."""
-    urls: dict[int, list[str]] = {}
+def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> dict[int, Pictures]:
+    """Up to ``per_class`` pictures of each class: its exemplars, else its latest human-labelled
+    items; with neither, its most confident auto-accepted items (marked ``auto``)."""
+    urls: dict[int, Pictures] = {}
     for label in labels:
         exemplars = Exemplar.objects.filter(label=label).order_by("-created_at").values_list("pk", flat=True)
         found = [reverse("reviewer:exemplar_image", args=[pk]) for pk in exemplars[:per_class]]
@@ -104,7 +133,11 @@ def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> 
             reviewed = Item.objects.filter(label=label, status=Item.Status.REVIEWED).order_by("-labelled_at")
             found += [reverse("classify:item_image", args=[pk])
                       for pk in reviewed.values_list("pk", flat=True)[: per_class - len(found)]]
-        urls[label.pk] = found
+        if found:
+            urls[label.pk] = Pictures(found)
+        else:
+            urls[label.pk] = Pictures([reverse("classify:item_image", args=[pk]) for pk, _ in stand_ins(label, per_class)],
+                                      auto=True)
     return urls
 
 

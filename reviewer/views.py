@@ -10,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from classify import selectors as classify_selectors
-from classify.keys import number_keys
 from classify.models import Exemplar, Project
 from classify.responses import NO_STORE, stored_file_headers
+from classify.selectors import number_keys
 
 from . import selectors
 from .export.runs import default_source_prefix, start_export
@@ -27,7 +27,7 @@ def _context(request: HttpRequest, slug: str) -> dict:
         "labels": labels,
         "keys": number_keys(labels),
         "remaining": selectors.remaining(project, request.user),
-        "pace_today": selectors.pace_today(request.user),
+        "pace_today": selectors.pace_today(request.user, project),
     }
 
 

@@ -289,6 +289,11 @@ def test_the_last_item_leads_to_a_clear_empty_state(page, live_server):
     page.click("button[data-action=skip]")
     expect(page.locator("#rv-empty")).to_be_visible()
     expect(page.locator("#rv-empty")).to_contain_text("Nothing left to review")
+    # The header still counts the skipped item: the empty screen says why it is not offered.
+    expect(page.locator("#remaining")).to_have_text("1")
+    expect(page.locator("#rv-hidden")).to_contain_text(
+        "1 item you skipped is hidden from you for an hour (back at ")
+    expect(page.locator("#rv-hidden")).to_contain_text("Undo (Z) brings back your last skip now.")
     expect(page.locator("#rv-empty a.button")).to_have_attribute("href", f"/projects/{project.slug}/")
     page.wait_for_function("document.getElementById('review').dataset.pending === '0'")
     first.refresh_from_db()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 
-from classify.models import Exemplar, Item
+from classify import pipeline
+from classify.images import ImageRejected
+from classify.models import Exemplar, Item, Label
 
 
 def promote_to_exemplar(*, item: Item) -> Exemplar:
@@ -16,3 +19,29 @@ def promote_to_exemplar(*, item: Item) -> Exemplar:
     exemplar = Exemplar(label=item.label, sha256=item.sha256, embedding=item.embedding)
     exemplar.image.save("exemplar.jpg", ContentFile(data), save=True)
     return exemplar
+
+
+def add_exemplar(*, label: Label, data: bytes) -> Exemplar:
+    """Store an uploaded picture as an exemplar of ``label`` (the project page's drop zones).
+
+    The same checks as any upload: the caller refuses an oversized file first
+    (``intake.check_upload_size``, before reading it), then the real format, the pixel limit and
+    the project's quality rules; the stored file is the same re-encoded JPEG. Raises
+    ``ImageRejected`` with the reason to show (also for a picture that is already an exemplar of
+    this class).
+    """
+    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    problems = pipeline.check_quality(prepared, rules=label.project.quality_rules)
+    if problems:
+        raise ImageRejected(" ".join(problems))
+    if Exemplar.objects.filter(label=label, sha256=prepared.sha256).exists():
+        raise ImageRejected(f"This picture is already an exemplar of {label.name}.")
+    exemplar = Exemplar(label=label, sha256=prepared.sha256)
+    exemplar.image.save("exemplar.jpg", ContentFile(prepared.jpeg), save=True)
+    return exemplar
+
+
+def remove_exemplar(*, exemplar: Exemplar) -> None:
+    """Delete an exemplar and its stored picture."""
+    exemplar.image.delete(save=False)
+    exemplar.delete()

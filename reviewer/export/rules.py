@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 
 from classify import aws
 from classify.images import DERIVATIVE_MAX_SIDE
+from reviewer.models import UNKNOWN_RULE
 
 MAX_LABELS_PER_IMAGE = 50
 MAX_CLASS_NAME = 256
@@ -145,7 +146,8 @@ def label_problems(item: ItemRow, labels: list, options: Options) -> list[Proble
         return [Problem(item.id, "no-label", "No label to export.")]
     problems = []
     if any(label.is_unknown for label in labels):
-        problems.append(Problem(item.id, "unknown-class", "Labelled unknown/other: not a class to train on."))
+        problems.append(Problem(item.id, UNKNOWN_RULE, "Labelled unknown/other on purpose: not a class to train on, "
+                                "so it stays out of the manifest."))
     if len(labels) > 1 and not options.multi_label:
         problems.append(Problem(item.id, "single-label",
                                 f"Has {len(labels)} labels; export with multi-label to keep it."))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from classify.models import Project
+from reviewer.models import UNKNOWN_RULE
 
 from .collect import Census, collect, read_work
 from .rules import ExportFailed, Options, Problem
@@ -127,11 +128,20 @@ def dataset_problems(paths: dict[str, Path], census: Census, project: Project) -
         if over:
             failures.append(Problem(None, "test-per-label", "Over 1,000 test images: " + ", ".join(sorted(over))))
     counts = {
-        "examined": census.examined, "exported": census.lines, "left_out": len({p.item for p in census.problems}),
+        "examined": census.examined, "exported": census.lines,
+        **set_aside_and_left_out(census.problems),
         **{name: stat[0] for name, stat in stats.items()},
         "labels": {name: {set_name: stats[set_name][1][name] for set_name in stats} for name in sorted(census.labels)},
     }
     return failures, warnings, counts
+
+
+def set_aside_and_left_out(problems: list[Problem]) -> dict[str, int]:
+    """Items labelled unknown on purpose (``unknown``: set aside, nothing wrong) apart from the
+    items that break a rule (``left_out``)."""
+    broken = {p.item for p in problems if p.rule != UNKNOWN_RULE}
+    unknown = {p.item for p in problems if p.rule == UNKNOWN_RULE} - broken
+    return {"left_out": len(broken), "unknown": len(unknown)}
 
 
 def report(census: Census, failures: list[Problem], warnings: list[str]) -> dict:

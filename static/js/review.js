@@ -113,27 +113,30 @@
 
   // --- Claiming and preloading ---------------------------------------------------------------
 
-  function noteExemplars(name, urls, at) {
+  function noteExemplars(name, urls, auto, at) {
     const known = exemplarsOf.get(name);
-    if (!known || known.at <= at) exemplarsOf.set(name, { urls: urls.slice(), at: at });
+    if (!known || known.at <= at) exemplarsOf.set(name, { urls: urls.slice(), auto: Boolean(auto), at: at });
   }
 
-  function freshExemplars(name, fallback) {
-    const known = exemplarsOf.get(name);
-    return known ? known.urls : fallback;
+  function freshExemplars(candidate) {
+    const known = exemplarsOf.get(candidate.label);
+    return known || { urls: candidate.exemplars || [], auto: Boolean(candidate.exemplars_auto) };
   }
 
   // After a label is saved here: the item is one of its class's latest human-labelled items, the
-  // pictures the server shows when a class has fewer than four exemplars.
+  // pictures the server shows when a class has fewer than four exemplars (and instead of the
+  // auto-accepted stand-ins, which are shown only while nobody has labelled the class).
   function addLabelled(name, imageUrl) {
     const known = exemplarsOf.get(name);
-    if (!known || known.urls.length >= 4 || known.urls.includes(imageUrl)) return;
+    if (!known) return;
+    if (known.auto) { known.urls = []; known.auto = false; }
+    if (known.urls.length >= 4 || known.urls.includes(imageUrl)) return;
     known.urls.push(imageUrl);
   }
 
   function prepare(claim, at) {
     noteLease(claim);
-    for (const candidate of claim.candidates) noteExemplars(candidate.label, candidate.exemplars || [], at || 0);
+    for (const candidate of claim.candidates) noteExemplars(candidate.label, candidate.exemplars || [], candidate.exemplars_auto, at || 0);
     const img = new Image();
     img.decoding = "async";
     img.alt = "item #" + claim.item.id;
@@ -277,7 +280,8 @@
     el.version.textContent = decision ? "Model: " + decision.backend + " · " + decision.model_version : "";
   }
 
-  function candidateRow(key, name, score, exemplars, extraClass) {
+  function candidateRow(key, name, score, pictures, extraClass) {
+    const exemplars = pictures.urls;
     const li = document.createElement("li");
     li.className = "rv-cand" + (extraClass ? " " + extraClass : "");
     li.dataset.key = key || "";
@@ -304,12 +308,12 @@
     li.append(kbd, text, value);
     if (exemplars.length) {
       const pics = document.createElement("span");
-      pics.className = "rv-exemplars";
+      pics.className = "rv-exemplars" + (pictures.auto ? " rv-auto" : "");
       for (const src of exemplars.slice(0, 4)) {
         const img = document.createElement("img");
         img.src = src;
-        img.alt = "example of " + name;
-        img.title = "Click to enlarge";
+        img.alt = (pictures.auto ? "auto-accepted item shown as an example of " : "example of ") + name;
+        img.title = pictures.auto ? "Auto-accepted with a high score, not checked by a person (no one has labelled " + name + " yet). Click to enlarge" : "Click to enlarge";
         img.loading = "eager";
         img.dataset.enlarge = src;
         pics.appendChild(img);
@@ -330,13 +334,13 @@
   function renderCandidates(claim) {
     const top = topName(claim);
     const entries = claim.candidates.map(function (c) {
-      return { key: c.key ? String(c.key) : "", label: c.label, score: c.score, exemplars: freshExemplars(c.label, c.exemplars || []), unknown: false };
+      return { key: c.key ? String(c.key) : "", label: c.label, score: c.score, pictures: freshExemplars(c), unknown: false };
     });
-    if (claim.unknown) entries.push({ key: "0", label: claim.unknown.label, score: claim.unknown.score, exemplars: [], unknown: true });
+    if (claim.unknown) entries.push({ key: "0", label: claim.unknown.label, score: claim.unknown.score, pictures: { urls: [], auto: false }, unknown: true });
     entries.sort(function (a, b) { return (b.score || 0) - (a.score || 0); });
     const rows = entries.map(function (c) {
       const classes = (c.unknown ? "rv-unknown" : "") + (c.label === top ? " rv-top" : "");
-      return candidateRow(c.key, c.label, c.score, c.exemplars, classes.trim());
+      return candidateRow(c.key, c.label, c.score, c.pictures, classes.trim());
     });
     el.cands.replaceChildren.apply(el.cands, rows);
     if (el.acceptName) el.acceptName.textContent = top || "";

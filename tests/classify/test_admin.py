@@ -137,7 +137,7 @@ def test_backend_settings_are_checked_when_saved(admin_client):
 
 def test_a_class_without_imagenet_classes_is_flagged_in_the_admin_with_the_fix():
     admin = make_user("ada", is_staff=True)
-    project = services.create_project(slug="sites", labels=["temple", "church"], backend="local", created_by=admin)
+    project = projects.create_project(slug="sites", labels=["temple", "church"], backend="local", created_by=admin)
     client = Client()
     client.force_login(admin)
     listing = client.get("/admin/classify/label/").content.decode()

@@ -8,8 +8,8 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
 
-from classify import services
 from classify.models import Exemplar, Item, Membership
+from classify.services import intake, projects
 from tests.base import make_colour_project, make_user, noisy_image, solid_image
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +94,7 @@ class ProjectPageClassesTests:
     def test_confident_auto_accepts_stand_in_until_people_label_the_class(self, cast, django_capture_on_commit_callbacks):
         admin, reviewer, project = cast
         with django_capture_on_commit_callbacks(execute=True):
-            sure = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
+            sure = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
         sure.refresh_from_db()
         assert sure.status == Item.Status.AUTO_ACCEPTED and sure.top_score >= 0.9
         client = client_for(reviewer)
@@ -110,7 +110,7 @@ class ProjectPageClassesTests:
 class UnmappedClassTests:
     def test_the_project_page_flags_a_class_without_imagenet_classes_with_the_fix(self):
         admin = make_user("ada", is_staff=True)
-        project = services.create_project(slug="sites", labels=["temple", "church"], backend="local", created_by=admin)
+        project = projects.create_project(slug="sites", labels=["temple", "church"], backend="local", created_by=admin)
         page = client_for(admin).get(reverse("classify:project", args=[project.slug])).content.decode()
         temple = project.labels.get(name="temple")
         assert "No ImageNet mapping for temple." in page
@@ -120,7 +120,7 @@ class UnmappedClassTests:
 
     def test_a_reviewer_is_told_who_can_fix_it(self):
         reviewer = make_user("rey")
-        project = services.create_project(slug="sites", labels=["temple", "church"], backend="local")
+        project = projects.create_project(slug="sites", labels=["temple", "church"], backend="local")
         Membership.objects.create(project=project, user=reviewer)
         page = client_for(reviewer).get(reverse("classify:project", args=[project.slug])).content.decode()
         assert "No ImageNet mapping for temple." in page and "a project admin chooses ImageNet classes" in page

@@ -218,8 +218,10 @@ class PreflightTests:
         bare = labelled(project)
         labelled(project, "red", reviewer=rey)
         labelled(project, "green", reviewer=rey)
-        _, _, report = build(project, tmp_path)
+        _, counts, report = build(project, tmp_path)
         assert rules(report) == {unknown.pk: {"unknown-class"}, bare.pk: {"no-label"}}
+        # Labelled unknown on purpose is counted apart: not a fault, so not "left out".
+        assert counts["unknown"] == 1 and counts["left_out"] == 1
 
     def test_only_jpeg_and_png(self, team, tmp_path):
         project, _, rey = team
@@ -556,6 +558,22 @@ class ExportPageTests:
         assert download["Cache-Control"] == "private, no-store"
         with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
             assert {"train.manifest", "test.manifest", "export-report.json"} <= set(archive.namelist())
+
+    def test_items_labelled_unknown_are_not_exported_by_design_not_left_out(self, team, django_capture_on_commit_callbacks):
+        project, ada, rey = team
+        for n in range(4):
+            labelled(project, ("red", "green")[n % 2], reviewer=rey)
+        other = labelled(project, "unknown", reviewer=rey)
+        client = Client()
+        client.force_login(ada)
+        url = reverse("reviewer:export", args=[project.slug])
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(url, {"destination": "download", "s3_url": "", "test_split": "0.5", "seed": "1"})
+        page = client.get(url).content.decode()
+        assert ("4 of 5 items exported: 2 train, 2 test; 1 labelled unknown/other, not exported (not a class to train "
+                "on); none left out.") in page
+        assert '1 item labelled unknown/other (not exported)</summary>' in page and f"#{other.pk}</a>" in page
+        assert "left out: " not in page  # no rule-breaking items to list
 
     def test_the_form_refuses_a_bad_s3_location(self, team):
         project, ada, _ = team

@@ -191,7 +191,7 @@ class SkipAndUndoTests:
     def test_the_item_page_shows_every_decision_undone_ones_included(self, team):
         project, rey, *_ = team
         item = make_review_item(project)
-        token = str(services.claim_next(project=project, reviewer=rey).lease_token)
+        token = str(claim_next(project=project, reviewer=rey).lease_token)
         services.record_decision(token=token, reviewer=rey, labels=labels(project, "red"))
         again = services.undo_last(project=project, reviewer=rey)
         services.record_decision(token=str(again.lease_token), reviewer=rey, labels=labels(project, "blue"))
@@ -342,6 +342,23 @@ class ApiTests:
         assert body["remaining"] == 1 and body["pace_today"] == 0
         assert client.get(body["candidates"][0]["exemplars"][0])["Content-Type"] == "image/jpeg"
 
+    def test_a_class_nobody_labelled_shows_confident_auto_accepts_marked_auto(self, api):
+        project, client = api
+        red = project.labels.get(name="red")
+        sure = make_review_item(project, scores(red=0.97))
+        Item.objects.filter(pk=sure.pk).update(status=Item.Status.AUTO_ACCEPTED, label=red, top_label="red", top_score=0.97)
+        make_review_item(project, scores(red=0.5, green=0.3))
+        candidate = self.claim(client, project).json()["candidates"][0]
+        assert candidate["label"] == "red" and candidate["exemplars_auto"] is True
+        assert candidate["exemplars"] == [f"/items/{sure.pk}/image"]
+        # Once a person has labelled the class, its labelled items are shown instead.
+        labelled = make_review_item(project, scores(red=0.6))
+        Item.objects.filter(pk=labelled.pk).update(status=Item.Status.REVIEWED, label=red)
+        Item.objects.filter(lease_owner__isnull=False).update(lease_owner=None, lease_token=None, lease_expires_at=None)
+        candidate = next(c for c in self.claim(client, project).json()["candidates"] if c["label"] == "red")
+        assert candidate["exemplars_auto"] is False and candidate["exemplars"] == [f"/items/{labelled.pk}/image"]
+        assert not Exemplar.objects.exists()  # shown, never made exemplars
+
     def test_an_empty_queue_answers_204(self, api):
         project, client = api
         assert self.claim(client, project).status_code == 204
@@ -382,10 +399,33 @@ class ApiTests:
         undone = client.post(reverse("review_api:undo", args=[project.slug])).json()
         assert undone["item"]["id"] == claims[2]["item"]["id"] and undone["lease"]["token"] not in tokens
         stats = client.get(reverse("review_api:stats", args=[project.slug])).json()
-        assert stats == {"remaining": 3, "pace_today": 0, "by_class": {"red": 1}}  # an undone label does not count
+        back_at = stats["hidden"].pop("skipped_back_at")
+        assert stats == {"remaining": 3, "pace_today": 0, "by_class": {"red": 1},  # an undone label does not count
+                         "hidden": {"skipped": 1, "held": 0, "awaiting_others": 0}}  # my skip, hidden for an hour
+        skip = Decision.objects.get(kind=Decision.Kind.SKIP)
+        assert back_at == (skip.created_at + timedelta(hours=1)).isoformat()
         skipped_again = client.post(reverse("review_api:undo", args=[project.slug])).json()
         assert skipped_again["item"]["id"] == claims[0]["item"]["id"]  # then the skip before it
         assert client.post(reverse("review_api:undo", args=[project.slug])).status_code == 400
+
+    def test_stats_explain_what_is_hidden_and_count_today_per_project(self, team):
+        project, rey, ria, _ = team
+        Project.objects.filter(pk=project.pk).update(consensus_reviews=2, consensus_below=1.0)
+        held, decided = make_review_item(project), make_review_item(project)
+        Item.objects.filter(pk__in=[held.pk, decided.pk]).update(reviews_needed=2)
+        services.claim_many(project=project, reviewer=ria, limit=1)  # ria holds the first
+        token = str(claim_next(project=project, reviewer=rey).lease_token)
+        services.record_decision(token=token, reviewer=rey, labels=labels(project, "red"))  # waits for a 2nd person
+        other = make_colour_project("other", reviewer=rey)
+        make_review_item(other)
+        services.record_decision(token=str(claim_next(project=other, reviewer=rey).lease_token), reviewer=rey,
+                                 labels=labels(other, "blue"))
+        client = Client()
+        client.force_login(rey)
+        stats = client.get(reverse("review_api:stats", args=[project.slug])).json()
+        assert stats["remaining"] == 2 and stats["pace_today"] == 1  # the label in "other" is not counted here
+        assert stats["hidden"] == {"skipped": 0, "skipped_back_at": None, "held": 1, "awaiting_others": 1}
+        assert client.get(reverse("review_api:stats", args=[other.slug])).json()["pace_today"] == 1
 
     def test_grid_claim_leaves_out_the_items_the_page_flagged(self, api):
         project, client = api

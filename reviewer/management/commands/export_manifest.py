@@ -45,8 +45,11 @@ class Command(BaseCommand):
             raise CommandError(f"export #{export.pk} failed: {export.error}")
 
     def print_report(self, export: Export) -> None:
-        for problem in export.report.get("problems", []):
+        for problem in export.problems:
             self.stderr.write(f"left out item #{problem['item']}: {problem['rule']}: {problem['message']}")
+        if export.set_aside:
+            items = ", ".join(f"#{problem['item']}" for problem in export.set_aside)
+            self.stdout.write(f"labelled unknown/other, not exported (not a class to train on): {items}")
         for problem in export.report.get("dataset", []):
             self.stderr.write(f"dataset: {problem['rule']}: {problem['message']}")
         for warning in export.report.get("warnings", []):
@@ -54,7 +57,8 @@ class Command(BaseCommand):
         counts = export.counts
         if export.state == Export.State.DONE:
             sets = ", ".join(f"{name} {counts[name]}" for name in ("train", "test") if name in counts)
-            self.stdout.write(f"export #{export.pk}: {counts['exported']} of {counts['examined']} items ({sets}); "
-                              f"{counts['left_out']} left out")
+            unknown = f"; {counts['unknown']} labelled unknown/other, not exported" if counts.get("unknown") else ""
+            self.stdout.write(f"export #{export.pk}: {counts['exported']} of {counts['examined']} items ({sets}){unknown}; "
+                              f"{counts['left_out']} left out (breaking a rule)")
             for where in counts.get("published", []):
                 self.stdout.write(f"  {where}")
