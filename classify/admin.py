@@ -85,8 +85,8 @@ class LabelForm(forms.ModelForm):
     JSON box holds only the other backends' mappings (the picker owns ``mappings["local"]``)."""
 
     imagenet_classes = forms.MultipleChoiceField(
-        required=False,
-        widget=FilteredSelectMultiple("ImageNet classes", is_stacked=True),
+        required=False, label="ImageNet classes",
+        widget=FilteredSelectMultiple("ImageNet classes", is_stacked=False),
         help_text="Local backend, zero-shot mode: this class's score is the sum of these classes' probabilities. "
                   "Leave empty on a new class to start with the suggestions for its name.",
     )

@@ -81,6 +81,19 @@ def test_exemplars_dropped_on_a_class_are_checked_stored_and_enlarge(page, live_
     expect(page.locator('.class-card[data-label="temple"] .pic.exemplar')).to_have_count(1)
 
 
+def test_the_admin_class_list_fits_a_1440_screen_and_flags_unmapped_classes(browser, live_server):
+    admin = make_user("ada", is_staff=True)
+    create_project(slug="sites", name="Sacred and profane sites", labels=["temple", "church", "mosque", "castle"],
+                   backend="local", created_by=admin)
+    context = browser.new_context(viewport=SIZES["desktop"])
+    page = context.new_page()
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/admin/classify/label/")
+    expect(page.locator("#result_list")).to_contain_text("⚠ none: choose ImageNet classes or add exemplars")
+    assert page.evaluate("document.documentElement.scrollWidth") <= SIZES["desktop"]["width"]
+    context.close()
+
+
 # --- Screenshots for the docs ----------------------------------------------------------------
 
 

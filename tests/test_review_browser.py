@@ -280,6 +280,35 @@ def test_a_number_key_means_the_same_class_on_every_item(page, live_server):
         assert label_decisions(item) == [(["blue"], False)], item
 
 
+def test_exemplar_pictures_are_large_enlarge_on_a_click_and_stay_fresh_for_items_claimed_ahead(page, live_server):
+    reviewer = make_user("rey")
+    project = make_colour_project(slug="pictures", reviewer=reviewer)
+    add_exemplars(project.labels.get(name="red"), [jpeg((210, 40, 40), seed=90 + i) for i in range(2)])
+    greenish = {"green": 0.5, "red": 0.3, "blue": 0.15, "unknown": 0.05}
+    first, second, third = [waiting_item(project, greenish, data=jpeg((40, 190, 40), seed=i), order=i) for i in range(3)]
+    screen = open_review(page, live_server, project, "rey")
+    assert screen["item"] == first.pk
+    red_pictures = page.locator('#rv-cands .rv-cand[data-label="red"] .rv-exemplars img')
+    expect(red_pictures).to_have_count(2)
+    assert red_pictures.first.evaluate("img => img.getBoundingClientRect().width") >= 96
+    expect(page.locator('#rv-cands .rv-cand[data-label="green"] .rv-exemplars img')).to_have_count(0)  # none yet
+
+    red_pictures.first.click()  # enlarges; does not pick red
+    expect(page.locator("#lightbox")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#lightbox")).to_be_hidden()
+    assert review(page)["item"] == first.pk and not Decision.objects.exists()
+
+    # The next two items were claimed ahead, when green had no pictures: labelling the first one
+    # green gives green a picture on them at once.
+    assert press(page, "2")["item"] == second.pk
+    green_pictures = page.locator('#rv-cands .rv-cand[data-label="green"] .rv-exemplars img')
+    expect(green_pictures).to_have_count(1)
+    expect(green_pictures).to_have_attribute("src", f"/items/{first.pk}/image")
+    assert press(page, "2")["item"] == third.pk
+    expect(green_pictures).to_have_count(2)
+
+
 def test_the_last_item_leads_to_a_clear_empty_state(page, live_server):
     reviewer = make_user("rey")
     project = make_colour_project(slug="few", reviewer=reviewer)

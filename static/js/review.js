@@ -132,6 +132,8 @@
     if (known.auto) { known.urls = []; known.auto = false; }
     if (known.urls.length >= 4 || known.urls.includes(imageUrl)) return;
     known.urls.push(imageUrl);
+    // The item on screen was shown before this save finished: show it the new picture too.
+    if (current && current.candidates.some(function (c) { return c.label === name; })) renderCandidates(current);
   }
 
   function prepare(claim, at) {
