@@ -66,6 +66,7 @@ def setup_environment(var_dir: Path) -> None:
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME"):
         os.environ.pop(name, None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["LOUPE_EXTRA_BACKENDS"] = "colour=tests.colour_backend.ColourBackend"  # the test backend, from tests/
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
     import logging
 
@@ -102,7 +103,7 @@ def seed(n_items: int, size: tuple[int, int]):
     from django.core.management import call_command
 
     from classify.models import Exemplar, Item, Membership, Prediction, Project
-    from classify.services import create_project
+    from classify.services.projects import create_project
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password=PASSWORD)

@@ -4,6 +4,7 @@ the favicon is there for browsers that ask for /favicon.ico."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -56,3 +57,15 @@ def test_gunicorn_keeps_its_control_socket_in_the_var_folder(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_bin_up_appends_to_its_logs_and_marks_each_start():
+    """bin/up is not started here (it migrates, seeds and serves for good); its redirections are
+    read instead: every write to a log under var/ appends, after a dated line per start."""
+    script = (ROOT / "bin" / "up").read_text()
+    subprocess.run(["bash", "-n", str(ROOT / "bin" / "up")], check=True)
+    redirections = re.findall(r'(>{1,2})\s*"\$VAR/(\w+\.log)"', script)
+    assert {log for _, log in redirections} == {"web.log", "worker.log"}
+    assert all(arrow == ">>" for arrow, _ in redirections), redirections
+    assert '=== bin/up started $(date -u +%Y-%m-%dT%H:%M:%SZ) ===' in script
+    assert "-c config/gunicorn.py" in script  # the control socket under var/ (tested above)
