@@ -496,3 +496,34 @@ class TrainingRun(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+
+class Event(models.Model):
+    """The outbox: something outside systems are told about, written in the transaction that
+    made it happen, so a settlement and its event exist together or not at all.
+
+    The ``id`` is what receivers deduplicate on (delivery is at least once). Consumers (webhooks,
+    results to S3) are handed each event after commit and again by the sweeper until
+    ``dispatched_at`` is set.
+    """
+
+    class Type(models.TextChoices):
+        ITEM_SETTLED = "item.settled", "An item was settled (auto-accepted, reviewed, rejected or failed)"
+        RUN_AWAITING_DECISION = "training_run.awaiting_decision", "A training run needs a decision"
+        RUN_PROMOTED = "training_run.promoted", "A training run's model was promoted"
+        PING = "ping", "Test event"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=40, choices=Type.choices)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True),
+                                name="event_undispatched")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"

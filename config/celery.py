@@ -21,5 +21,8 @@ def _schedule_periodic_tasks(sender: Celery, **_kwargs: object) -> None:
         settings.LOUPE_SWEEP_EVERY_SECONDS, sender.signature("classify.sweep"), name="sweep stuck items"
     )
     sender.add_periodic_task(3600.0, sender.signature("reviewer.sweep_exports"), name="fail dead exports")
+    sender.add_periodic_task(
+        settings.LOUPE_SWEEP_EVERY_SECONDS, sender.signature("integrations.sweep"), name="sweep integrations"
+    )
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         sender.add_periodic_task(3600.0, sender.signature("classify.prune_broker"), name="prune broker")

@@ -7,6 +7,7 @@ optionally ``AWS_STORAGE_BUCKET_NAME``; see README.md for the full table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import warnings
@@ -104,6 +105,7 @@ INSTALLED_APPS = [
     "axes",
     "classify",
     "reviewer",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -307,6 +309,25 @@ LOUPE_AWS_CONNECT_TIMEOUT = env_float("LOUPE_AWS_CONNECT_TIMEOUT", 5.0)
 LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 65.0)  # SageMaker containers get 60 s
 LOUPE_AWS_RETRY_MODE = env_str("LOUPE_AWS_RETRY_MODE", "standard")  # or "adaptive" (client-side rate limiting)
 LOUPE_AWS_MAX_ATTEMPTS = env_int("LOUPE_AWS_MAX_ATTEMPTS", 3)
+
+# --- Integrations (docs/integrations.md) -----------------------------------------------------------
+# Who hears about events (the outbox in classify/events.py): dotted paths, called after commit.
+LOUPE_EVENT_CONSUMERS = ["integrations.tasks.handle_event"]
+# S3 locations projects may use: each project gets <root>/<slug>/ of every root.
+LOUPE_S3_ROOTS = env_list("LOUPE_S3_ROOTS", "")
+# Webhooks go to public HTTPS addresses only; these networks (CIDR) are allowed anyway.
+LOUPE_WEBHOOK_ALLOWED_NETWORKS = env_list("LOUPE_WEBHOOK_ALLOWED_NETWORKS", "")
+for _network in LOUPE_WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"LOUPE_WEBHOOK_ALLOWED_NETWORKS: {_network!r} is not a network (CIDR)") from None
+LOUPE_WEBHOOK_ALLOW_HTTP = env_bool("LOUPE_WEBHOOK_ALLOW_HTTP", False)  # plain http:// (development only)
+LOUPE_WEBHOOK_CA_BUNDLE = env_str("LOUPE_WEBHOOK_CA_BUNDLE", "")  # else certifi's CA bundle
+LOUPE_WEBHOOK_TIMEOUT = env_float("LOUPE_WEBHOOK_TIMEOUT", 10.0)
+LOUPE_WEBHOOK_MAX_ATTEMPTS = env_int("LOUPE_WEBHOOK_MAX_ATTEMPTS", 8)
+LOUPE_WEBHOOK_BACKOFF_SECONDS = env_float("LOUPE_WEBHOOK_BACKOFF_SECONDS", 30.0)
+LOUPE_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("LOUPE_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0)
 
 # --- Cache (rate limits shared by workers) ----------------------------------------------------
 CACHE_URL = env_str("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
