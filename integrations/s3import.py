@@ -3,9 +3,10 @@
 - Listing is paginated (``list_objects_v2``) and resumes after the last key handled
   (``S3Import.continuation``); keys come in S3's lexicographic order.
 - Each object is streamed (at most ``LOUPE_MAX_UPLOAD_BYTES``) through the same intake as an
-  upload. Its item, its :class:`ImportedObject` row and the job's counters are written in one
-  transaction, so a crash at any point leaves each object either fully imported or not at all,
-  and a rerun picks up where it stopped: every object is imported once.
+  upload. A few objects at a time (``CHUNK``), downloaded in parallel, are imported together:
+  their items, their :class:`ImportedObject` rows and the job's counters and resume point are
+  written in one transaction, so a crash at any point leaves each object either fully imported
+  or not at all, and a rerun picks up where it stopped: every object is imported once.
 - Skipped: an object the project imported before with the same key and ETag (``skipped``), and
   one whose picture the project already has (content hash; ``duplicate``, pointing at that item).
 - A failure (not an image, too big, deleted meanwhile, access denied) is recorded with its reason
@@ -15,8 +16,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from itertools import islice
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -35,6 +39,8 @@ from .models import ImportedObject, S3Import
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 PAGE_SIZE = 1000
+CHUNK = 16  # objects per transaction (and held in memory at once: at most 16 x LOUPE_MAX_UPLOAD_BYTES)
+FETCH_THREADS = 8
 STALLED_AFTER_SECONDS = 300
 State = S3Import.State
 Outcome = ImportedObject.Outcome
@@ -56,45 +62,46 @@ def start_import(*, project: Project, source: str, user=None) -> S3Import:
     return S3Import.objects.create(project=project, source=source, created_by=user)
 
 
-def claim(job_id: int) -> S3Import:
-    """Take the job for this runner: queued, failed, or running with a stale heartbeat."""
+def claim(job_id: int, *, force: bool = False) -> S3Import:
+    """Take the job for this runner: queued, failed, or running without progress for
+    ``STALLED_AFTER_SECONDS`` (its runner was killed); ``force`` takes a running one at once."""
     now = timezone.now()
-    stale = now - timedelta(seconds=STALLED_AFTER_SECONDS)
+    stale = now if force else now - timedelta(seconds=STALLED_AFTER_SECONDS)
     taken = (S3Import.objects.filter(pk=job_id, state__in=[State.QUEUED, State.FAILED])
-             | S3Import.objects.filter(pk=job_id, state=State.RUNNING, heartbeat_at__lt=stale)
+             | S3Import.objects.filter(pk=job_id, state=State.RUNNING, heartbeat_at__lte=stale)
              ).update(state=State.RUNNING, heartbeat_at=now, error="")
     job = S3Import.objects.select_related("project", "created_by").get(pk=job_id)
     if not taken:
-        raise ImportBusy(f"import #{job.pk} is {job.get_state_display().lower()}")
+        raise ImportBusy(f"Import #{job.pk} is {job.get_state_display().lower()}.")
     return job
 
 
-def run(job_id: int, *, on_progress: Callable[[S3Import], None] | None = None) -> S3Import:
-    """List and import everything of a claimed-or-claimable job; returns the finished job.
+def run(job_id: int, *, force: bool = False, on_progress: Callable[[S3Import], None] | None = None) -> S3Import:
+    """List and import everything of a job (claiming it first); returns the job as it ended.
 
-    Stops (state ``failed`` with the error) only when listing itself fails (bucket missing, no
-    access); a per-object problem is recorded on that object. Raising anything else (a crash)
-    leaves the job to be resumed.
+    Ends ``failed`` with the error only when listing itself fails (no such bucket, no access); a
+    per-object problem is recorded on that object and the batch goes on. An interruption (an
+    exception, Ctrl-C) marks the job failed and re-raises; running it again resumes it.
     """
-    try:
-        job = claim(job_id)
-    except ImportBusy:
-        return S3Import.objects.get(pk=job_id)
+    job = claim(job_id, force=force)
     bucket, prefix = parse_s3(job.source)
-    client = aws.client("s3")
     try:
-        for obj in list_objects(client, bucket, prefix, job):
-            import_object(job, client, bucket, obj)
-            if on_progress is not None:
-                job.refresh_from_db()
-                on_progress(job)
-    except Exception as exc:
+        client = aws.client("s3")
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            for chunk in chunks(list_objects(client, bucket, prefix, job), CHUNK):
+                import_chunk(job, client, pool, bucket, chunk)
+                if on_progress is not None:
+                    job.refresh_from_db()
+                    on_progress(job)
+    except BaseException as exc:
         from botocore.exceptions import BotoCoreError, ClientError  # boto3 is loaded lazily
 
-        if not isinstance(exc, (BotoCoreError, ClientError)):
+        listing_failed = isinstance(exc, (BotoCoreError, ClientError))
+        error = f"Listing failed: {exc}" if listing_failed else f"Interrupted ({exc.__class__.__name__}: {exc})"
+        S3Import.objects.filter(pk=job.pk).update(state=State.FAILED, error=error[:500])
+        if not listing_failed:
             raise
-        log.warning("import %s: listing %s failed: %s", job.pk, job.source, exc)
-        S3Import.objects.filter(pk=job.pk).update(state=State.FAILED, error=f"Listing failed: {exc}"[:500])
+        log.warning("import %s: %s", job.pk, error)
     else:
         S3Import.objects.filter(pk=job.pk).update(state=State.DONE, finished_at=timezone.now())
     job.refresh_from_db()
@@ -107,13 +114,13 @@ def list_objects(client, bucket: str, prefix: str, job: S3Import) -> Iterator[di
     params = {"Bucket": bucket, "Prefix": folder, "MaxKeys": PAGE_SIZE}
     if job.continuation:
         params["StartAfter"] = job.continuation
+    listed = job.processed  # everything after the last handled key is still to do
     while True:
         page = client.list_objects_v2(**params)
         objects = [obj for obj in page.get("Contents", []) if is_image_key(obj["Key"])]
-        # Everything after the last handled key is unhandled: listed = handled + this page.
-        S3Import.objects.filter(pk=job.pk).update(
-            listed=F("imported") + F("duplicates") + F("skipped") + F("failed") + len(objects),
-            heartbeat_at=timezone.now(), listing_done=not page.get("IsTruncated"))
+        listed += len(objects)
+        S3Import.objects.filter(pk=job.pk).update(listed=listed, heartbeat_at=timezone.now(),
+                                                  listing_done=not page.get("IsTruncated"))
         yield from objects
         if not page.get("IsTruncated"):
             return
@@ -121,44 +128,72 @@ def list_objects(client, bucket: str, prefix: str, job: S3Import) -> Iterator[di
         params.pop("StartAfter", None)
 
 
+def chunks(iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def is_image_key(key: str) -> bool:
     return not key.endswith("/") and PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES
 
 
-def import_object(job: S3Import, client, bucket: str, obj: dict) -> str:
-    """Import one listed object (or record why not) and advance the job, atomically."""
-    key, etag, size = obj["Key"], obj.get("ETag", "").strip('"'), obj.get("Size", 0)
-    row = ImportedObject(project=job.project, s3_import=job, bucket=bucket, key=key, etag=etag, size=size)
-    earlier = ImportedObject.objects.filter(project=job.project, bucket=bucket, key=key, etag=etag,
-                                            outcome__in=[Outcome.IMPORTED, Outcome.DUPLICATE]).first()
-    if earlier is not None:
-        row.outcome, row.item_id, row.reason = Outcome.SKIPPED, earlier.item_id, f"Imported by import #{earlier.s3_import_id}."
-        return _save(job, row)
+def import_chunk(job: S3Import, client, pool: ThreadPoolExecutor, bucket: str, objects: Sequence[dict]) -> None:
+    """Import a few listed objects (or record why not) and advance the job past them, in one
+    transaction: after a crash each of them is either fully recorded or untouched.
+
+    The downloads run in parallel (S3 latency dominates); intake runs one object at a time.
+    """
+    rows = [ImportedObject(project=job.project, s3_import=job, bucket=bucket, key=obj["Key"],
+                           etag=obj.get("ETag", "").strip('"'), size=obj.get("Size", 0)) for obj in objects]
+    earlier = {(row.key, row.etag): row for row in ImportedObject.objects.filter(
+        project=job.project, bucket=bucket, key__in=[row.key for row in rows],
+        outcome__in=[Outcome.IMPORTED, Outcome.DUPLICATE])}
+    for row in rows:
+        if (before := earlier.get((row.key, row.etag))) is not None:
+            row.outcome, row.item_id = Outcome.SKIPPED, before.item_id
+            row.reason = f"Imported by import #{before.s3_import_id}."
+    todo = [row for row in rows if not row.outcome]
+    downloads = pool.map(lambda row: fetch(client, row.bucket, row.key, row.size), todo)
+    with transaction.atomic():
+        for row, data in zip(todo, downloads, strict=True):
+            intake(job, row, data)
+        ImportedObject.objects.bulk_create(rows)
+        counts = Counter(COUNTERS[row.outcome] for row in rows)
+        S3Import.objects.filter(pk=job.pk).update(**{name: F(name) + n for name, n in counts.items()},
+                                                  continuation=rows[-1].key, heartbeat_at=timezone.now())
+
+
+def intake(job: S3Import, row: ImportedObject, data: bytes | str) -> None:
+    """Send downloaded bytes through intake and note the outcome on the row (``data`` is the
+    reason as text when the download failed)."""
+    if isinstance(data, str):
+        row.outcome, row.reason = Outcome.FAILED, data[:500]
+        return
     try:
-        data = fetch(client, bucket, key, size)
-        with transaction.atomic():
-            row.item, created = ingest_if_new(job, data, PurePosixPath(key).name)
-            row.outcome = Outcome.IMPORTED if created else Outcome.DUPLICATE
-            row.reason = "" if created else f"The project has this picture already (item #{row.item.pk})."
-            return _save(job, row)
+        row.item, created = ingest_if_new(job, data, PurePosixPath(row.key).name)
     except ImageRejected as exc:
         row.outcome, row.reason = Outcome.FAILED, str(exc)[:500]
-    except Exception as exc:
-        from botocore.exceptions import BotoCoreError, ClientError  # boto3 is loaded lazily
-
-        if not isinstance(exc, (BotoCoreError, ClientError)):
-            raise
-        row.outcome, row.reason = Outcome.FAILED, f"Could not read the object: {exc}"[:500]
-    return _save(job, row)
+        return
+    row.outcome = Outcome.IMPORTED if created else Outcome.DUPLICATE
+    row.reason = "" if created else f"The project has this picture already (item #{row.item.pk})."
 
 
-def fetch(client, bucket: str, key: str, size: int) -> bytes:
-    """The object's bytes, refusing (before downloading) anything over the upload limit."""
-    services.check_upload_size(size)
-    body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    data = body.read(settings.LOUPE_MAX_UPLOAD_BYTES + 1)
-    body.close()
-    services.check_upload_size(len(data))
+def fetch(client, bucket: str, key: str, size: int) -> bytes | str:
+    """The object's bytes, or why not as text: too big (refused before downloading), deleted
+    since the listing, access denied."""
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 is loaded lazily
+
+    try:
+        services.check_upload_size(size)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        data = body.read(settings.LOUPE_MAX_UPLOAD_BYTES + 1)
+        body.close()
+        services.check_upload_size(len(data))
+    except ImageRejected as exc:
+        return str(exc)
+    except (BotoCoreError, ClientError) as exc:
+        return f"Could not read the object: {exc}"
     return data
 
 
@@ -173,15 +208,6 @@ def ingest_if_new(job: S3Import, data: bytes, filename: str) -> tuple[Item, bool
 
 COUNTERS = {Outcome.IMPORTED: "imported", Outcome.DUPLICATE: "duplicates", Outcome.SKIPPED: "skipped",
             Outcome.FAILED: "failed"}
-
-
-def _save(job: S3Import, row: ImportedObject) -> str:
-    """Record the object and move the job past it, in one transaction."""
-    with transaction.atomic():
-        row.save()
-        S3Import.objects.filter(pk=job.pk).update(**{COUNTERS[row.outcome]: F(COUNTERS[row.outcome]) + 1},
-                                                  continuation=row.key, heartbeat_at=timezone.now())
-    return row.outcome
 
 
 def stalled_imports() -> list[int]:
