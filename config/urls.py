@@ -1,4 +1,4 @@
-"""URL map: auth, admin, the classify pages and API, the reviewer pages."""
+"""URL map: auth, admin, the classify pages and API, the reviewer pages, integrations."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -16,7 +16,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("classify.api_urls")),
     path("api/v1/", include("reviewer.api_urls")),
+    path("api/v1/", include("integrations.api_urls")),
     path("review/", include("reviewer.urls")),
+    path("", include("integrations.urls")),
     path("", include("classify.urls")),
     # Browsers ask for /favicon.ico before (and besides) the page's <link rel="icon">.
     path("favicon.ico", login_not_required(lambda request: HttpResponsePermanentRedirect(static("favicon.svg")))),
