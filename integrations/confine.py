@@ -7,17 +7,13 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from classify.aws import parse_s3_uri
 from classify.models import Project
 
 
 def parse_s3(url: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` → (bucket, "some/prefix"); anything else is a ValueError."""
-    url = url.strip()
-    if not url.startswith("s3://"):
-        raise ValueError(f"{url!r} is not an s3://bucket/prefix location")
-    bucket, _, prefix = url[5:].partition("/")
-    if not bucket or any(ch in bucket for ch in "/\\ "):
-        raise ValueError(f"{url!r} has no bucket name")
+    bucket, prefix = parse_s3_uri(url, bucket_rules=True)
     if any(part in (".", "..") for part in prefix.split("/")):
         raise ValueError(f"{url!r}: no . or .. in the prefix")
     return bucket, prefix.strip("/")

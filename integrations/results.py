@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from classify.backends import aws
+from classify import aws
 from classify.models import Event, Project
 
 from . import outbound

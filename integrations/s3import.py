@@ -28,10 +28,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from classify import pipeline, services
-from classify.backends import aws
+from classify import aws
 from classify.images import ImageRejected
 from classify.models import Item, Project
+from classify.services import intake
 
 from .confine import parse_s3
 from .models import ImportedObject, S3Import
@@ -157,14 +157,14 @@ def import_chunk(job: S3Import, client, pool: ThreadPoolExecutor, bucket: str, o
     downloads = pool.map(lambda row: fetch(client, row.bucket, row.key, row.size), todo)
     with transaction.atomic():
         for row, data in zip(todo, downloads, strict=True):
-            intake(job, row, data)
+            take_in(job, row, data)
         ImportedObject.objects.bulk_create(rows)
         counts = Counter(COUNTERS[row.outcome] for row in rows)
         S3Import.objects.filter(pk=job.pk).update(**{name: F(name) + n for name, n in counts.items()},
                                                   continuation=rows[-1].key, heartbeat_at=timezone.now())
 
 
-def intake(job: S3Import, row: ImportedObject, data: bytes | str) -> None:
+def take_in(job: S3Import, row: ImportedObject, data: bytes | str) -> None:
     """Send downloaded bytes through intake and note the outcome on the row (``data`` is the
     reason as text when the download failed)."""
     if isinstance(data, str):
@@ -185,11 +185,11 @@ def fetch(client, bucket: str, key: str, size: int) -> bytes | str:
     from botocore.exceptions import BotoCoreError, ClientError  # boto3 is loaded lazily
 
     try:
-        services.check_upload_size(size)
+        intake.check_upload_size(size)
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         data = body.read(settings.LOUPE_MAX_UPLOAD_BYTES + 1)
         body.close()
-        services.check_upload_size(len(data))
+        intake.check_upload_size(len(data))
     except ImageRejected as exc:
         return str(exc)
     except (BotoCoreError, ClientError) as exc:
@@ -199,11 +199,12 @@ def fetch(client, bucket: str, key: str, size: int) -> bytes | str:
 
 def ingest_if_new(job: S3Import, data: bytes, filename: str) -> tuple[Item, bool]:
     """(item, True) for a new picture; (the project's existing item, False) for one it has."""
-    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    prepared = intake.prepare_upload(data)
     existing = Item.objects.filter(project=job.project, sha256=prepared.sha256).order_by("pk").first()
     if existing is not None:
         return existing, False
-    return services.ingest_upload(project=job.project, data=data, filename=filename, uploaded_by=job.created_by), True
+    return intake.store_upload(project=job.project, prepared=prepared, data=data, filename=filename,
+                               uploaded_by=job.created_by), True
 
 
 COUNTERS = {Outcome.IMPORTED: "imported", Outcome.DUPLICATE: "duplicates", Outcome.SKIPPED: "skipped",

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from classify import events
 from classify.models import Item, Label, Project
 from classify.retrain.runs import maybe_schedule_refit
 from classify.selectors import is_project_admin, latest_prediction
@@ -211,7 +212,7 @@ def _store(item: Item, reviewer, kind: str, token, *, labels=(), seconds_spent=N
 def _settle(item: Item, reviewer) -> None:
     """Release the lease and, once enough people have decided, finish the item."""
     live = list(
-        Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False)
+        Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False).select_related("reviewer")
         .prefetch_related("labels").order_by("created_at", "pk")
     )
     release_fields = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
@@ -234,11 +235,18 @@ def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release
         for decision in live:
             Decision.objects.filter(pk=decision.pk).update(agrees=frozenset(decision.labels.all()) == final_labels)
     names = ", ".join(sorted(label.name for label in final_labels))
-    transition(
+    if transition(
         item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {names} by {reviewer}.", label=final.label,
         labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
-    )
+    ):
+        events.item_settled(item.pk, by=reviewer, answers=[human_answer(decision) for decision in live])
     maybe_schedule_refit(item.project)
+
+
+def human_answer(decision: Decision) -> dict:
+    """One decision as the ``item.settled`` event lists it (who, what, when, how long)."""
+    return {"reviewer": decision.reviewer.get_username(), "labels": sorted(label.name for label in decision.labels.all()),
+            "at": decision.created_at.isoformat(), "seconds_spent": decision.seconds_spent}
 
 
 def skip(*, token: str, reviewer) -> Decision:

@@ -9,7 +9,7 @@ from pathlib import Path
 import grimp
 from django.conf import settings
 
-PACKAGES = ("classify", "reviewer", "config")
+PACKAGES = ("classify", "reviewer", "integrations", "config")
 
 
 def test_the_import_contracts_hold():

@@ -22,6 +22,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from classify import events
 from classify.backends import BackendError, ModelArtifact, get_backend
 from classify.enqueue import enqueue
 from classify.models import ModelVersion, Project, TrainingRun
@@ -227,7 +228,9 @@ def run_step(run: TrainingRun) -> float | None:
     following = names.index(outcome.skip_to) if outcome.skip_to else names.index(run.step) + 1
     if following >= len(names):
         run.state, run.next_poll_at = State.AWAITING_DECISION, None
-        run.save()
+        with transaction.atomic():
+            run.save()
+            events.training_run_event(run, events.Event.Type.RUN_AWAITING_DECISION)
         return None
     run.step, run.polls, run.next_poll_at = names[following], 0, timezone.now()
     run.save()
@@ -284,6 +287,8 @@ def decide(*, run: TrainingRun, approve: bool, user) -> TrainingRun:
              + ("" if approve or run.kind != Kind.CUSTOM_LABELS or not run.start_model else
                 " The model version is still running (and billed): stop it in the Rekognition console."))
         run.save()
+        if approve:
+            events.training_run_event(run, events.Event.Type.RUN_PROMOTED)
     return run
 
 

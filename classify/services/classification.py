@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from classify import pipeline
+from classify import events, pipeline
 from classify.backends import Scores
 from classify.models import Item, Prediction
 
@@ -86,7 +86,7 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
         if not transition(item.pk, to=status, reason=reason, only_from=[Status.CLASSIFYING],
                           where={"claim": item.claim}, **fields):
             return None
-        return Prediction.objects.create(
+        prediction = Prediction.objects.create(
             item=item, backend=backend_name, model_version=scores.model_version, scores=scores.scores,
             top_label=routing.top_label, top_score=routing.top_score, margin=routing.margin,
             latency_ms=round(latency, 3), decision=routing.decision, reason=routing.reason,
@@ -95,6 +95,9 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
             cost_usd=0 if reused_from else round(scores.cost_usd, 6),
             saved_usd=reused_from.cost_usd if reused_from else 0,
         )
+        if status == Status.AUTO_ACCEPTED:  # settled by the machine: the event commits with it
+            events.item_settled(item.pk)
+        return prediction
 
 
 def reclassify(*, items: Iterable[Item]) -> int:

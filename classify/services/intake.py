@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils.text import get_valid_filename
 
-from classify import pipeline
+from classify import events, pipeline
 from classify.images import ImageRejected, hamming
 from classify.models import Item, Project
 
@@ -48,11 +48,24 @@ def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=N
 
     Raises ``images.ImageRejected`` (with the reason to show) before anything is stored when the
     bytes are not a usable image. A decodable image that fails the project's quality checks is
-    stored as ``rejected`` with the reasons and never reaches a backend. A picture the project has
-    already seen is linked to its first copy (``duplicate_of``); its scores will be reused.
+    stored as ``rejected`` with the reasons and never reaches a backend (that settles it: an
+    ``item.settled`` event). A picture the project has already seen is linked to its first copy
+    (``duplicate_of``); its scores will be reused.
     """
+    return store_upload(project=project, prepared=prepare_upload(data), data=data, filename=filename,
+                        uploaded_by=uploaded_by)
+
+
+def prepare_upload(data: bytes) -> pipeline.PreparedImage:
+    """Check and normalise the bytes (``ImageRejected`` when they are no usable image); stores nothing."""
     check_upload_size(len(data))
-    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    return pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+
+
+def store_upload(*, project: Project, prepared: pipeline.PreparedImage, data: bytes, filename: str,
+                 uploaded_by=None) -> Item:
+    """The second half of ``ingest_upload``, for callers that looked at the prepared image first
+    (an S3 import skips pictures the project has)."""
     problems = pipeline.check_quality(prepared, rules=project.quality_rules)
     duplicate = Item.objects.filter(project=project, sha256=prepared.sha256).order_by("pk").first()
     item = Item(
@@ -68,7 +81,9 @@ def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=N
             item.original.save(f"original.{prepared.format.lower()}", ContentFile(data), save=False)
         with transaction.atomic():
             item.save()
-            if not problems:
+            if problems:
+                events.item_settled(item.pk)
+            else:
                 schedule_classification(item.pk)
     except Exception:
         item.image.delete(save=False)  # nothing half-stored

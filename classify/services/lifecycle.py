@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from classify import events
 from classify.backends import BackendError
 from classify.models import ALLOWED_TRANSITIONS, Item
 
@@ -69,7 +71,12 @@ def gave_up(attempts: int, last_problem: str) -> str:
 
 
 def mark_failed(item: Item, *, reason: str) -> bool:
-    return transition(item.pk, to=Status.FAILED, reason=reason, where={"claim": item.claim})
+    """Fail a claimed item for good (an ``item.settled`` event in the same transaction)."""
+    with transaction.atomic():
+        failed = transition(item.pk, to=Status.FAILED, reason=reason, where={"claim": item.claim})
+        if failed:
+            events.item_settled(item.pk)
+    return failed
 
 
 def requeue_after_error(item: Item, *, reason: str) -> bool:

@@ -22,7 +22,7 @@ from moto import mock_aws
 from PIL import Image
 
 from classify import aws
-from classify.models import Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
+from classify.models import Event, Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
 from classify.retrain import runs
 from classify.retrain.evaluation import classification_metrics, lowest_threshold, stratified_split
 from classify.services import projects, scoring
@@ -161,6 +161,8 @@ class LocalRetrainTests:
         assert comparison["sample"] == 6 and comparison["errors"] == 0
         assert sum(row["after"] for row in comparison["counts"]) == 6
         assert comparison["auto_accept_before"] == 0.0  # uniform old scores never clear a threshold
+        (waiting,) = Event.objects.filter(type=Event.Type.RUN_AWAITING_DECISION)  # for webhooks
+        assert waiting.data["training_run"]["id"] == run.pk and waiting.data["training_run"]["candidate_version"] == "head-2"
 
         client, admin = admin_client(project)
         page = client.get(reverse("classify:models", args=[project.slug]))
@@ -170,6 +172,8 @@ class LocalRetrainTests:
         assert response.status_code == 302
         run.refresh_from_db()
         assert run.state == TrainingRun.State.APPROVED and run.decided_by == admin and run.decided_at
+        (promoted,) = Event.objects.filter(type=Event.Type.RUN_PROMOTED)
+        assert promoted.data["training_run"]["decided_by"] == "ada" and promoted.data["training_run"]["state"] == "approved"
         assert ModelVersion.objects.get(is_active=True) == candidate
         old.refresh_from_db()
         assert not old.is_active
@@ -191,6 +195,7 @@ class LocalRetrainTests:
         assert run.candidate.f1 < 0.97 and not run.candidate.is_active
         assert ModelVersion.objects.get(is_active=True).version == "head-1"
         assert run.comparison == {}  # nothing compared, nothing to approve
+        assert not Event.objects.exists()  # nothing for a project admin to decide
 
     def test_too_few_labels_fail_the_run_with_the_reason(self, django_capture_on_commit_callbacks):
         project = make_digits_project()

@@ -122,7 +122,7 @@ def test_an_import_from_the_page_runs_in_the_background_and_reports_progress(tea
     import boto3
     from moto import mock_aws
 
-    from classify.backends import aws
+    from classify import aws
     from tests.base import noisy_image
 
     project, admin, *_ = team

@@ -26,7 +26,7 @@ def s3(monkeypatch, settings):
         monkeypatch.setenv(name, value)
     settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}/loupe"]
     settings.LOUPE_WEBHOOK_BACKOFF_SECONDS = 0
-    from classify.backends import aws
+    from classify import aws
 
     aws.client.cache_clear()
     with mock_aws():

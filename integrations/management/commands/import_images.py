@@ -6,9 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classify.services import intake
 from classify.images import ImageRejected
 from classify.models import Project
+from classify.services import intake
 from integrations import s3import
 from integrations.models import ImportedObject
 
