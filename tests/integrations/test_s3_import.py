@@ -159,3 +159,38 @@ class ImportTests:
         for n in range(8):
             put(s3, f"e/{n}.png", tiny_png(n))
         assert "8 listed, 8 imported" in run_command(f"s3://{BUCKET}/e")
+
+
+def test_the_sweeper_resumes_an_import_whose_process_died(project, s3):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations import tasks
+
+    for n in range(3):
+        put(s3, f"f/{n}.png", tiny_png(n))
+    job = s3import.start_import(project=project, source=f"s3://{BUCKET}/f")
+    long_ago = timezone.now() - timedelta(minutes=10)
+    S3Import.objects.filter(pk=job.pk).update(state=S3Import.State.RUNNING, heartbeat_at=long_ago, created_at=long_ago)
+    tasks.sweep()  # eager in tests: the resumed import runs here
+    job.refresh_from_db()
+    assert (job.state, job.imported) == (S3Import.State.DONE, 3)
+
+
+def test_downloads_run_in_parallel(project, s3, monkeypatch):
+    import threading
+    import time
+
+    for n in range(8):
+        put(s3, f"g/{n}.png", tiny_png(n))
+    real_fetch, threads = s3import.fetch, set()
+
+    def slow_fetch(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.05)
+        return real_fetch(*args, **kwargs)
+
+    monkeypatch.setattr(s3import, "fetch", slow_fetch)
+    assert "8 imported" in run_command(f"s3://{BUCKET}/g")
+    assert len(threads) > 1

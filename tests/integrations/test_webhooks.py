@@ -120,7 +120,8 @@ def fake_dns(monkeypatch, answers: dict[str, list[str]]):
 
 class OutboundAddressTests:
     @pytest.mark.parametrize("url", ["https://127.0.0.1/x", "https://10.1.2.3/x", "https://169.254.169.254/latest",
-                                     "https://[::1]/x", "https://192.168.0.10/", "https://[::ffff:10.0.0.1]/"])
+                                     "https://[::1]/x", "https://192.168.0.10/", "https://[::ffff:10.0.0.1]/",
+                                     "https://172.16.5.4/", "https://[fd00::1]/", "https://100.64.0.1/"])
     def test_private_loopback_and_link_local_addresses_are_refused(self, project, url):
         with pytest.raises(outbound.Refused):
             deliveries.create_endpoint(project=project, url=url)
