@@ -305,6 +305,10 @@ if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 
 # --- Cloud backends (AWS) ----------------------------------------------------------------------
+# The S3 locations Loupe may write to (exports, manifests, training output) and read manifests
+# from, comma-separated ``s3://bucket/prefix``. A project only ever gets ``<root>/<slug>/`` under
+# one of them, whatever its admins type. Empty: no S3 destination is allowed.
+LOUPE_S3_ROOTS = env_list("LOUPE_S3_ROOTS", "")
 LOUPE_AWS_CONNECT_TIMEOUT = env_float("LOUPE_AWS_CONNECT_TIMEOUT", 5.0)
 LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 65.0)  # SageMaker containers get 60 s
 LOUPE_AWS_RETRY_MODE = env_str("LOUPE_AWS_RETRY_MODE", "standard")  # or "adaptive" (client-side rate limiting)
@@ -313,8 +317,6 @@ LOUPE_AWS_MAX_ATTEMPTS = env_int("LOUPE_AWS_MAX_ATTEMPTS", 3)
 # --- Integrations (docs/integrations.md) -----------------------------------------------------------
 # Who hears about events (the outbox in classify/events.py): dotted paths, called after commit.
 LOUPE_EVENT_CONSUMERS = ["integrations.tasks.handle_event"]
-# S3 locations projects may use: each project gets <root>/<slug>/ of every root.
-LOUPE_S3_ROOTS = env_list("LOUPE_S3_ROOTS", "")
 # Webhooks go to public HTTPS addresses only; these networks (CIDR) are allowed anyway.
 LOUPE_WEBHOOK_ALLOWED_NETWORKS = env_list("LOUPE_WEBHOOK_ALLOWED_NETWORKS", "")
 for _network in LOUPE_WEBHOOK_ALLOWED_NETWORKS:
