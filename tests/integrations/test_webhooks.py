@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 import time
@@ -43,6 +45,10 @@ class SignatureTests:
         event = emit(project, django_capture_on_commit_callbacks)
         (request,) = receiver.wait_for(1)
         assert signing.verify(endpoint.secret, request.body, request.headers[signing.HEADER])
+        # As docs/integrations.md tells receivers to check it: HMAC-SHA256 over "<t>.<raw body>".
+        t, v1 = (part.split("=", 1)[1] for part in request.headers["Loupe-Signature"].split(","))
+        assert v1 == hmac.new(endpoint.secret.encode(), f"{t}.".encode() + request.body, hashlib.sha256).hexdigest()
+        assert abs(int(t) - time.time()) < 60
         body = json.loads(request.body)
         assert body["id"] == str(event.pk) == request.headers["Loupe-Event-Id"]
         assert body["type"] == "training_run.promoted" and body["project"] == project.slug
