@@ -330,6 +330,7 @@ LOUPE_WEBHOOK_TIMEOUT = env_float("LOUPE_WEBHOOK_TIMEOUT", 10.0)
 LOUPE_WEBHOOK_MAX_ATTEMPTS = env_int("LOUPE_WEBHOOK_MAX_ATTEMPTS", 8)
 LOUPE_WEBHOOK_BACKOFF_SECONDS = env_float("LOUPE_WEBHOOK_BACKOFF_SECONDS", 30.0)
 LOUPE_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("LOUPE_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0)
+LOUPE_EVENT_RETENTION_DAYS = env_int("LOUPE_EVENT_RETENTION_DAYS", 30)  # then events and their delivery logs go
 
 # --- Cache (rate limits shared by workers) ----------------------------------------------------
 CACHE_URL = env_str("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

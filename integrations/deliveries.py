@@ -163,3 +163,13 @@ def overdue_deliveries(*, limit: int = 500) -> list[int]:
     late = timezone.now() - timedelta(seconds=60)
     return list(Delivery.objects.filter(state=State.PENDING, next_attempt_at__lt=late)
                 .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+def prune_old_events(*, days: int) -> int:
+    """Delete events (with their deliveries and logs) older than ``days`` once nothing about them
+    is pending: the log shows recent history, not all of it. Returns how many went."""
+    cutoff = timezone.now() - timedelta(days=days)
+    finished = Event.objects.filter(created_at__lt=cutoff, dispatched_at__isnull=False).exclude(
+        deliveries__state=State.PENDING)
+    deleted, _ = Event.objects.filter(pk__in=list(finished.values_list("pk", flat=True)[:5000])).delete()
+    return deleted

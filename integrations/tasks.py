@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 
 from celery import shared_task
+from django.conf import settings
 
 from . import deliveries, s3import
 
@@ -54,7 +55,7 @@ def deliver(delivery_id: int) -> None:
 @shared_task(name="integrations.sweep")
 def sweep() -> None:
     """Dispatch events whose consumer never ran, re-queue deliveries whose message was lost,
-    resume imports whose runner died."""
+    resume imports whose runner died, forget old finished events."""
     events = deliveries.undispatched_events()
     for event_id in events:
         handle_event(event_id)
@@ -63,6 +64,7 @@ def sweep() -> None:
     stalled = s3import.stalled_imports()
     for import_id in stalled:
         queue_import(import_id)
+    deliveries.prune_old_events(days=settings.LOUPE_EVENT_RETENTION_DAYS)
     if events or overdue or stalled:
         log.info("integrations sweeper: %s event(s) dispatched, %s delivery(ies) and %s import(s) re-queued",
                  len(events), len(overdue), len(stalled))

@@ -85,3 +85,14 @@ def test_an_unwritable_bucket_is_retried_then_reported(project, s3, settings, dj
     settle(project, django_capture_on_commit_callbacks)
     delivery = Delivery.objects.get()
     assert (delivery.state, delivery.attempts) == ("failed", 2) and "NoSuchBucket" in delivery.last_error
+
+
+def test_a_test_event_writes_a_test_file(project, s3, django_capture_on_commit_callbacks):
+    from integrations import tasks
+
+    endpoint = deliveries.create_endpoint(project=project, url=f"s3://{BUCKET}/loupe/colours")
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = deliveries.send_test_event(endpoint=endpoint, user=make_user("bob"))
+        tasks.queue_deliveries([delivery.pk])
+    (key,) = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert key.startswith("loupe/colours/colours/") and key.endswith(f"test-{delivery.event_id}/output.json")

@@ -228,3 +228,17 @@ class OutboxTests:
             tasks.queue_deliveries([delivery.pk])
         (request,) = receiver.wait_for(1)
         assert json.loads(request.body)["type"] == "ping" and request.path == "/hooks/loupe"
+
+
+def test_old_finished_events_are_forgotten_and_pending_ones_kept(project, settings):
+    settings.LOUPE_EVENT_RETENTION_DAYS = 30
+    endpoint = Endpoint.objects.create(project=project, url="https://hooks.example.com/x")
+    old = timezone.now() - timedelta(days=31)
+    done, pending, recent = (Event.objects.create(project=project, type=Event.Type.PING, data={},
+                                                  dispatched_at=timezone.now()) for _ in range(3))
+    Event.objects.filter(pk__in=[done.pk, pending.pk]).update(created_at=old)
+    Delivery.objects.create(endpoint=endpoint, event=done, state=Delivery.State.DELIVERED)
+    Delivery.objects.create(endpoint=endpoint, event=pending, state=Delivery.State.PENDING,
+                            next_attempt_at=timezone.now() + timedelta(hours=1))
+    tasks.sweep()
+    assert set(Event.objects.values_list("pk", flat=True)) == {pending.pk, recent.pk}
