@@ -60,15 +60,25 @@ SCHEMAS = {
         "remaining": INTEGER, "pace_today": INTEGER,
         "by_class": {"type": "object", "additionalProperties": INTEGER,
                      "description": "Items you could claim, per class the model put them in."},
-    }),
+    }, required=["remaining", "pace_today", "by_class"]),
+    "StatsExplained": {"allOf": [ref("Stats"), obj({"hidden": obj({
+        "skipped": INTEGER, "skipped_back_at": nullable(DATETIME), "held": INTEGER, "awaiting_others": INTEGER},
+    )})]},
+    "Exemplar": obj({"id": INTEGER, "label": STRING, "label_id": INTEGER, "image_url": STRING}),
+    "ExemplarRemoved": obj({"removed": INTEGER}),
     "Claim": obj({
         "lease": obj({"token": {"type": "string", "format": "uuid"}, "expires_at": DATETIME}),
         "item": ref("Item"),
         "candidates": {"type": "array", "items": obj({
-            "key": {"type": "integer", "minimum": 1, "maximum": 9}, "label": STRING, "label_id": INTEGER,
-            "score": nullable(NUMBER), "exemplars": {"type": "array", "items": STRING}})},
-        "unknown": obj({"label": STRING, "label_id": INTEGER, "score": nullable(NUMBER)}),
-        "labels": {"type": "array", "items": obj({"id": INTEGER, "name": STRING, "is_unknown": BOOLEAN})},
+            "key": nullable({"type": "integer", "minimum": 1, "maximum": 9}), "label": STRING, "label_id": INTEGER,
+            "score": nullable(NUMBER), "exemplars": {"type": "array", "items": STRING},
+            "exemplars_auto": {"type": "boolean", "description": "The pictures are confident auto-accepted items "
+                                                                "standing in for missing exemplars."}})},
+        "unknown": obj({"label": STRING, "label_id": INTEGER, "score": nullable(NUMBER), "key": {"const": 0}}),
+        "top": nullable(STRING),
+        "labels": {"type": "array", "items": obj({
+            "id": INTEGER, "name": STRING, "is_unknown": BOOLEAN,
+            "key": nullable({"type": "integer", "minimum": 0, "maximum": 9})})},
         "multi_label": BOOLEAN,
     }),
     "ClaimWithStats": {"allOf": [ref("Claim"), ref("Stats")]},
@@ -176,7 +186,25 @@ PATHS = {
     "/api/v1/projects/{slug}/review/stats/": {
         "parameters": [SLUG],
         "get": operation("What is left and your pace today", {
-            "200": json_body("Stats", "Counts."), "404": NOT_FOUND}, tag="review"),
+            "200": json_body("StatsExplained", "Counts, and what is hidden from you and why."),
+            "404": NOT_FOUND}, tag="review"),
+    },
+    "/api/v1/projects/{slug}/classes/{label_id}/exemplars/": {
+        "parameters": [SLUG, {"name": "label_id", "in": "path", "required": True, "schema": INTEGER}],
+        "post": operation("Add an exemplar picture to a class (project admins)", {
+            "201": json_body("Exemplar", "Stored (the same checks as any upload)."),
+            "400": error("No file or several; not a usable image."), "403": error(
+                "Not a project admin, or a session request without a valid CSRF token."),
+            "404": error("No such project or class, or you are not a member."),
+        }, tag="exemplars", body={"required": True, "content": {"multipart/form-data": {"schema": obj(
+            {"image": {"type": "string", "contentMediaType": "application/octet-stream"}})}}}),
+    },
+    "/api/v1/exemplars/{exemplar_id}/": {
+        "parameters": [{"name": "exemplar_id", "in": "path", "required": True, "schema": INTEGER}],
+        "delete": operation("Remove an exemplar (project admins)", {
+            "200": json_body("ExemplarRemoved", "Removed."), "403": error("Not a project admin."),
+            "404": error("No such exemplar, or you are not a member."),
+        }, tag="exemplars"),
     },
     "/api/v1/reviews/renew/": {
         "post": operation("Extend your leases", {
@@ -221,7 +249,7 @@ def schema() -> dict:
                                 "Errors are JSON: {\"error\": \"...\"}. See docs/api.md."},
         "servers": [{"url": "/"}],
         "security": [{"token": []}, {"session": []}],
-        "tags": [{"name": "items"}, {"name": "review"}, {"name": "meta"}],
+        "tags": [{"name": "items"}, {"name": "review"}, {"name": "exemplars"}, {"name": "meta"}],
         "paths": PATHS,
         "components": {
             "schemas": SCHEMAS,

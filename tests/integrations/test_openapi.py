@@ -121,6 +121,16 @@ def test_a_response_of_every_operation_validates_against_the_description(team, d
     rec.check(reviewer_client.post(f"/api/v1/reviews/{third['lease']['token']}/release/"))  # 409
     rec.check(token.get("/api/v1/schema/"))
 
+    red = project.labels.get(name="red")
+    classes = f"/api/v1/projects/{slug}/classes/"
+    added = rec.check(token.post(f"{classes}{red.pk}/exemplars/", {"image": _file(solid_image((250, 5, 5)))}))
+    rec.check(token.post(f"{classes}{red.pk}/exemplars/", {"image": _file(b"not an image")}))
+    rec.check(token.post(f"{classes}999999/exemplars/", {"image": _file(solid_image((250, 5, 5)))}))
+    rec.check(reviewer_client.post(f"{classes}{red.pk}/exemplars/", {"image": _file(solid_image((250, 5, 5)))}))
+    rec.check(reviewer_client.delete(f"/api/v1/exemplars/{added.json()['id']}/"))
+    rec.check(token.delete(f"/api/v1/exemplars/{added.json()['id']}/"))
+    rec.check(token.delete(f"/api/v1/exemplars/{added.json()['id']}/"))  # gone: 404
+
     operations = {(path, method) for path, item in openapi.PATHS.items() for method in item if method in METHODS}
     assert operations == {(path, method) for path, method, _ in rec.seen}
     success = {(path, method) for path, method, status in rec.seen if status < 300}
