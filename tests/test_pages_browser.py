@@ -94,6 +94,24 @@ def test_the_admin_class_list_fits_a_1440_screen_and_flags_unmapped_classes(brow
     context.close()
 
 
+def test_the_new_project_form_previews_what_each_class_covers_and_creation_says_it_again(page, live_server):
+    make_user("ada", is_staff=True)
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/projects/new/")
+    page.fill("#id_name", "Pets")
+    page.fill("#id_labels", "bird, dog, temple")
+    rows = page.locator("#suggestions tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("59 ImageNet classes under bird.n.01")
+    expect(rows.nth(1)).to_contain_text("118 ImageNet classes under dog.n.01")
+    expect(page.locator('#suggestions tr.mapping-none[data-label="temple"]')).to_contain_text(
+        "No ImageNet class matches “temple”: choose ImageNet classes for it in the admin, or add exemplars.")
+    page.click("#project-form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/projects/pets/")
+    expect(page.locator(".messages li.error")).to_contain_text("No ImageNet mapping for temple")
+    expect(page.locator("#unmapped")).to_contain_text("No ImageNet mapping for temple.")
+
+
 # --- Screenshots for the docs ----------------------------------------------------------------
 
 

@@ -359,6 +359,19 @@ class ApiTests:
         assert candidate["exemplars_auto"] is False and candidate["exemplars"] == [f"/items/{labelled.pk}/image"]
         assert not Exemplar.objects.exists()  # shown, never made exemplars
 
+    def test_number_keys_follow_the_class_order_an_admin_sets(self, api):
+        project, client = api
+        make_review_item(project, scores(red=0.5, green=0.3, blue=0.1))
+        body = self.claim(client, project).json()
+        assert {c["label"]: c["key"] for c in body["candidates"]} == {"red": 1, "green": 2, "blue": 3}
+        assert body["unknown"]["key"] == 0 and body["top"] == "red"
+        Item.objects.update(lease_owner=None, lease_token=None, lease_expires_at=None)
+        project.labels.filter(name="blue").update(order=0)
+        project.labels.filter(name="red").update(order=5)
+        body = self.claim(client, project).json()
+        assert {c["label"]: c["key"] for c in body["candidates"]} == {"blue": 1, "green": 2, "red": 3}
+        assert [c["label"] for c in body["candidates"]] == ["red", "green", "blue"]  # still listed by score
+
     def test_an_empty_queue_answers_204(self, api):
         project, client = api
         assert self.claim(client, project).status_code == 204
