@@ -1,6 +1,9 @@
 """Django admin: where project admins tune thresholds, mappings, exemplars and backends.
 
 Non-superuser staff see and change only the projects they administer (Membership role admin).
+What machines and people produced (items' model outputs and leases, predictions, model versions
+and their metrics, decisions) is read-only here: it changes only through the services that keep
+its rules. No page lists every account: project admins add members by exact username.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db.models import QuerySet
 from django.utils.html import format_html
@@ -220,9 +224,31 @@ class LabelInline(ScopedInline, admin.TabularInline):
         return imagenet_coverage(obj, short=True) if obj.pk else ""
 
 
+class UsernameField(forms.ModelChoiceField):
+    """A user typed by exact username: nothing lists the installation's accounts."""
+
+    widget = forms.TextInput(attrs={"autocomplete": "off", "placeholder": "exact username"})
+    default_error_messages = {"invalid_choice": "No active user with that username."}
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.pop("widget", None)
+        super().__init__(queryset=get_user_model().objects.filter(is_active=True), to_field_name="username",
+                         **kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, int):  # an existing membership's initial value is the user's id
+            return self.queryset.model.objects.filter(pk=value).values_list("username", flat=True).first()
+        return super().prepare_value(value)
+
+
 class MembershipInline(ScopedInline, admin.TabularInline):
     model = Membership
     extra = 1
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            return UsernameField(required=True, label="User")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ProjectForm(forms.ModelForm):
@@ -292,33 +318,37 @@ class PredictionInline(ScopedInline, admin.TabularInline):
         return False
 
 
+class ViewOnlyAdmin(ProjectScopedAdmin):
+    """Rows project admins may look at and act on through actions, never edit, add or delete."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Item)
-class ItemAdmin(ProjectScopedAdmin):
+class ItemAdmin(ViewOnlyAdmin):
     list_display = ["id", "project", "status", "label", "original_filename", "attempts", "created_at"]
     list_filter = ["status", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_filename", "sha256"]
-    readonly_fields = [
-        "project", "image", "original", "original_filename", "source_format", "sha256", "phash", "duplicate_of",
-        "near_duplicate_of", "width", "height", "status", "status_reason",
-        "attempts", "label", "labelled_by", "labelled_at", "uploaded_by", "created_at", "updated_at",
-        "enqueued_at", "claimed_at",
-    ]
-    exclude = ["embedding"]
+    exclude = ["embedding", "backend_config", "claim", "lease_token"]
     inlines = [PredictionInline]
     actions = ["reclassify", "promote_to_exemplar"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
     @admin.action(description="Classify the selected items again (failed, rejected or decided by the model); "
-                              "rejected items skip the quality checks")
+                              "rejected items skip the quality checks", permissions=["view"])
     def reclassify(self, request, queryset) -> None:
         count = classification.reclassify(items=queryset)
         self.message_user(request, f"{count} item(s) re-queued; reviewed items keep their human label.",
                           messages.SUCCESS)
 
 
-    @admin.action(description="Use the selected labelled items as exemplars of their class")
+    @admin.action(description="Use the selected labelled items as exemplars of their class", permissions=["view"])
     def promote_to_exemplar(self, request, queryset) -> None:
         labelled = queryset.filter(label__isnull=False)
         for item in labelled:
@@ -329,13 +359,10 @@ class ItemAdmin(ProjectScopedAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ProjectScopedAdmin):
-    list_display = ["project", "backend", "version", "held_out_accuracy", "n_train", "n_test", "is_active",
+class ModelVersionAdmin(ViewOnlyAdmin):
+    """Model versions change only through training runs and their approval (the Models page)."""
+
+    list_display = ["project", "backend", "version", "f1", "held_out_accuracy", "n_train", "n_test", "is_active",
                     "created_at"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter), "backend", "is_active"]
-    readonly_fields = ["project", "backend", "version", "classes", "n_train", "n_test", "held_out_accuracy",
-                       "human_labels_seen", "is_active", "note", "created_at"]
     exclude = ["artifact"]
-
-    def has_add_permission(self, request) -> bool:
-        return False

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django import forms
+from django.utils import timezone
 from django.utils.text import slugify
 
-from . import aws, backends
+from . import aws, backends, selectors
 from .models import Project
 
 
@@ -85,3 +87,26 @@ class CustomLabelsTrainingForm(forms.Form):
         if name and not all(ch.isalnum() or ch in "_.-" for ch in name):
             self.add_error("rekognition_project", "Letters, digits, '_', '.' and '-' only.")
         return data
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token for the logged-in user, narrowed as they choose."""
+
+    EXPIRY_CHOICES = [("30", "in 30 days"), ("7", "in 7 days"), ("90", "in 90 days"), ("365", "in a year"),
+                      ("", "never")]
+
+    name = forms.CharField(max_length=100, required=False, help_text="What it is for, e.g. “nightly import”.")
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="every project of mine",
+                                     help_text="The token sees only this project.")
+    read_only = forms.BooleanField(required=False, help_text="Reads only: no uploads, no review decisions.")
+    expires = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False, initial="30", label="Expires")
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = selectors.projects_for(user)
+
+    def token_options(self) -> dict:
+        data = self.cleaned_data
+        days = int(data["expires"]) if data.get("expires") else None
+        return {"name": data["name"], "project": data["project"], "read_only": data["read_only"],
+                "expires_at": timezone.now() + timedelta(days=days) if days else None}

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # Formats we decode. Never EPS/PS/PDF (Ghostscript) or SVG; the real format comes from the bytes.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -41,14 +41,29 @@ class Decoded:
 _QUARTER_TURNS = {5, 6, 7, 8}
 
 
-def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Decoded:
-    """Decode untrusted bytes into an upright RGB image, or raise ``ImageRejected``.
+def decode_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes a decode of this mode and size may hold at its peak, known from the header alone: the
+    decoded pixels, one copy (turning it upright), and the RGB conversion when it is not RGB."""
+    pixels = size[0] * size[1]
+    per_pixel = _BYTES_PER_BAND.get(mode, 1) * Image.getmodebands(mode)
+    return pixels * (2 * per_pixel + (0 if mode == "RGB" else 3))
 
-    The header's dimensions are checked before any pixel is decoded, Pillow's decompression-bomb
-    warning is an error, only the first frame of an animation is used, and EXIF orientation is
-    applied so that what reviewers and models see is the right way up. With ``max_side``, a large
-    JPEG is decoded at 1/2, 1/4 or 1/8 scale (its longer side never below 90% of ``max_side``):
-    libjpeg does that far faster than a full decode followed by a resize.
+
+_BYTES_PER_BAND = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def decode(data: bytes, *, max_pixels: int, max_side: int | None = None, max_bytes: int | None = None) -> Decoded:
+    """Decode untrusted bytes into an upright sRGB image without metadata, or raise ``ImageRejected``.
+
+    The header's dimensions are checked before any pixel is decoded: against ``max_pixels``, and
+    the memory the decode would need (``decode_bytes``) against ``max_bytes``; a JPEG over that
+    budget is decoded at a smaller scale instead, anything else is refused. Pillow's
+    decompression-bomb warning is an error, only the first frame of an animation is used, EXIF
+    orientation is applied so that what reviewers and models see is the right way up, an embedded
+    colour profile is converted to sRGB, and every piece of metadata (EXIF, XMP, comments, text
+    chunks, the profile) is dropped. With ``max_side``, a large JPEG is decoded at 1/2, 1/4 or 1/8
+    scale (its longer side never below 90% of ``max_side``): libjpeg does that far faster than a
+    full decode followed by a resize.
     """
     if not data:
         raise ImageRejected("The file is empty.")
@@ -59,19 +74,13 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
             fmt, (width, height) = image.format, image.size
             if width * height > max_pixels:
                 raise ImageRejected(f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels.")
+            _fit_budget(image, fmt, max_side, max_bytes)
             if image.getexif().get(0x0112) in _QUARTER_TURNS:
                 width, height = height, width
-            if max_side and fmt == "JPEG":
-                # Pillow keeps *both* sides at least the requested box's: ask for a box of the
-                # image's own shape, so only the longer side is held, to 90% of max_side (a
-                # 12 MP photo then decodes at half size, 2016 px, four times less work).
-                longer, floor = max(image.size), int(max_side * DRAFT_SLACK)
-                box = (image.width * floor // longer, image.height * floor // longer)
-                image.draft("RGB", (max(1, box[0]), max(1, box[1])))
             image.seek(0)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no full-size copy when already upright
-            return Decoded(to_rgb(image), width, height, fmt)
+            return Decoded(pixels_only(image), width, height, fmt)
     except ImageRejected:
         raise
     except UnidentifiedImageError:
@@ -83,6 +92,55 @@ def decode(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Deco
     except Exception as exc:  # hostile bytes can make decoders raise almost anything
         log.info("refused an undecodable upload: %r", exc)
         raise ImageRejected(f"The image is damaged or truncated ({exc.__class__.__name__}).") from None
+
+
+def _fit_budget(image: Image.Image, fmt: str, max_side: int | None, max_bytes: int | None) -> None:
+    """Before any pixel is decoded: ask libjpeg for a reduced scale (to ``max_side``, and further
+    down to fit ``max_bytes``); refuse what still needs more memory than ``max_bytes``."""
+    if fmt == "JPEG" and (max_side or max_bytes):
+        # Pillow keeps *both* sides at least the requested box's: ask for a box of the image's
+        # own shape, so only the longer side is held, to 90% of max_side (a 12 MP photo then
+        # decodes at half size, 2016 px, four times less work).
+        longer = max(image.size)
+        floor = int(max_side * DRAFT_SLACK) if max_side else longer
+        while max_bytes and floor > 1 and decode_bytes("RGB", _scaled(image.size, floor / longer)) > max_bytes:
+            floor //= 2
+        box = _scaled(image.size, floor / longer)
+        image.draft("RGB", (max(1, box[0]), max(1, box[1])))
+    if max_bytes and (needed := decode_bytes(image.mode, image.size)) > max_bytes:
+        raise ImageRejected(f"The image is {image.width}×{image.height} pixels and would need "
+                            f"{needed / 2**20:,.0f} MB of memory to decode; the limit is {max_bytes / 2**20:,.0f} MB.")
+
+
+def _scaled(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    return int(size[0] * factor), int(size[1] * factor)
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def pixels_only(image: Image.Image) -> Image.Image:
+    """The image as sRGB pixels and nothing else: an embedded colour profile is applied (a broken
+    one is ignored), then every metadata entry (EXIF, XMP, comments, text chunks, the profile) is
+    dropped, so nothing the file carried besides its picture can reach storage, a backend or an
+    export, and the same picture always encodes (and hashes) the same."""
+    profile = image.info.get("icc_profile")
+    rgb = _to_srgb(image, profile) if profile else to_rgb(image)
+    rgb.info = {}
+    return rgb
+
+
+def _to_srgb(image: Image.Image, profile: bytes) -> Image.Image:
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        if "srgb" in ImageCms.getProfileDescription(source).lower().replace(" ", ""):
+            return to_rgb(image)  # already sRGB: nothing to convert
+        if image.mode not in ("RGB", "CMYK", "L"):
+            image = to_rgb(image)
+        return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        log.info("ignored an unusable colour profile: %r", exc)
+        return to_rgb(image)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -110,9 +168,10 @@ def bounded(image: Image.Image, max_side: int = DERIVATIVE_MAX_SIDE) -> Image.Im
 
 
 def encode_jpeg(image: Image.Image, quality: int = DERIVATIVE_QUALITY) -> bytes:
-    """Re-encode as a baseline JPEG with no metadata (no EXIF, no GPS, no ICC surprises)."""
+    """Re-encode as a baseline JPEG of the pixels alone: no EXIF, XMP, ICC profile or comment (Pillow
+    would copy a comment over from ``image.info``; the explicit empty one stops it)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, optimize=False)
+    image.save(buffer, format="JPEG", quality=quality, optimize=False, comment=b"")
     return buffer.getvalue()
 
 

@@ -245,6 +245,10 @@ class Item(models.Model):
     height = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     status_reason = models.CharField(max_length=500, blank=True)
+    error_detail = models.CharField(
+        max_length=2000, blank=True,
+        help_text="The full error behind a short status reason (e.g. AWS's message): for project admins and logs only.",
+    )
     attempts = models.PositiveIntegerField(default=0)
     claim = models.UUIDField(null=True, blank=True, editable=False)
     label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="items")
@@ -394,16 +398,32 @@ class ModelVersion(models.Model):
 
 
 class ApiToken(models.Model):
-    """An API key. Only its SHA-256 is stored; the key itself is shown once."""
+    """An API key. Only its SHA-256 is stored; the key itself is shown once.
+
+    A token acts as its user, narrowed: to one project when ``project`` is set (every other
+    project is invisible to it), to reading when ``read_only`` (GET and HEAD only), and until
+    ``expires_at`` when set. Revoking a token deletes it.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for, to recognise it later.")
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                help_text="Only this project (empty: every project of the user).")
+    read_only = models.BooleanField(default=False, help_text="Reads only: no uploads, no review decisions.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused after this moment (empty: never).")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class BakeoffRun(models.Model):
@@ -527,3 +547,26 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
+
+
+class CloudResource(models.Model):
+    """An AWS resource Loupe created for a project (a Rekognition Custom Labels project). Loupe
+    reuses, changes or deletes only what is recorded here for the same project: a name typed by an
+    admin, or a resource of another project or made outside Loupe, is never touched."""
+
+    class Kind(models.TextChoices):
+        REKOGNITION_PROJECT = "rekognition_project", "Rekognition Custom Labels project"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cloud_resources")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    region = models.CharField(max_length=32, blank=True)
+    name = models.CharField(max_length=255)
+    arn = models.CharField(max_length=2048)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["kind", "region", "name"], name="one_record_per_cloud_resource")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} ({self.project})"

@@ -14,5 +14,6 @@ urlpatterns = [
     path("projects/<slug:slug>/models/", views.models_page, name="models"),
     path("projects/<slug:slug>/models/runs/<int:run_id>/decide/", views.decide_run, name="decide_run"),
     path("items/<int:item_id>/image", views.item_image, name="item_image"),
+    path("account/", views.account, name="account"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -6,15 +6,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from . import bakeoff, selectors
+from .auth import issue_token, revoke_token, token_or_session
 from .backends.imagenet import suggest
-from .forms import BakeoffForm, CustomLabelsTrainingForm, ProjectForm
+from .forms import ApiTokenForm, BakeoffForm, CustomLabelsTrainingForm, ProjectForm
 from .models import Item, TrainingRun
-from .responses import stored_file_headers
+from .responses import stored_image_response
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
 from .services.projects import create_project
 
@@ -169,21 +171,46 @@ def item_detail(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     # People's decisions (the reviewer app's rows, through the reverse relation), undone ones kept.
     decisions = item.decisions.select_related("reviewer").prefetch_related("labels").order_by("created_at", "pk")
     context = {"item": item, "project": item.project, "prediction": predictions[0] if predictions else None,
-               "history": predictions[1:], "decisions": list(decisions)}
+               "history": predictions[1:], "decisions": list(decisions),
+               "is_admin": selectors.is_project_admin(request.user, item.project)}
     return render(request, "classify/item_detail.html", context)
 
 
+@token_or_session
 def item_image(request: HttpRequest, item_id: int) -> HttpResponse:
-    """The re-encoded JPEG, only to members of the item's project; S3 media via a presigned URL."""
+    """The re-encoded JPEG, only to members of the item's project (session or API token); S3 media
+    via a presigned URL."""
     item = selectors.item_for(request.user, item_id)
     if not item.image:
         raise Http404("This item has no image.")
-    url = item.image.url
-    if url.startswith("https://") or url.startswith("http://"):
-        response: HttpResponse = HttpResponseRedirect(url)
-    else:
-        response = FileResponse(item.image.open("rb"), content_type="image/jpeg")
-    return stored_file_headers(response)
+    return stored_image_response(item.image)
+
+
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's page: their API tokens (scope, read-only, expiry, last use), a form for a new one
+    (its key is shown once, in this response only) and a revoke button per token."""
+    form = ApiTokenForm(request.POST if request.POST.get("action") == "create" else None, user=request.user)
+    new_key = None
+    if request.method == "POST" and request.POST.get("action") == "revoke":
+        if revoke_token(user=request.user, token_id=_int_or_none(request.POST.get("token"))):
+            messages.success(request, "Token revoked: it no longer works.")
+        return redirect("classify:account")
+    if request.method == "POST" and form.is_valid():
+        new_key = issue_token(request.user, **form.token_options())
+        form = ApiTokenForm(user=request.user)
+    tokens = request.user.api_tokens.select_related("project")
+    response = render(request, "classify/account.html", {"form": form, "tokens": tokens, "new_key": new_key,
+                                                         "now": timezone.now()})
+    response["Cache-Control"] = "private, no-store"  # the page may show a new key
+    return response
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    try:
+        return int(raw or "")
+    except ValueError:
+        return None
 
 
 @login_not_required

@@ -1,16 +1,24 @@
+"""Decisions in the admin: read-only provenance, scoped to the projects the user administers."""
+
+from __future__ import annotations
+
 from django.contrib import admin
+
+from classify.admin import ViewOnlyAdmin
 
 from .models import Decision
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
-    list_display = ("item", "label", "reviewer", "created_at")
-    list_filter = ("item__project", "label")
-    readonly_fields = ("item", "label", "reviewer", "prediction", "created_at")
+class DecisionAdmin(ViewOnlyAdmin):
+    project_path = "item__project"
+    list_display = ("item", "kind", "label", "reviewer", "undone", "created_at")
+    list_filter = (("item__project", admin.RelatedOnlyFieldListFilter), ("label", admin.RelatedOnlyFieldListFilter),
+                   "kind")
+    list_select_related = ("item", "label", "reviewer")
+    exclude = ("labels",)
+    readonly_fields = ("class_names",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    @admin.display(description="Classes")
+    def class_names(self, obj: Decision) -> str:
+        return ", ".join(label.name for label in obj.labels.all())

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -34,12 +35,35 @@ MAX_PREFETCH = 5
 def _body(request: HttpRequest) -> dict:
     if request.content_type == "application/json":
         try:
-            data = json.loads(request.body or b"{}")
+            data = json.loads(request.body or b"{}", parse_constant=_no_constants)
         except ValueError:
             raise services.DecisionRefused("The body is not valid JSON.") from None
         return data if isinstance(data, dict) else {}
     return {key: request.POST.getlist(key) if key in ("labels", "tokens") else request.POST[key]
             for key in request.POST}
+
+
+def _no_constants(name: str):
+    """JSON has no NaN or Infinity (Python's parser accepts them): refuse them as invalid JSON."""
+    raise ValueError(f"{name} is not JSON")
+
+
+MAX_SECONDS_SPENT = 86_400.0
+
+
+def _seconds_spent(raw) -> float | None:
+    """A reviewer's time on an item: empty, or a finite number of seconds from 0 to a day."""
+    if raw in (None, "", []):
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise services.DecisionRefused("seconds_spent must be a number of seconds.")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise services.DecisionRefused("seconds_spent must be a number of seconds.") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS_SPENT:
+        raise services.DecisionRefused(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT:,.0f}.")
+    return seconds
 
 
 def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
@@ -131,12 +155,9 @@ def busiest_class(project: Project, reviewer, *, exclude=()) -> str | None:
 def decision(request: HttpRequest, token: str) -> HttpResponse:
     try:
         body = _body(request)
+        seconds = _seconds_spent(body.get("seconds_spent"))
         labels = _labels(request, token, body.get("labels") or [])
-        seconds = body.get("seconds_spent")
-        seconds = float(seconds) if seconds not in (None, "", []) else None
         stored = services.record_decision(token=token, reviewer=request.user, labels=labels, seconds_spent=seconds)
-    except (TypeError, ValueError):
-        return api_error(400, "seconds_spent must be a number.")
     except services.ReviewError as exc:
         return _error(exc)
     stored.item.refresh_from_db()
@@ -185,8 +206,10 @@ def renew(request: HttpRequest) -> HttpResponse:
         tokens = _body(request).get("tokens") or []
     except services.ReviewError as exc:
         return _error(exc)
-    kept = services.renew(tokens=[str(token) for token in tokens][:100], reviewer=request.user)
-    return JsonResponse({"renewed": kept, "lost": [str(t) for t in tokens if str(t) not in kept]})
+    if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+        return api_error(400, 'tokens must be a list of lease tokens, e.g. {"tokens": ["3f2b6c8e-..."]}.')
+    kept = services.renew(tokens=tokens[:100], reviewer=request.user)
+    return JsonResponse({"renewed": kept, "lost": [token for token in tokens if token not in kept]})
 
 
 @api_view(methods=("POST",))

@@ -10,8 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from classify import selectors as classify_selectors
+from classify.auth import token_or_session
 from classify.models import Exemplar, Project
-from classify.responses import NO_STORE, stored_file_headers
+from classify.responses import NO_STORE, stored_file_headers, stored_image_response
 from classify.selectors import number_keys
 
 from . import selectors
@@ -39,14 +40,15 @@ def grid(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "reviewer/grid.html", _context(request, slug))
 
 
+@token_or_session
 def exemplar_image(request: HttpRequest, exemplar_id: int) -> HttpResponse:
-    """An exemplar's re-encoded JPEG, to members of its project only."""
+    """An exemplar's re-encoded JPEG, to members of its project only (session or API token)."""
     exemplar = Exemplar.objects.select_related("label").filter(
         pk=exemplar_id, label__project__in=classify_selectors.projects_for(request.user)
     ).first()
     if exemplar is None or not exemplar.image:
         raise Http404("No such exemplar.")
-    return stored_file_headers(FileResponse(exemplar.image.open("rb"), content_type="image/jpeg"))
+    return stored_image_response(exemplar.image)
 
 
 def _admin_project(request: HttpRequest, slug: str) -> Project:

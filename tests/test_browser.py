@@ -82,3 +82,16 @@ def test_uploads_show_their_live_status_until_classified(page, live_server, cele
     shot = (SCREENSHOT_DIR or tmp_path) / "upload.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_a_very_long_file_name_is_shortened_by_the_page_not_refused(page, live_server):
+    user = make_user("longname")
+    project = make_colour_project(slug="names", reviewer=user)
+    log_in(page, live_server.url, "longname")
+    page.goto(f"{live_server.url}/projects/{project.slug}/")
+    name = "holiday-" + "é" * 1200 + ".png"  # ~2,400 bytes: over Django's 1 KB part-header limit
+    page.set_input_files("#file-input", [{"name": name, "mimeType": "image/png", "buffer": solid_image((255, 0, 0))}])
+    row = page.locator("#uploads tbody tr")
+    expect(row.locator('[data-field="status"]')).to_have_text("Auto-accepted", timeout=20_000)
+    stored = Item.objects.get(project=project).original_filename
+    assert stored == ("holiday-" + "é" * 1200)[:176] + ".png"

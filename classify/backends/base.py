@@ -49,11 +49,16 @@ class Scores:
 
 
 class BackendError(Exception):
-    """The backend could not score the image. ``retryable``: throttling, timeouts, 5xx."""
+    """The backend could not score the image. ``retryable``: throttling, timeouts, 5xx.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    ``str(error)`` is the full detail (for project admins and logs: it may name ARNs, accounts,
+    endpoints); ``summary`` is the short reason any member may see (the message itself when none
+    is given)."""
+
+    def __init__(self, message: str, *, retryable: bool, summary: str = "") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.summary = summary or message
 
 
 class Backend(Protocol):

@@ -74,9 +74,18 @@
       };
       xhr.onerror = function () { showStatus(row, "upload_error", "Upload failed", "", "Network error: is the server running?"); resolve(); };
       const form = new FormData();
-      form.append("image", file);
+      form.append("image", file, shortName(file.name));
       xhr.send(form);
     });
+  }
+
+  // The server keeps at most 255 characters of a name, and refuses a multipart part whose headers
+  // pass 1 KB: a very long name is shortened here (its extension kept) instead of refused there.
+  function shortName(name) {
+    if (name.length <= 180) return name;
+    const dot = name.lastIndexOf(".");
+    const ext = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : "";
+    return name.slice(0, 180 - ext.length) + ext;
   }
 
   // A new upload also joins the item list below, at the top.

@@ -192,7 +192,7 @@ def test_every_exif_orientation_ends_upright(api, orientation):
     assert r > 200 and g < 60 and b < 60
 
 
-def test_101_files_in_one_request_are_refused(api, settings):
+def test_more_files_than_the_limit_in_one_request_are_refused(api, settings):
     files = [SimpleUploadedFile(f"{index}.png", b"x") for index in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)]
     client = Client()
     client.force_login(Membership.objects.get().user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from django.urls import get_resolver, reverse
+from django.urls import reverse
 
 from classify.models import Project
 from classify.services import intake
@@ -24,83 +24,12 @@ def world(django_capture_on_commit_callbacks):
     return {"admin": admin, "reviewer": reviewer, "outsider": outsider, "project": project, "item": item}
 
 
-def project_urls(world) -> dict[str, tuple[str, str, int]]:
-    """Every named URL of Loupe's own apps: the method to call it by, and what a signed-in user
-    of another project gets (404, or 409 for a lease token that is not theirs)."""
-    from django.core.files.base import ContentFile
-
-    from classify.models import Exemplar
-
-    slug, item_id = world["project"].slug, world["item"].pk
-    exemplar = Exemplar.objects.create(label=world["project"].labels.first(), sha256="0" * 64,
-                                       image=ContentFile(solid_image((1, 2, 3), fmt="JPEG"), name="e.jpg"))
-    token = "3f2b6c8e-1d4a-4c3b-9f5e-2a7d8c9b0e1f"
-    return {
-        "classify:home": ("get", reverse("classify:home"), 200),
-        "classify:project_create": ("get", reverse("classify:project_create"), 403),
-        "classify:project_suggestions": ("get", reverse("classify:project_suggestions") + "?labels=bird", 403),
-        "classify:project": ("get", reverse("classify:project", args=[slug]), 404),
-        "classify:item_detail": ("get", reverse("classify:item_detail", args=[slug, item_id]), 404),
-        "classify:item_image": ("get", reverse("classify:item_image", args=[item_id]), 404),
-        "classify:healthz": ("get", reverse("classify:healthz"), 200),
-        "classify:backends": ("get", reverse("classify:backends", args=[slug]), 404),
-        "classify:models": ("get", reverse("classify:models", args=[slug]), 404),
-        "classify:decide_run": ("post", reverse("classify:decide_run", args=[slug, 1]), 404),
-        "reviewer:queue": ("get", reverse("reviewer:queue", args=[slug]), 404),
-        "reviewer:grid": ("get", reverse("reviewer:grid", args=[slug]), 404),
-        "reviewer:export": ("get", reverse("reviewer:export", args=[slug]), 404),
-        "reviewer:export_download": ("get", reverse("reviewer:export_download", args=[slug, 1]), 404),
-        "reviewer:exemplar_image": ("get", reverse("reviewer:exemplar_image", args=[exemplar.pk]), 404),
-        "api:project_items": ("get", reverse("api:project_items", args=[slug]), 404),
-        "api:item_detail": ("get", reverse("api:item_detail", args=[item_id]), 404),
-        "api:class_exemplars": ("post", reverse("api:class_exemplars", args=[slug, exemplar.label_id]), 404),
-        "api:exemplar_detail": ("delete", reverse("api:exemplar_detail", args=[exemplar.pk]), 404),
-        "review_api:claim": ("post", reverse("review_api:claim", args=[slug]), 404),
-        "review_api:grid_claim": ("post", reverse("review_api:grid_claim", args=[slug]), 404),
-        "review_api:undo": ("post", reverse("review_api:undo", args=[slug]), 404),
-        "review_api:stats": ("get", reverse("review_api:stats", args=[slug]), 404),
-        "review_api:renew": ("post", reverse("review_api:renew"), 200),
-        "review_api:decision": ("post", reverse("review_api:decision", args=[token]), 409),
-        "review_api:skip": ("post", reverse("review_api:skip", args=[token]), 409),
-        "review_api:release": ("post", reverse("review_api:release", args=[token]), 409),
-    }
-
-
-def test_the_url_table_covers_every_named_url_of_our_apps(world):
-    names = set()
-    for namespace in ("classify", "reviewer", "api", "review_api"):
-        resolver = get_resolver().namespace_dict[namespace][1]
-        names |= {f"{namespace}:{name}" for name in resolver.reverse_dict if isinstance(name, str)}
-    assert names == set(project_urls(world))
-
-
-PUBLIC = {"classify:healthz"}
+# Who may reach which URL (anonymous, outsiders, members, admins...): tests/test_authorization_matrix.py.
 
 
 def test_the_health_check_is_public_and_says_ok(world):
     response = Client().get(reverse("classify:healthz"))
     assert response.status_code == 200 and response.json() == {"ok": True}
-
-
-def test_anonymous_users_are_sent_to_login_or_get_401(world):
-    for name, (method, url, _) in project_urls(world).items():
-        if name in PUBLIC:
-            continue
-        response = getattr(Client(), method)(url)
-        if "api:" in name:
-            assert response.status_code == 401, name
-        else:
-            assert response.status_code == 302 and response.url.startswith("/accounts/login/"), name
-
-
-def test_a_user_of_another_project_is_refused_everywhere(world):
-    client = Client()
-    client.force_login(world["outsider"])
-    for name, (method, url, expected) in project_urls(world).items():
-        response = getattr(client, method)(url)
-        assert response.status_code == expected, name
-        if name == "review_api:renew":
-            assert response.json() == {"renewed": [], "lost": []}
 
 
 def test_session_writes_to_the_review_api_need_the_csrf_token(world):

@@ -53,5 +53,6 @@ def test_uploads_are_stored_in_the_bucket_and_served_by_presigned_redirect(s3_me
     url = urlparse(response["Location"])
     query = parse_qs(url.query)
     assert url.path.endswith(item.image.name) and query["X-Amz-Expires"] == ["300"] and "X-Amz-Signature" in query
+    assert response["Cache-Control"] == "private, max-age=150"  # a cached redirect outlives no signature
     client.force_login(outsider)
     assert client.get(reverse("classify:item_image", args=[item.pk])).status_code == 404
