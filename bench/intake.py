@@ -57,6 +57,7 @@ SOURCES = ("chelsea", "coffee", "rocket", "astronaut", "immunohistochemistry", "
 # The app's default upload limit (settings.LOUPE_MAX_IMAGE_PIXELS); importing config.settings
 # would create var/ and a secret-key file, so the default is repeated here. Only compared.
 MAX_PIXELS = 50_000_000
+DECODE_MAX_BYTES = 256 * 2**20  # the shipped LOUPE_DECODE_MAX_MB
 JPEG_QUALITY = 92
 ORIENTATION = 0x0112
 ROTATED = 6  # EXIF: stored sideways, to be turned 90° clockwise for display
@@ -163,7 +164,7 @@ RULES = images.QualityRules()
 def run_intake(data: bytes) -> float:
     """Seconds to prepare one upload as ``intake.ingest_upload`` does, and check its quality."""
     started = time.perf_counter()
-    prepared = pipeline.preprocess(data, max_pixels=MAX_PIXELS)
+    prepared = pipeline.preprocess(data, max_pixels=MAX_PIXELS, max_bytes=DECODE_MAX_BYTES)
     pipeline.check_quality(prepared, rules=RULES)
     return time.perf_counter() - started
 
@@ -227,7 +228,7 @@ def check_staged(samples: list[Sample]) -> list[list[str]]:
     found = []
     for sample in samples:
         _, mine, problems = staged(sample.data)
-        theirs = pipeline.preprocess(sample.data, max_pixels=MAX_PIXELS)
+        theirs = pipeline.preprocess(sample.data, max_pixels=MAX_PIXELS, max_bytes=DECODE_MAX_BYTES)
         same = (mine.sha256, mine.phash, mine.width, mine.height) == (
             theirs.sha256, theirs.phash, theirs.width, theirs.height)
         upright = (mine.width, mine.height) == sample.kind.size

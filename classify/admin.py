@@ -135,7 +135,8 @@ class ExemplarForm(forms.ModelForm):
             return upload
         try:
             intake.check_upload_size(upload.size or 0)
-            prepared = pipeline.preprocess(upload.read(), max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+            prepared = pipeline.preprocess(upload.read(), max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
+                                           max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
         except ImageRejected as exc:
             raise forms.ValidationError(str(exc)) from None
         self.instance.sha256 = prepared.sha256
@@ -298,6 +299,13 @@ class ProjectAdmin(ProjectScopedAdmin):
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_superuser
+
+    def save_formset(self, request, form, formset, change) -> None:
+        """Removing a member gives back their leases in the project at once."""
+        super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            for membership in formset.deleted_objects:
+                projects.release_leases(project=form.instance, user=membership.user)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)

@@ -30,9 +30,10 @@ class PreparedImage:
     format: str
 
 
-def preprocess(data: bytes, *, max_pixels: int) -> PreparedImage:
-    """Validate and normalise uploaded bytes; raises ``images.ImageRejected`` with the reason."""
-    decoded = images.decode(data, max_pixels=max_pixels, max_side=images.DERIVATIVE_MAX_SIDE)
+def preprocess(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> PreparedImage:
+    """Validate and normalise uploaded bytes; raises ``images.ImageRejected`` with the reason.
+    ``max_bytes``: the decode memory budget (``images.decode``)."""
+    decoded = images.decode(data, max_pixels=max_pixels, max_side=images.DERIVATIVE_MAX_SIDE, max_bytes=max_bytes)
     derivative = images.bounded(decoded.image)
     jpeg = images.encode_jpeg(derivative)
     grey = images.analysis_copy(derivative)

@@ -16,12 +16,15 @@ from .models import Exemplar, Item, Label, Membership, Prediction, Project
 
 
 def projects_for(user) -> QuerySet[Project]:
-    """The projects a user may see: their memberships (superusers see all)."""
+    """The projects a user may see: their memberships (superusers see all), narrowed to one
+    project when the request came with an API token scoped to it (``user.api_token``)."""
     if not user.is_authenticated:
         return Project.objects.none()
-    if user.is_superuser:
-        return Project.objects.all()
-    return Project.objects.filter(memberships__user=user).distinct()
+    projects = Project.objects.all() if user.is_superuser else Project.objects.filter(memberships__user=user).distinct()
+    token = getattr(user, "api_token", None)
+    if token is not None and token.project_id is not None:
+        projects = projects.filter(pk=token.project_id)
+    return projects
 
 
 def project_for(user, slug: str) -> Project:

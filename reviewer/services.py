@@ -20,7 +20,7 @@ from django.utils import timezone
 from classify import events
 from classify.models import Item, Label, Project
 from classify.retrain.runs import maybe_schedule_refit
-from classify.selectors import is_project_admin, latest_prediction
+from classify.selectors import is_project_admin, latest_prediction, projects_for
 from classify.services.lifecycle import transition
 
 from . import selectors
@@ -97,7 +97,7 @@ def _pivots(project: Project) -> list[str | None]:
 
 
 def _candidates(project: Project, reviewer, top_label: str | None, exclude: Sequence[int], pivot: str | None):
-    queryset = selectors.reviewable_items(project, reviewer)
+    queryset = selectors.reviewable_items(project, reviewer).filter(project__in=projects_for(reviewer))
     if top_label is not None:
         queryset = queryset.filter(top_label=top_label).order_by("-top_score", "pk")
     if exclude:
@@ -131,10 +131,12 @@ def _lease_locked(item: Item, project: Project, reviewer) -> Item:
 
 
 def renew(*, tokens: Sequence[str], reviewer) -> list[str]:
-    """Extend the reviewer's live leases; returns the tokens that are still theirs."""
+    """Extend the reviewer's live leases; returns the tokens that are still theirs (a lease in a
+    project they no longer belong to is not)."""
     kept = []
     for token in tokens:
-        item = Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer).select_related("project").first()
+        item = (Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer, project__in=projects_for(reviewer))
+                .select_related("project").first())
         if item is None or item.status != Item.Status.NEEDS_REVIEW:
             continue
         expires = timezone.now() + timedelta(seconds=item.project.lease_seconds)
@@ -156,7 +158,9 @@ def _uuid(token) -> uuid.UUID | None:
 
 
 def _held(token: str, reviewer):
-    return Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer,
+    """The item this live lease is on, if the lease is the reviewer's and they are still a member
+    of the item's project (membership is checked on every lease operation, not only at claim)."""
+    return Item.objects.filter(lease_token=_uuid(token), lease_owner=reviewer, project__in=projects_for(reviewer),
                                lease_expires_at__gte=timezone.now(), status=Item.Status.NEEDS_REVIEW)
 
 
@@ -265,7 +269,7 @@ def undo_last(*, project: Project, reviewer) -> Item:
     delete) and lease the item to them again so they can decide anew."""
     with transaction.atomic():
         last = selectors.last_undoable(project, reviewer)
-        if last is None:
+        if last is None or not projects_for(reviewer).filter(pk=project.pk).exists():
             raise ReviewError("Nothing to undo.")
         item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=last.item_id)
         if item.lease_owner_id not in (None, reviewer.pk) and item.lease_expires_at and item.lease_expires_at > timezone.now():

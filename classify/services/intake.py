@@ -59,7 +59,8 @@ def ingest_upload(*, project: Project, data: bytes, filename: str, uploaded_by=N
 def prepare_upload(data: bytes) -> pipeline.PreparedImage:
     """Check and normalise the bytes (``ImageRejected`` when they are no usable image); stores nothing."""
     check_upload_size(len(data))
-    return pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    return pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
+                               max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
 
 
 def store_upload(*, project: Project, prepared: pipeline.PreparedImage, data: bytes, filename: str,

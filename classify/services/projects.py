@@ -1,4 +1,5 @@
-"""Creating a project with its classes and the unknown/other class every project has."""
+"""Creating a project with its classes and the unknown/other class every project has; what
+removing a member sets free."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from classify.backends.local import suggest_imagenet_classes
-from classify.models import Label, Membership, Project
+from classify.models import Item, Label, Membership, Project
 
 UNKNOWN_LABEL = "unknown"
 
@@ -36,3 +37,11 @@ def create_project(
         if created_by is not None:
             Membership.objects.create(project=project, user=created_by, role=Membership.Role.ADMIN)
     return project
+
+
+def release_leases(*, project: Project, user) -> int:
+    """Give back every lease ``user`` holds in ``project`` (they were removed from it), so the
+    items go straight back to the queue instead of waiting for the leases to run out. Returns how
+    many were released."""
+    return Item.objects.filter(project=project, lease_owner=user).update(
+        lease_owner=None, lease_token=None, lease_expires_at=None)
