@@ -11,6 +11,10 @@ error translation, pacing, S3 locations.
 - ``pace(name, per_second)``: a per-backend rate limit shared by every worker through Django's
   cache, so a burst of uploads does not trip the service's TPS limit.
 - ``parse_s3_uri(uri)``: the one parser of ``s3://bucket/key`` locations (exports, training runs).
+- ``confine_s3(uri, project=..., what=...)``: the same, refusing any location outside the
+  project's own ``<root>/<slug>/`` under ``LOUPE_S3_ROOTS``. Every S3 location that comes from a
+  person (a form, a stored row, a command) goes through it before Loupe's credentials touch it:
+  Loupe acts with its own identity, so it decides what each project may reach (docs/security.md).
 """
 
 from __future__ import annotations
@@ -95,18 +99,21 @@ def backend_error(exc: Exception, service: str) -> BackendError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = error.get("Message", "") or str(exc)
         retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
-        advice = ADVICE.get(code)
-        text = f"{service} {code}: {message}" + (f" ({advice})" if advice and not retryable else "")
-        return BackendError(text, retryable=retryable)
+        advice = f" ({ADVICE[code]})" if code in ADVICE and not retryable else ""
+        # AWS's message may name roles, accounts and ARNs: it goes to admins and logs, the code
+        # and the advice to everyone.
+        return BackendError(f"{service} {code}: {message}{advice}", retryable=retryable,
+                            summary=f"{service} {code}{advice}")
     if isinstance(exc, NoRegionError):
         return BackendError(f'{service}: no AWS region: set "region" in the backend settings or AWS_DEFAULT_REGION',
                             retryable=False)
     if isinstance(exc, NoCredentialsError):
         return BackendError(f"{service}: no AWS credentials found (environment, profile or instance role)",
                             retryable=False)
+    summary = f"{service}: {exc.__class__.__name__}"  # the text names endpoints and URLs
     if isinstance(exc, (ReadTimeoutError, ConnectionError, HTTPClientError)):
-        return BackendError(f"{service}: {exc.__class__.__name__}: {exc}", retryable=True)
-    return BackendError(f"{service}: {exc.__class__.__name__}: {exc}", retryable=False)
+        return BackendError(f"{summary}: {exc}", retryable=True, summary=summary)
+    return BackendError(f"{summary}: {exc}", retryable=False, summary=summary)
 
 
 def call(service: str, operation, **kwargs):
@@ -156,3 +163,42 @@ def parse_s3_uri(uri: str, *, what: str = "S3 location", key_required: bool = Fa
         shape = "s3://bucket/key" if key_required else "s3://bucket/prefix"
         raise ValueError(f"The {what} must look like {shape}, not {uri!r}.")
     return match["bucket"], match["key"] or ""
+
+
+class S3LocationRefused(ValueError):
+    """An S3 location a project may not use; the message says where it may go instead."""
+
+
+def project_s3_prefixes(project) -> list[str]:
+    """``<root>/<slug>/`` under each of the installation's ``LOUPE_S3_ROOTS``: the only S3
+    locations the project's exports, manifests and training output may use."""
+    return [f"{root.rstrip('/')}/{project.slug}/" for root in settings.LOUPE_S3_ROOTS]
+
+
+def confine_s3(uri: str, *, project, what: str, key_required: bool = False) -> tuple[str, str]:
+    """(bucket, key) of ``uri`` when it is one of the project's prefixes or lies below one; else
+    ``S3LocationRefused``. A key with an empty, ``.`` or ``..`` segment is refused too: S3 keeps
+    them literally, but people (and other tools) read them as paths."""
+    prefixes = project_s3_prefixes(project)
+    if not prefixes:
+        raise S3LocationRefused(f"No S3 location is allowed on this installation (LOUPE_S3_ROOTS is empty), "
+                                f"so the {what} cannot be {uri!r}.")
+    allowed = " or ".join(prefixes)
+    try:
+        bucket, key = parse_s3_uri(uri, what=what, key_required=key_required, bucket_rules=True)
+    except ValueError as exc:
+        raise S3LocationRefused(f"{exc} It must be under {allowed}.") from None
+    location = f"s3://{bucket}/{key}"
+    inner = key[:-1] if key.endswith("/") else key
+    if any(part in ("", ".", "..") for part in inner.split("/")) or not any(
+            location == prefix.rstrip("/") or location.startswith(prefix) for prefix in prefixes):
+        raise S3LocationRefused(f"The {what} must be under {allowed} (this project's place in the "
+                                f"installation's S3 roots), not {uri!r}.")
+    return bucket, key
+
+
+def default_s3_prefix(project) -> str:
+    """Where the project's exports go unless told otherwise: its prefix under the first root (a
+    placeholder to replace when no root is configured)."""
+    prefixes = project_s3_prefixes(project)
+    return prefixes[0].rstrip("/") if prefixes else f"s3://YOUR-BUCKET/loupe/{project.slug}"

@@ -48,17 +48,18 @@ def classify_item(self, item_id: int) -> None:
     except (BackendError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, BackendError) else BackendError("timed out", retryable=True)
         if error.retryable and self.request.retries < settings.LOUPE_BACKEND_RETRIES:
-            lifecycle.requeue_after_error(item, reason=f"Retrying after a backend problem: {error}")
+            lifecycle.requeue_after_error(item, reason=f"Retrying after a backend problem: {error.summary}",
+                                          detail=str(error))
             raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
         lifecycle.route_to_review_after_backend_error(item, error)
     except Exception as exc:
         # Not the backend's fault (a bug, a storage hiccup): retry until the attempt limit.
         log.exception("classifying item %s failed", item_id)
-        reason = f"{exc.__class__.__name__}: {exc}"[:300]
+        reason, detail = f"an internal error ({exc.__class__.__name__}).", f"{exc.__class__.__name__}: {exc}"
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
-            lifecycle.mark_failed(item, reason=lifecycle.gave_up(item.attempts, reason))
+            lifecycle.mark_failed(item, reason=lifecycle.gave_up(item.attempts, reason), detail=detail)
             return
-        lifecycle.requeue_after_error(item, reason=f"Retrying after an error: {reason}")
+        lifecycle.requeue_after_error(item, reason=f"Retrying after {reason}", detail=detail)
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
 
 

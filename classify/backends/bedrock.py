@@ -166,8 +166,9 @@ class BedrockBackend:
             )
         except BackendError as error:
             if "AccessDeniedException" in str(error):
-                raise BackendError(f"{error}; also check that access to {self.model_id} is enabled for this "
-                                   "account and region (Bedrock console, Model access)", retryable=False) from error
+                hint = f"; also check that access to {self.model_id} is enabled for this account and region " \
+                       "(Bedrock console, Model access)"
+                raise BackendError(f"{error}{hint}", retryable=False, summary=f"{error.summary}{hint}") from error
             raise
 
 

@@ -290,4 +290,4 @@ def _with_model_details(error: BackendError) -> BackendError:
         return error
     details = {key: cause.response.get(key) for key in ("OriginalStatusCode", "OriginalMessage", "LogStreamArn")}
     extra = "; ".join(f"{key}: {value}" for key, value in details.items() if value and str(value) not in str(error))
-    return BackendError(f"{error}; {extra}" if extra else str(error), retryable=error.retryable)
+    return BackendError(f"{error}; {extra}" if extra else str(error), retryable=error.retryable, summary=error.summary)

@@ -7,6 +7,7 @@ never both move the same item.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,19 +25,22 @@ from classify.models import ALLOWED_TRANSITIONS, Item
 from .queueing import hand_to_queue
 
 Status = Item.Status
+log = logging.getLogger(__name__)
 
 
-def transition(item_id: int, *, to: str, reason: str = "", only_from: Iterable[str] | None = None, **fields) -> bool:
+def transition(item_id: int, *, to: str, reason: str = "", detail: str = "", only_from: Iterable[str] | None = None,
+               **fields) -> bool:
     """Move an item to ``to`` if the state machine allows it from where it stands now.
 
     Returns False (and changes nothing) when the item is not in an allowed state: someone else
-    moved it first. Extra ``fields`` are written in the same UPDATE.
+    moved it first. Extra ``fields`` are written in the same UPDATE. ``detail`` is the full error
+    behind a short ``reason`` (for project admins and logs; cleared by any transition without one).
     """
     sources = [state for state, targets in ALLOWED_TRANSITIONS.items() if to in targets]
     if only_from is not None:
         sources = [state for state in sources if state in set(only_from)]
     updated = Item.objects.filter(pk=item_id, status__in=sources, **fields.pop("where", {})).update(
-        status=to, status_reason=reason[:500], updated_at=timezone.now(), **fields
+        status=to, status_reason=reason[:500], error_detail=detail[:2000], updated_at=timezone.now(), **fields
     )
     return updated == 1
 
@@ -60,7 +64,7 @@ def start_classification(*, item_id: int) -> Item | None:
     item = Item.objects.select_related("project").get(pk=item_id)
     if item.attempts > settings.LOUPE_MAX_ATTEMPTS:
         last = item.status_reason or "the worker stopped before finishing"
-        mark_failed(item, reason=gave_up(item.attempts - 1, last))
+        mark_failed(item, reason=gave_up(item.attempts - 1, last), detail=item.error_detail)
         return None
     return item
 
@@ -70,19 +74,19 @@ def gave_up(attempts: int, last_problem: str) -> str:
     return f"Gave up after {attempts} attempt{'s' if attempts != 1 else ''}. Last problem: {last_problem}"
 
 
-def mark_failed(item: Item, *, reason: str) -> bool:
+def mark_failed(item: Item, *, reason: str, detail: str = "") -> bool:
     """Fail a claimed item for good (an ``item.settled`` event in the same transaction)."""
     with transaction.atomic():
-        failed = transition(item.pk, to=Status.FAILED, reason=reason, where={"claim": item.claim})
+        failed = transition(item.pk, to=Status.FAILED, reason=reason, detail=detail, where={"claim": item.claim})
         if failed:
             events.item_settled(item.pk)
     return failed
 
 
-def requeue_after_error(item: Item, *, reason: str) -> bool:
+def requeue_after_error(item: Item, *, reason: str, detail: str = "") -> bool:
     """Put a claimed item back in the queue state before a retry is scheduled."""
     return transition(
-        item.pk, to=Status.QUEUED, reason=reason, only_from=[Status.CLASSIFYING],
+        item.pk, to=Status.QUEUED, reason=reason, detail=detail, only_from=[Status.CLASSIFYING],
         where={"claim": item.claim}, enqueued_at=timezone.now(),
     )
 
@@ -91,9 +95,10 @@ def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool
     """The backend could not score it (retries exhausted, or an error retrying cannot fix):
     a person decides instead. Nothing is dropped."""
     prefix = "Backend unavailable" if error.retryable else "Backend error"
+    log.warning("item %s goes to review after a backend error: %s", item.pk, error)
     return transition(
-        item.pk, to=Status.NEEDS_REVIEW, reason=f"{prefix}: {error}", only_from=[Status.CLASSIFYING],
-        where={"claim": item.claim},
+        item.pk, to=Status.NEEDS_REVIEW, reason=f"{prefix}: {error.summary}", detail=f"{prefix}: {error}",
+        only_from=[Status.CLASSIFYING], where={"claim": item.claim},
     )
 
 

@@ -326,7 +326,8 @@ class BedrockTaskTests:
             stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429, expected_params=request())
         item = ingest(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 3
-        assert item.status_reason == "Backend unavailable: bedrock-runtime ThrottlingException: Too many requests"
+        assert item.status_reason == "Backend unavailable: bedrock-runtime ThrottlingException"
+        assert item.error_detail == "Backend unavailable: bedrock-runtime ThrottlingException: Too many requests"
         assert not item.predictions.exists()
 
     @pytest.mark.parametrize("code,status,message,advice", [
@@ -342,8 +343,9 @@ class BedrockTaskTests:
         stub.add_client_error("converse", code, message, status, expected_params=request())
         item = ingest(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
-        assert item.status_reason.startswith(f"Backend error: bedrock-runtime {code}: {message}")
-        assert advice in item.status_reason
+        assert item.status_reason.startswith(f"Backend error: bedrock-runtime {code} (")
+        assert advice in item.status_reason and message not in item.status_reason
+        assert item.error_detail.startswith(f"Backend error: bedrock-runtime {code}: {message}")
         if code == "AccessDeniedException":
             assert "access to anthropic.claude-3-haiku-20240307-v1:0 is enabled" in item.status_reason
 

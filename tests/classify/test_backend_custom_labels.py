@@ -218,7 +218,8 @@ class TaskPathTests:
         stubber.add_client_error("detect_custom_labels", code, message, status)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
-        assert item.status_reason == f"Backend error: rekognition {code}: {message} ({advice})"
+        assert item.status_reason == f"Backend error: rekognition {code} ({advice})"
+        assert item.error_detail.startswith(f"Backend error: rekognition {code}: ")
         assert not Prediction.objects.exists()
 
     def test_a_missing_arn_sends_items_to_review_with_what_to_set(self, stubber, django_capture_on_commit_callbacks):

@@ -292,7 +292,8 @@ class TaskPathTests:
             stubber.add_client_error("detect_labels", "ThrottlingException", "Rate exceeded", 400)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 3
-        assert item.status_reason == "Backend unavailable: rekognition ThrottlingException: Rate exceeded"
+        assert item.status_reason == "Backend unavailable: rekognition ThrottlingException"
+        assert item.error_detail == "Backend unavailable: rekognition ThrottlingException: Rate exceeded"
         assert not Prediction.objects.exists()
 
     @pytest.mark.parametrize("code,status,message,advice", [
@@ -312,7 +313,8 @@ class TaskPathTests:
         stubber.add_client_error("detect_labels", code, message, status)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
-        assert item.status_reason == f"Backend error: rekognition {code}: {message} ({advice})"
+        assert item.status_reason == f"Backend error: rekognition {code} ({advice})"  # members: no ARN, no account
+        assert item.error_detail == f"Backend error: rekognition {code}: {message} ({advice})"  # admins and logs
         assert not Prediction.objects.exists()
 
     def test_a_class_left_unmapped_sends_items_to_review_without_a_call(self, stubber, django_capture_on_commit_callbacks):

@@ -300,7 +300,8 @@ class SageMakerTaskTests:
                                   expected_params=request())
         item = ingest(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 3
-        assert item.status_reason == "Backend unavailable: sagemaker-runtime ServiceUnavailable: endpoint overloaded"
+        assert item.status_reason == "Backend unavailable: sagemaker-runtime ServiceUnavailable"
+        assert item.error_detail == "Backend unavailable: sagemaker-runtime ServiceUnavailable: endpoint overloaded"
         assert not item.predictions.exists()
 
     @pytest.mark.parametrize("code,status,message,advice", [
@@ -317,8 +318,9 @@ class SageMakerTaskTests:
         stub.add_client_error("invoke_endpoint", code, message, status, expected_params=request())
         item = ingest(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
-        assert item.status_reason.startswith(f"Backend error: sagemaker-runtime {code}: {message}")
-        assert advice in item.status_reason
+        assert item.status_reason.startswith(f"Backend error: sagemaker-runtime {code} (")
+        assert advice in item.status_reason and message not in item.status_reason
+        assert item.error_detail.startswith(f"Backend error: sagemaker-runtime {code}: {message}")
 
     def test_a_response_that_breaks_its_contract_goes_to_review_at_once(
         self, stub, project, django_capture_on_commit_callbacks

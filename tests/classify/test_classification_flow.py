@@ -126,7 +126,8 @@ class BackendFailureTests:
             item = ingest(project, solid_image((255, 0, 0)), django_capture_on_commit_callbacks)
         assert item.status == Item.Status.FAILED
         assert item.attempts == 3
-        assert "RuntimeError: segfault-ish" in item.status_reason
+        assert item.status_reason == "Gave up after 3 attempts. Last problem: an internal error (RuntimeError)."
+        assert item.error_detail == "RuntimeError: segfault-ish"  # for project admins and the log
 
     def test_an_unknown_backend_name_sends_items_to_review_with_the_reason(self, django_capture_on_commit_callbacks):
         project = make_colour_project()
