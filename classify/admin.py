@@ -17,7 +17,7 @@ from django.core.files.base import ContentFile
 from django.db.models import QuerySet
 from django.utils.html import format_html
 
-from . import backends, pipeline
+from . import backends, pipeline, selectors
 from .backends.imagenet import describe_mapping, imagenet_classes
 from .backends.local import suggest_imagenet_classes
 from .images import ImageRejected
@@ -254,16 +254,21 @@ class MembershipInline(ScopedInline, admin.TabularInline):
 
 class ProjectForm(forms.ModelForm):
     backend = forms.ChoiceField(choices=backends.choices)
+    trusted = False  # set for superusers by ProjectAdmin.get_form
 
     class Meta:
         model = Project
         fields = "__all__"
 
     def clean(self):
-        """Build the backend with these settings now, so a mistake shows here, not on every item."""
+        """Build the backend with these settings now, so a mistake shows here, not on every item.
+        A project admin may name only this project's own Custom Labels models."""
         data = super().clean()
         name, config = data.get("backend"), data.get("backend_config")
-        if name and isinstance(config, dict) and self.instance.pk:
+        if not self.trusted and self.instance.pk and (arn := selectors.foreign_model_version(self.instance, config)):
+            self.add_error("backend_config", f"{arn} is not a model of this project (only model versions of "
+                                             "its own Rekognition project, loupe-<slug>, may be used).")
+        elif name and isinstance(config, dict) and self.instance.pk:
             labels = list(self.instance.labels.all())
             try:
                 backends.get_backend(name, classes=scoring.class_specs(self.instance, labels, backend=name),
@@ -296,6 +301,11 @@ class ProjectAdmin(ProjectScopedAdmin):
 
     def get_queryset(self, request):
         return administered_projects(request.user)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.trusted = request.user.is_superuser  # installation owners may point at any model
+        return form
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_superuser

@@ -9,6 +9,7 @@ from django.utils.text import slugify
 
 from . import aws, backends, selectors
 from .models import Project
+from .retrain.custom_labels import LOCATIONS
 
 
 class ProjectForm(forms.Form):
@@ -50,7 +51,12 @@ class BakeoffForm(forms.Form):
                   "The project's current backend uses its own settings unless given here.",
     )
 
+    def __init__(self, *args, project: Project, trusted: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project, self.trusted = project, trusted
+
     def clean_configs(self) -> dict:
+        """An object of objects; a project admin may name only this project's own Custom Labels models."""
         raw = self.cleaned_data.get("configs") or "{}"
         try:
             value = json.loads(raw)
@@ -58,34 +64,40 @@ class BakeoffForm(forms.Form):
             raise forms.ValidationError("Not valid JSON.") from None
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise forms.ValidationError('Give an object of objects: {"backend": {"key": "value"}}.')
+        for config in value.values():
+            if not self.trusted and (arn := selectors.foreign_model_version(self.project, config)):
+                raise forms.ValidationError(f"{arn} is not a model of this project.")
         return value
 
 
 class CustomLabelsTrainingForm(forms.Form):
-    """Train on Rekognition Custom Labels from manifests already exported to S3."""
+    """Train on Rekognition Custom Labels from manifests already exported to S3. The Rekognition
+    project is always ``loupe-<slug>`` (docs/security.md)."""
 
     train_manifest = forms.CharField(max_length=1100, help_text="s3://bucket/key of the TRAIN manifest.")
     test_manifest = forms.CharField(max_length=1100, help_text="s3://bucket/key of the TEST manifest.")
     output_location = forms.CharField(max_length=1100, help_text="s3://bucket/prefix where Rekognition writes its output.")
     region = forms.CharField(max_length=32, required=False, help_text="AWS region (empty: the default).")
-    rekognition_project = forms.CharField(max_length=255, required=False,
-                                          help_text="Rekognition project name (empty: loupe-<slug>; reused if it exists).")
     start_model = forms.BooleanField(required=False, initial=True,
                                      help_text="Start the new model (billed while running) so it can be compared.")
 
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+        prefix = aws.default_s3_prefix(project)
+        self.fields["train_manifest"].initial = f"{prefix}/train.manifest"
+        self.fields["test_manifest"].initial = f"{prefix}/test.manifest"
+        self.fields["output_location"].initial = f"{prefix}/training-output"
+
     def clean(self) -> dict:
+        """Every location inside this project's own S3 prefix (``aws.confine_s3``)."""
         data = super().clean()
-        for field, what, key_required in (("train_manifest", "train manifest", True),
-                                          ("test_manifest", "test manifest", True),
-                                          ("output_location", "output location", False)):
+        for field, what, key_required in LOCATIONS:
             if data.get(field):
                 try:
-                    aws.parse_s3_uri(data[field], what=what, key_required=key_required, bucket_rules=True)
-                except ValueError as exc:
+                    aws.confine_s3(data[field], project=self.project, what=what, key_required=key_required)
+                except aws.S3LocationRefused as exc:
                     self.add_error(field, str(exc))
-        name = data.get("rekognition_project", "")
-        if name and not all(ch.isalnum() or ch in "_.-" for ch in name):
-            self.add_error("rekognition_project", "Letters, digits, '_', '.' and '-' only.")
         return data
 
 

@@ -12,7 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from .backends.imagenet import Suggestion, describe_mapping
-from .models import Exemplar, Item, Label, Membership, Prediction, Project
+from .models import CloudResource, Exemplar, Item, Label, Membership, Prediction, Project
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -172,3 +172,16 @@ def stand_ins(label: Label, limit: int = PICTURES_PER_CLASS) -> list[tuple[int, 
     rows = (Item.objects.filter(project=label.project_id, status=Item.Status.AUTO_ACCEPTED, top_label=label.name)
             .filter(top_score__gte=floor).order_by("-top_score", "-pk").values_list("pk", "top_score")[:limit])
     return list(rows)
+
+
+def foreign_model_version(project: Project, config: dict) -> str | None:
+    """The Custom Labels model version named in backend settings (``project_version_arn``) when it
+    is not a version of a Rekognition project recorded for this project, else None: a project
+    admin may point their project only at its own models."""
+    arn = config.get("project_version_arn") if isinstance(config, dict) else None
+    if not arn:
+        return None
+    owned = CloudResource.objects.filter(project=project, kind=CloudResource.Kind.REKOGNITION_PROJECT)
+    if any(str(arn).startswith(f"{record.arn.rsplit('/', 1)[0]}/version/") for record in owned):
+        return None
+    return str(arn)

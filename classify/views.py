@@ -99,7 +99,7 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_for(request.user, slug)
     if not selectors.is_project_admin(request.user, project):
         raise PermissionDenied("Only project admins compare backends.")
-    form = BakeoffForm(request.POST or None)
+    form = BakeoffForm(request.POST or None, project=project, trusted=request.user.is_superuser)
     if request.method == "POST" and form.is_valid():
         bakeoff.start_bakeoff(project=project, backends=form.cleaned_data["backends"],
                                configs=form.cleaned_data["configs"], sample=form.cleaned_data["sample"],
@@ -127,7 +127,8 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Model versions and training runs: every step with its status and reason, the comparison
     of a candidate with the current model, and the approve/reject decision."""
     project = _admin_project(request, slug)
-    form = CustomLabelsTrainingForm(request.POST if request.POST.get("kind") == "custom_labels" else None)
+    form = CustomLabelsTrainingForm(request.POST if request.POST.get("kind") == "custom_labels" else None,
+                                    project=project)
     if request.method == "POST" and request.POST.get("kind") == "local":
         run = start_local_training(project=project, user=request.user)
         messages.success(request, f"Training run #{run.pk} queued: the local head retrains on the human labels.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from classify import aws
+
 from .export.rules import Options, s3_location
 
 
@@ -30,10 +32,21 @@ class ExportForm(forms.Form):
                 raise forms.ValidationError(str(exc)) from None
         return url
 
+    def __init__(self, *args, project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
     def clean(self) -> dict:
+        """An S3 destination must lie in this project's own prefix (``aws.confine_s3``); a download's
+        source prefix is only text in the manifests, so any well-formed location will do."""
         data = super().clean()
         if data.get("destination") == "s3" and not data.get("s3_url"):
             self.add_error("s3_url", "Give the s3://bucket/prefix to export to.")
+        elif data.get("destination") == "s3" and data.get("s3_url"):
+            try:
+                aws.confine_s3(data["s3_url"], project=self.project, what="export location")
+            except aws.S3LocationRefused as exc:
+                self.add_error("s3_url", str(exc))
         return data
 
     def target_and_options(self, default_prefix: str) -> tuple[str, dict]:

@@ -63,7 +63,8 @@ def _admin_project(request: HttpRequest, slug: str) -> Project:
 def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Start an export; see the running one's progress and every past one's counts and report."""
     project = _admin_project(request, slug)
-    form = ExportForm(request.POST or None, initial={"multi_label": project.multi_label})
+    form = ExportForm(request.POST or None, project=project,
+                      initial={"multi_label": project.multi_label, "s3_url": default_source_prefix(project)})
     if request.method == "POST" and form.is_valid():
         target, options = form.target_and_options(default_source_prefix(project))
         export = start_export(project=project, user=request.user, target=target, options=options)

@@ -13,17 +13,27 @@ import json
 
 from classify import aws
 from classify.backends.base import BackendError
-from classify.models import ModelVersion, TrainingRun
+from classify.models import CloudResource, ModelVersion, Project, TrainingRun
 
 from .outcomes import Done, StepFailed, Wait
 
 SERVICE = "rekognition"
 
 
-def parse_s3(uri: str, *, what: str, key_required: bool = True) -> tuple[str, str]:
-    """``aws.parse_s3_uri`` for a step: a location that does not parse fails the run, saying why."""
+LOCATIONS = (("train_manifest", "train manifest", True), ("test_manifest", "test manifest", True),
+             ("output_location", "output location", False))
+
+
+def project_name(project: Project) -> str:
+    """The Rekognition project a Loupe project trains in: named from the slug, never typed."""
+    return f"loupe-{project.slug}"
+
+
+def confined(run: TrainingRun, uri: str, *, what: str, key_required: bool = True) -> tuple[str, str]:
+    """``aws.confine_s3`` for a step: a location outside the project's own prefix (or that does not
+    parse) fails the run, saying where it may be, before Loupe's credentials touch it."""
     try:
-        return aws.parse_s3_uri(uri, what=what, key_required=key_required, bucket_rules=True)
+        return aws.confine_s3(uri, project=run.project, what=what, key_required=key_required)
     except ValueError as exc:
         raise StepFailed(str(exc)) from None
 
@@ -38,20 +48,43 @@ def _call(run: TrainingRun, operation: str, **params) -> dict:
 
 
 def ensure_project(run: TrainingRun) -> Done:
-    """Reuse the Rekognition project of that name, or create it."""
-    found = _call(run, "describe_projects", ProjectNames=[run.rekognition_project]).get("ProjectDescriptions") or []
+    """The run's Rekognition project: ``loupe-<slug>``, created and recorded (``CloudResource``) the
+    first time; reused, its old datasets replaced, only while it is the one recorded for this
+    project. A project of that name Loupe did not create for this project is never reused,
+    changed or deleted: the run stops, saying so. Every S3 location of the run is checked first."""
+    for field, what, key_required in LOCATIONS:
+        confined(run, getattr(run, field), what=what, key_required=key_required)
+    name = run.rekognition_project = project_name(run.project)
+    region = _client(run).meta.region_name or ""
+    record = CloudResource.objects.filter(kind=CloudResource.Kind.REKOGNITION_PROJECT, region=region, name=name).first()
+    found = _call(run, "describe_projects", ProjectNames=[name]).get("ProjectDescriptions") or []
+    if found and (record is None or record.project_id != run.project_id or record.arn != found[0]["ProjectArn"]):
+        raise StepFailed(f"A Rekognition project named {name} exists in {region} that Loupe did not create for this "
+                         "project, so Loupe will not reuse, change or delete it. Delete or rename it in the "
+                         "Rekognition console (after keeping what you need), then start a new run.")
     if found:
-        run.aws["project_arn"] = found[0]["ProjectArn"]
-        existing = {d["DatasetType"]: d["DatasetArn"] for d in found[0].get("Datasets") or []}
-        if existing:  # a project holds one TRAIN and one TEST dataset: the new manifests replace them
-            for arn in existing.values():
-                _call(run, "delete_dataset", DatasetArn=arn)
-            return Done(f"Reusing project {run.rekognition_project}; deleted its old datasets "
-                        f"({', '.join(sorted(existing))}).")
-        return Done(f"Reusing project {run.rekognition_project}.")
-    response = _call(run, "create_project", ProjectName=run.rekognition_project, Feature="CUSTOM_LABELS")
+        return _reuse(run, found[0])
+    if record is not None and record.project_id != run.project_id:
+        raise StepFailed(f"The name {name} is recorded for another Loupe project; Loupe will not take it over.")
+    if record is not None:
+        record.delete()  # deleted outside Loupe since: forget it, and create it again
+    response = _call(run, "create_project", ProjectName=name, Feature="CUSTOM_LABELS")
     run.aws["project_arn"] = response["ProjectArn"]
-    return Done(f"Created project {run.rekognition_project}.")
+    CloudResource.objects.create(project=run.project, kind=CloudResource.Kind.REKOGNITION_PROJECT, region=region,
+                                 name=name, arn=response["ProjectArn"])
+    return Done(f"Created project {name}.")
+
+
+def _reuse(run: TrainingRun, found: dict) -> Done:
+    """Loupe's own project for this Loupe project: the new manifests replace its datasets."""
+    run.aws["project_arn"] = found["ProjectArn"]
+    existing = {d["DatasetType"]: d["DatasetArn"] for d in found.get("Datasets") or []}
+    for arn in existing.values():  # a project holds one TRAIN and one TEST dataset
+        _call(run, "delete_dataset", DatasetArn=arn)
+    if existing:
+        return Done(f"Reusing project {run.rekognition_project}; deleted its old datasets "
+                    f"({', '.join(sorted(existing))}).")
+    return Done(f"Reusing project {run.rekognition_project}.")
 
 
 def create_datasets(run: TrainingRun) -> Done | Wait:
@@ -60,7 +93,7 @@ def create_datasets(run: TrainingRun) -> Done | Wait:
         key = f"{kind.lower()}_dataset_arn"
         if key in run.aws:
             continue
-        bucket, name = parse_s3(uri, what=f"{kind.lower()} manifest")
+        bucket, name = confined(run, uri, what=f"{kind.lower()} manifest")
         try:
             response = _call(run, "create_dataset", ProjectArn=run.aws["project_arn"], DatasetType=kind,
                              DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": name}}})
@@ -99,7 +132,7 @@ def wait_for_datasets(run: TrainingRun) -> Done | Wait:
 
 
 def start_training(run: TrainingRun) -> Done:
-    bucket, prefix = parse_s3(run.output_location, what="output location", key_required=False)
+    bucket, prefix = confined(run, run.output_location, what="output location", key_required=False)
     response = _call(run, "create_project_version", ProjectArn=run.aws["project_arn"], VersionName=run.version_name,
                      OutputConfig={"S3Bucket": bucket, "S3KeyPrefix": prefix})
     run.aws["project_version_arn"] = response["ProjectVersionArn"]

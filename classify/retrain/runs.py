@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from classify import events
+from classify import aws, events
 from classify.backends import BackendError, ModelArtifact, get_backend
 from classify.enqueue import enqueue
 from classify.models import ModelVersion, Project, TrainingRun
@@ -153,16 +153,17 @@ def maybe_schedule_refit(project: Project) -> bool:
 
 
 def start_custom_labels_training(*, project: Project, train_manifest: str, test_manifest: str, output_location: str,
-                                 region: str = "", rekognition_project: str = "", start_model: bool = True,
-                                 user=None) -> TrainingRun:
-    """Train on Rekognition Custom Labels from exported manifests (``s3://bucket/key`` each)."""
-    for uri, what in ((train_manifest, "train manifest"), (test_manifest, "test manifest")):
-        custom_labels.parse_s3(uri, what=what)
-    custom_labels.parse_s3(output_location, what="output location", key_required=False)
+                                 region: str = "", start_model: bool = True, user=None) -> TrainingRun:
+    """Train on Rekognition Custom Labels from exported manifests (``s3://bucket/key`` each), in the
+    Rekognition project ``loupe-<slug>``. Every location must lie in the project's own S3 prefix
+    (``aws.S3LocationRefused`` otherwise, and no run is made)."""
+    locations = {"train_manifest": train_manifest.strip(), "test_manifest": test_manifest.strip(),
+                 "output_location": output_location.strip()}
+    for field, what, key_required in custom_labels.LOCATIONS:
+        aws.confine_s3(locations[field], project=project, what=what, key_required=key_required)
     stamp = timezone.now().strftime("%Y-%m-%dT%H.%M.%S")
-    run = TrainingRun(project=project, kind=Kind.CUSTOM_LABELS, train_manifest=train_manifest.strip(),
-                      test_manifest=test_manifest.strip(), output_location=output_location.strip(), region=region,
-                      rekognition_project=rekognition_project or f"loupe-{project.slug}",
+    run = TrainingRun(project=project, kind=Kind.CUSTOM_LABELS, region=region, **locations,
+                      rekognition_project=custom_labels.project_name(project),
                       version_name=f"{project.slug}.{stamp}", start_model=start_model, created_by=user)
     return _start(run)
 

@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def default_source_prefix(project: Project) -> str:
-    return f"s3://YOUR-BUCKET/loupe/{project.slug}"
+    return aws.default_s3_prefix(project)
 
 
 def start_export(*, project: Project, user, target: str, options: dict) -> Export:
-    """Queue an export (the worker runs it after commit)."""
+    """Queue an export (the worker runs it after commit). An S3 target must lie in the project's own
+    prefix (``aws.S3LocationRefused`` otherwise, nothing queued)."""
+    _confine(project, target)
     export = Export.objects.create(project=project, target=target, options=options, created_by=user)
     transaction.on_commit(lambda: enqueue("reviewer.run_export", export.pk))
     return export
@@ -47,12 +49,18 @@ def execute_export(*, export: Export) -> Export:
     if not Export.objects.filter(pk=export.pk, state=Export.State.QUEUED).update(state=Export.State.RUNNING):
         export.refresh_from_db()
         return export
+    rows = Export.objects.filter(pk=export.pk)
+    try:
+        _confine(export.project, export.target)  # again: a row may have been written some other way
+    except aws.S3LocationRefused as exc:
+        rows.update(state=Export.State.FAILED, error=str(exc)[:500], finished_at=timezone.now())
+        export.refresh_from_db()
+        return export
     options = Options.from_dict(export.options)
     if export.target.startswith("s3://"):
         options = dataclasses.replace(options, source_prefix=export.target)
     elif not options.source_prefix:
         options = dataclasses.replace(options, source_prefix=default_source_prefix(export.project))
-    rows = Export.objects.filter(pk=export.pk)
     rows.update(total=exportable_items(export.project, include_auto=options.include_auto).count())
     try:
         with tempfile.TemporaryDirectory(prefix="loupe-export-") as folder:
@@ -70,6 +78,11 @@ def execute_export(*, export: Export) -> Export:
                     finished_at=timezone.now())
     export.refresh_from_db()
     return export
+
+
+def _confine(project: Project, target: str) -> None:
+    if target.startswith("s3://"):
+        aws.confine_s3(target, project=project, what="export location")
 
 
 def _deliver(export: Export, options: Options, paths: dict, work: Path, report: dict, folder: Path) -> list[str]:

@@ -22,7 +22,7 @@ from moto import mock_aws
 from PIL import Image
 
 from classify import aws
-from classify.models import Event, Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
+from classify.models import CloudResource, Event, Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
 from classify.retrain import runs
 from classify.retrain.evaluation import classification_metrics, lowest_threshold, stratified_split
 from classify.services import projects, scoring
@@ -34,7 +34,7 @@ BUCKET = "loupe-training"
 PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/loupe-digits/1763719200000"
 TRAIN_ARN = f"{PROJECT_ARN.rsplit('/', 1)[0]}/dataset/train/1763719300000"
 TEST_ARN = f"{PROJECT_ARN.rsplit('/', 1)[0]}/dataset/test/1763719300001"
-SUMMARY_KEY = "output/digits/EvaluationResultSummary-digits.json"
+SUMMARY_KEY = "digits/output/EvaluationResultSummary-digits.json"
 WHEN = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
@@ -225,6 +225,11 @@ class LocalRetrainTests:
 # --- Rekognition Custom Labels --------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _s3_roots(settings):
+    settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}"]  # project digits may use s3://loupe-training/digits/
+
+
 @pytest.fixture
 def rekognition(aws_env):
     with Stubber(aws.client("rekognition", REGION)) as stub:
@@ -260,8 +265,8 @@ def summary_file(f1: float) -> dict:
 def start_run(project, django_capture_on_commit_callbacks, **options) -> TrainingRun:
     with django_capture_on_commit_callbacks(execute=True):
         run = runs.start_custom_labels_training(
-            project=project, train_manifest=f"s3://{BUCKET}/manifests/train.manifest",
-            test_manifest=f"s3://{BUCKET}/manifests/test.manifest", output_location=f"s3://{BUCKET}/output/digits",
+            project=project, train_manifest=f"s3://{BUCKET}/digits/train.manifest",
+            test_manifest=f"s3://{BUCKET}/digits/test.manifest", output_location=f"s3://{BUCKET}/digits/output",
             region=REGION, **options)
     run.refresh_from_db()
     return run
@@ -279,6 +284,9 @@ class Workflow:
 
     def project_and_datasets(self, *, existing: bool = False) -> Workflow:
         found = [{"ProjectArn": PROJECT_ARN, "CreationTimestamp": WHEN, "Status": "CREATED"}] if existing else []
+        if existing:  # created by Loupe for this project in an earlier run
+            CloudResource.objects.create(project=self.project, kind=CloudResource.Kind.REKOGNITION_PROJECT,
+                                         region=REGION, name="loupe-digits", arn=PROJECT_ARN)
         self.stub.add_response("describe_projects", {"ProjectDescriptions": found},
                                {"ProjectNames": ["loupe-digits"]})
         if not existing:
@@ -288,7 +296,7 @@ class Workflow:
             self.stub.add_response("create_dataset", {"DatasetArn": arn}, {
                 "ProjectArn": PROJECT_ARN, "DatasetType": kind,
                 "DatasetSource": {"GroundTruthManifest": {"S3Object": {
-                    "Bucket": BUCKET, "Name": f"manifests/{kind.lower()}.manifest"}}}})
+                    "Bucket": BUCKET, "Name": f"digits/{kind.lower()}.manifest"}}}})
         return self
 
     def dataset(self, arn: str, status: str, message: str = "") -> Workflow:
@@ -303,7 +311,7 @@ class Workflow:
         self.version = version
         self.stub.add_response("create_project_version", {"ProjectVersionArn": self.version_arn()}, {
             "ProjectArn": PROJECT_ARN, "VersionName": version,
-            "OutputConfig": {"S3Bucket": BUCKET, "S3KeyPrefix": "output/digits"}})
+            "OutputConfig": {"S3Bucket": BUCKET, "S3KeyPrefix": "digits/output"}})
         return self
 
     def described(self, status: str, *, f1: float | None = None, message: str = "") -> Workflow:
@@ -450,8 +458,8 @@ class CustomLabelsWorkflowTests:
         monkeypatch.setattr(runs, "send", lambda run_id, token, countdown=0: sent.append((run_id, token, countdown)))
         with django_capture_on_commit_callbacks(execute=True):
             run = runs.start_custom_labels_training(
-                project=project, train_manifest=f"s3://{BUCKET}/manifests/train.manifest",
-                test_manifest=f"s3://{BUCKET}/manifests/test.manifest", output_location=f"s3://{BUCKET}/output/digits",
+                project=project, train_manifest=f"s3://{BUCKET}/digits/train.manifest",
+                test_manifest=f"s3://{BUCKET}/digits/test.manifest", output_location=f"s3://{BUCKET}/digits/output",
                 region=REGION)
         for _ in range(3):  # a worker runs project, datasets, then the first dataset check
             token = sent[-1][1]

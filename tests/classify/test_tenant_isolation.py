@@ -210,7 +210,7 @@ class RekognitionProjectTests:
         CloudResource.objects.create(project=world["beta"], kind=CloudResource.Kind.REKOGNITION_PROJECT,
                                      region=REGION, name="loupe-alpha", arn=project_arn("loupe-alpha"))
         found = {"ProjectArn": project_arn("loupe-alpha"), "CreationTimestamp": WHEN, "Status": "CREATED",
-                 "Datasets": [{"DatasetType": "TRAIN", "DatasetArn": "arn:beta-train"}]}
+                 "Datasets": [{"DatasetType": "TRAIN", "DatasetArn": f"{project_arn('loupe-alpha')}/dataset/train/9"}]}
         rekognition.add_response("describe_projects", {"ProjectDescriptions": [found]},
                                  {"ProjectNames": ["loupe-alpha"]})
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)

@@ -411,7 +411,8 @@ class RerunTests:
 
 
 @pytest.fixture
-def s3(monkeypatch):
+def s3(monkeypatch, settings):
+    settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}/loupe"]  # project colours may use s3://BUCKET/loupe/colours/
     for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
