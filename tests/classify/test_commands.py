@@ -56,6 +56,25 @@ def test_api_token_prints_a_working_token_and_can_revoke():
         run("api_token", "nobody")
 
 
+def test_api_token_narrows_a_token_by_project_access_and_expiry():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = make_user("ada")
+    run("create_project", "fruit", "--labels", "apple,banana", "--admin", "ada")
+    run("create_project", "veg", "--labels", "leek,kale")
+    token = run("api_token", "ada", "--name", "ci", "--project", "fruit", "--read-only", "--expires-days", "7").strip()
+    stored = ApiToken.objects.get(user=user)
+    assert (stored.name, stored.project.slug, stored.read_only) == ("ci", "fruit", True)
+    assert timedelta(days=6) < stored.expires_at - timezone.now() <= timedelta(days=7)
+    url = reverse("api:project_items", args=["fruit"])
+    assert Client().get(url, HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert Client().post(url, HTTP_AUTHORIZATION=f"Token {token}").status_code == 403
+    with pytest.raises(CommandError, match="not a member"):
+        run("api_token", "ada", "--project", "veg")
+
+
 def test_import_images_takes_a_folder_and_reports_rejects(tmp_path, settings, django_capture_on_commit_callbacks):
     settings.LOUPE_DEFAULT_BACKEND = "colour"
     run("create_project", "colours", "--labels", "red,green", "--backend", "colour")
