@@ -268,7 +268,7 @@ class ProjectForm(forms.ModelForm):
         if not self.trusted and self.instance.pk and (arn := selectors.foreign_model_version(self.instance, config)):
             self.add_error("backend_config", f"{arn} is not a model of this project (only model versions of "
                                              "its own Rekognition project, loupe-<slug>, may be used).")
-        elif name and isinstance(config, dict) and self.instance.pk:
+        if name and isinstance(config, dict) and self.instance.pk:
             labels = list(self.instance.labels.all())
             try:
                 backends.get_backend(name, classes=scoring.class_specs(self.instance, labels, backend=name),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
 from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
-from classify.models import Exemplar, Item, Label, ModelVersion, Project
+from classify.models import Exemplar, Item, Label, Membership, ModelVersion, Project
 from classify.retrain import runs
 from classify.services import intake, projects
 from tests.base import label_directly, make_user, photo_bytes
@@ -142,6 +142,7 @@ class RefitTests:
     def test_human_labels_trigger_a_background_refit(self, django_capture_on_commit_callbacks):
         project = self.make_project(refit_every=6)
         reviewer = make_user("rey")
+        Membership.objects.create(project=project, user=reviewer)  # only members decide
         cat, coffee = Label.objects.get(project=project, name="cat"), Label.objects.get(project=project, name="coffee")
         items = []
         with django_capture_on_commit_callbacks(execute=True):
