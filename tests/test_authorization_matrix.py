@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import get_resolver, reverse
 
 from classify.models import Exemplar, Membership, ModelVersion, TrainingRun
 from reviewer import services as review
 from reviewer.models import Decision, Export
-from tests.base import make_colour_project, make_review_item, make_user, solid_image
+from tests.base import make_colour_project, make_review_item, make_user, noisy_image, solid_image
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +36,7 @@ MATRIX: dict[str, tuple] = {
     "classify:account":                  (L, 200, 200, 200, 200, 200, 200),
     "classify:healthz":                  (200, 200, 200, 200, 200, 200, 200),
     "classify:project_create":           (L, 403, 403, 403, 200, 200, 200),
+    "classify:project_suggestions":      (L, 403, 403, 403, 200, 200, 200),
     "classify:project":                  (L, 404, 404, 200, 200, 404, 200),
     "classify:item_detail":              (L, 404, 404, 200, 200, 404, 200),
     "classify:item_image":               (L, 404, 404, 200, 200, 404, 200),
@@ -48,6 +50,8 @@ MATRIX: dict[str, tuple] = {
     "reviewer:exemplar_image":           (L, 404, 404, 200, 200, 404, 200),
     "api:project_items":                 (401, 404, 404, 200, 200, 404, 200),
     "api:item_detail":                   (401, 404, 404, 200, 200, 404, 200),
+    "api:class_exemplars":               (401, 404, 404, 403, 403, 404, 201),
+    "api:exemplar_detail":               (401, 404, 404, 403, 403, 404, 200),
     "review_api:stats":                  (401, 404, 404, 200, 200, 404, 200),
     "review_api:claim":                  (401, 404, 404, 200, 200, 404, 200),
     "review_api:grid_claim":             (401, 404, 404, 200, 200, 404, 200),
@@ -119,6 +123,7 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
         "classify:account": ("get", reverse("classify:account"), None),
         "classify:healthz": ("get", reverse("classify:healthz"), None),
         "classify:project_create": ("get", reverse("classify:project_create"), None),
+        "classify:project_suggestions": ("get", reverse("classify:project_suggestions") + "?labels=bird", None),
         "classify:project": ("get", reverse("classify:project", args=[slug]), None),
         "classify:item_detail": ("get", reverse("classify:item_detail", args=[slug, item.pk]), None),
         "classify:item_image": ("get", reverse("classify:item_image", args=[item.pk]), None),
@@ -132,6 +137,9 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
         "reviewer:exemplar_image": ("get", reverse("reviewer:exemplar_image", args=[world["exemplar"].pk]), None),
         "api:project_items": ("get", reverse("api:project_items", args=[slug]), None),
         "api:item_detail": ("get", reverse("api:item_detail", args=[item.pk]), None),
+        "api:class_exemplars": ("upload", reverse("api:class_exemplars", args=[slug, world["exemplar"].label_id]),
+                                None),
+        "api:exemplar_detail": ("delete", reverse("api:exemplar_detail", args=[world["exemplar"].pk]), None),
         "review_api:stats": ("get", reverse("review_api:stats", args=[slug]), None),
         "review_api:claim": ("post", reverse("review_api:claim", args=[slug]), None),
         "review_api:grid_claim": ("post", reverse("review_api:grid_claim", args=[slug]), {}),
@@ -186,7 +194,10 @@ def test_each_role_gets_exactly_what_the_table_says(role):
     wrong = []
     for name, row in MATRIX.items():
         method, url, body = request_for(name, world)
-        if body is None:
+        if method == "upload":
+            picture = SimpleUploadedFile("e.png", noisy_image((200, 40, 40), seed=7, size=(120, 100)))
+            response = client.post(url, {"image": picture})
+        elif body is None:
             response = getattr(client, method)(url)
         else:
             response = client.post(url, body, content_type="application/json")

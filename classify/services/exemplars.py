@@ -30,7 +30,8 @@ def add_exemplar(*, label: Label, data: bytes) -> Exemplar:
     ``ImageRejected`` with the reason to show (also for a picture that is already an exemplar of
     this class).
     """
-    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS)
+    prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
+                                   max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
     problems = pipeline.check_quality(prepared, rules=label.project.quality_rules)
     if problems:
         raise ImageRejected(" ".join(problems))
