@@ -16,7 +16,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from classify.models import Exemplar, Membership, ModelVersion, TrainingRun
+from classify.models import Event, Exemplar, Membership, ModelVersion, TrainingRun
+from integrations.models import Delivery, Endpoint, S3Import
 from reviewer import services as review
 from reviewer.models import Decision, Export
 from tests.base import make_colour_project, make_review_item, make_user, noisy_image, solid_image
@@ -60,6 +61,12 @@ MATRIX: dict[str, tuple] = {
     "review_api:skip":                   (401, 409, 409, 200, 200, 409, 200),
     "review_api:release":                (401, 409, 409, 200, 200, 409, 200),
     "review_api:undo":                   (401, 404, 404, 200, 200, 404, 200),
+    "integrations:page":                 (L, 404, 404, 403, 403, 404, 200),
+    "integrations:endpoint":             (L, 404, 404, 403, 403, 404, 302),
+    "integrations:retry":                (L, 404, 404, 403, 403, 404, 302),
+    "integrations:import_status":        (L, 404, 404, 403, 403, 404, 200),
+    "integrations:api_docs":             (L, 200, 200, 200, 200, 200, 200),
+    "integrations_api:schema":           (401, 200, 200, 200, 200, 200, 200),
     "admin:index":                       (AL, AL, AL, AL, 200, 200, 200),
     "admin:classify_project_change":     (L, AL, AL, AL, 403, 302, 200),
     "admin:classify_label_change":       (L, AL, AL, AL, 403, 302, 200),
@@ -70,7 +77,7 @@ MATRIX: dict[str, tuple] = {
 
 # Named URLs of the admin not in the table: the rest of Django's admin machinery (add, delete,
 # history, changelists...), held to the same ModelAdmin permissions as the change pages above.
-OUR_NAMESPACES = ("classify", "reviewer", "api", "review_api")
+OUR_NAMESPACES = ("classify", "reviewer", "api", "review_api", "integrations", "integrations_api")
 
 
 def build_world(role: str) -> dict:
@@ -110,8 +117,13 @@ def build_world(role: str) -> dict:
     export.file.save("export.zip", ContentFile(b"PK\x05\x06" + bytes(18)))
     run = TrainingRun.objects.create(project=project, kind=TrainingRun.Kind.LOCAL, state=TrainingRun.State.FAILED)
     version = ModelVersion.objects.create(project=project, backend="local", version="v1", f1=0.9)
+    endpoint = Endpoint.objects.create(project=project, url="https://hooks.example.com/loupe")
+    delivery = Delivery.objects.create(endpoint=endpoint, state=Delivery.State.FAILED,
+                                       event=Event.objects.create(project=project, type=Event.Type.PING, data={}))
+    s3_import = S3Import.objects.create(project=project, source="s3://loupe-data/alpha")
     return {"actor": actor, "project": project, "item": items[0], "leases": leases, "exemplar": exemplar,
-            "export": export, "run": run, "version": version, "decision": decision}
+            "export": export, "run": run, "version": version, "decision": decision, "endpoint": endpoint,
+            "delivery": delivery, "s3_import": s3_import}
 
 
 def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
@@ -149,6 +161,14 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
         "review_api:skip": ("post", reverse("review_api:skip", args=[leases["skip"]]), None),
         "review_api:release": ("post", reverse("review_api:release", args=[leases["release"]]), None),
         "review_api:undo": ("post", reverse("review_api:undo", args=[slug]), None),
+        "integrations:page": ("get", reverse("integrations:page", args=[slug]), None),
+        "integrations:endpoint": ("form", reverse("integrations:endpoint", args=[slug, world["endpoint"].pk]),
+                                  {"action": "toggle"}),
+        "integrations:retry": ("form", reverse("integrations:retry", args=[slug, world["delivery"].pk]), {}),
+        "integrations:import_status": ("get", reverse("integrations:import_status", args=[slug, world["s3_import"].pk]),
+                                       None),
+        "integrations:api_docs": ("get", reverse("integrations:api_docs"), None),
+        "integrations_api:schema": ("get", reverse("integrations_api:schema"), None),
         "admin:index": ("get", reverse("admin:index"), None),
         "admin:classify_project_change": ("get", reverse("admin:classify_project_change", args=[world["project"].pk]), None),
         "admin:classify_label_change": ("get", reverse("admin:classify_label_change",
@@ -197,6 +217,8 @@ def test_each_role_gets_exactly_what_the_table_says(role):
         if method == "upload":
             picture = SimpleUploadedFile("e.png", noisy_image((200, 40, 40), seed=7, size=(120, 100)))
             response = client.post(url, {"image": picture})
+        elif method == "form":
+            response = client.post(url, body)
         elif body is None:
             response = getattr(client, method)(url)
         else:
