@@ -307,6 +307,14 @@ class ProjectAdmin(ProjectScopedAdmin):
         form.trusted = request.user.is_superuser  # installation owners may point at any model
         return form
 
+    def get_readonly_fields(self, request, obj=None):
+        """The slug names the project's S3 prefix and Rekognition project: only superusers change it,
+        so a project admin cannot move their project onto another prefix."""
+        return [] if request.user.is_superuser else ["slug"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if request.user.is_superuser else {}
+
     def has_add_permission(self, request) -> bool:
         return request.user.is_superuser
 

@@ -281,3 +281,17 @@ class ModelArnTests:
             "backends": ["custom_labels"], "configs": f'{{"custom_labels": {{"project_version_arn": '
                                                       f'"{self.version_arn("loupe-beta")}"}}}}'})
         assert response.status_code == 200 and b"not a model of this project" in response.content
+
+
+class SlugTests:
+    """The slug names the project's S3 prefix and Rekognition project: a project admin cannot
+    rename their project onto another prefix (a deleted project's leftovers, a future project's)."""
+
+    def test_a_project_admin_cannot_change_the_slug(self, world):
+        from tests.classify.test_admin_integrity import project_form
+
+        data = {**project_form(world["alpha"]), "slug": "gamma", "name": "Alpha renamed"}
+        response = world["client"].post(f"/admin/classify/project/{world['alpha'].pk}/change/", data)
+        assert response.status_code == 302, response.content.decode()[:2000]
+        world["alpha"].refresh_from_db()
+        assert (world["alpha"].slug, world["alpha"].name) == ("alpha", "Alpha renamed")
