@@ -290,6 +290,9 @@ class Item(models.Model):
             models.Index(fields=["project", "status", "margin"]),
             models.Index(fields=["project", "status", "created_at"]),
             models.Index(fields=["project", "status", "top_label", "top_score"]),
+            # The dashboard's rollup refresh reads the recent hours by these times.
+            models.Index(fields=["created_at"], name="item_created"),
+            models.Index(fields=["labelled_at"], name="item_labelled"),
         ]
 
     def __str__(self) -> str:
@@ -353,7 +356,8 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["backend", "model_version"])]
+        indexes = [models.Index(fields=["backend", "model_version"]),
+                   models.Index(fields=["created_at"], name="prediction_created")]  # rollup refresh
 
     def __str__(self) -> str:
         return f"{self.top_label} {self.top_score:.2f} ({self.backend})"

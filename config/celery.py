@@ -7,11 +7,15 @@ import os
 from celery import Celery
 from django.conf import settings
 
+from dashboard.heartbeat import HeartbeatStep
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+app.steps["worker"].add(HeartbeatStep)  # each worker writes its heartbeat row (/metrics)
 
 
 @app.on_after_finalize.connect
@@ -23,6 +27,9 @@ def _schedule_periodic_tasks(sender: Celery, **_kwargs: object) -> None:
     sender.add_periodic_task(3600.0, sender.signature("reviewer.sweep_exports"), name="fail dead exports")
     sender.add_periodic_task(
         settings.LOUPE_SWEEP_EVERY_SECONDS, sender.signature("integrations.sweep"), name="sweep integrations"
+    )
+    sender.add_periodic_task(
+        settings.LOUPE_ROLLUP_EVERY_SECONDS, sender.signature("dashboard.refresh_rollups"), name="refresh rollups"
     )
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         sender.add_periodic_task(3600.0, sender.signature("classify.prune_broker"), name="prune broker")

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "classify",
     "reviewer",
     "integrations",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -320,6 +321,25 @@ if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK
     # A claim younger than the task's time limit may belong to a worker that is still busy.
     warnings.warn("LOUPE_STUCK_CLASSIFYING_AFTER should exceed LOUPE_TASK_TIME_LIMIT", stacklevel=1)
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
+
+# --- Dashboard, rollups, drift alarms, /metrics ------------------------------------------------
+# The periodic task recomputes the last LOOKBACK hours of rollups every EVERY seconds.
+LOUPE_ROLLUP_EVERY_SECONDS = env_int("LOUPE_ROLLUP_EVERY_SECONDS", 300)
+LOUPE_ROLLUP_LOOKBACK_HOURS = env_int("LOUPE_ROLLUP_LOOKBACK_HOURS", 3)
+# Drift: a class whose share of the predictions in the last RECENT hours is more than BAND (0-1,
+# absolute) away from its share in the BASELINE hours before raises an alarm; windows with fewer
+# than MIN_PREDICTIONS predictions are not judged.
+LOUPE_DRIFT_RECENT_HOURS = env_int("LOUPE_DRIFT_RECENT_HOURS", 24)
+LOUPE_DRIFT_BASELINE_HOURS = env_int("LOUPE_DRIFT_BASELINE_HOURS", 168)
+LOUPE_DRIFT_BAND = env_float("LOUPE_DRIFT_BAND", 0.10)
+LOUPE_DRIFT_MIN_PREDICTIONS = env_int("LOUPE_DRIFT_MIN_PREDICTIONS", 50)
+if not 0 < LOUPE_DRIFT_BAND < 1:
+    raise ImproperlyConfigured("LOUPE_DRIFT_BAND must be between 0 and 1 (a share, e.g. 0.1 = 10 points)")
+LOUPE_HEARTBEAT_SECONDS = env_int("LOUPE_HEARTBEAT_SECONDS", 30)
+# /metrics answers a request that carries "Authorization: Bearer <LOUPE_METRICS_TOKEN>" (when
+# set) or comes from an address in LOUPE_METRICS_ALLOW (addresses or networks); anything else 404s.
+LOUPE_METRICS_TOKEN = env_str("LOUPE_METRICS_TOKEN", "")
+LOUPE_METRICS_ALLOW = env_list("LOUPE_METRICS_ALLOW", "127.0.0.1/32,::1/128")
 
 # --- Cloud backends (AWS) ----------------------------------------------------------------------
 # The S3 locations Loupe may write to (exports, manifests, training output) and read manifests

@@ -7,6 +7,8 @@ from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
+from dashboard.views import metrics_view
+
 admin.site.site_header = "Loupe administration"
 admin.site.site_title = "Loupe admin"
 
@@ -18,6 +20,8 @@ urlpatterns = [
     path("api/v1/", include("reviewer.api_urls")),
     path("api/v1/", include("integrations.api_urls")),
     path("review/", include("reviewer.urls")),
+    path("metrics", metrics_view, name="metrics"),
+    path("", include("dashboard.urls")),
     path("", include("integrations.urls")),
     path("", include("classify.urls")),
     # Browsers ask for /favicon.ico before (and besides) the page's <link rel="icon">.

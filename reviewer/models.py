@@ -52,7 +52,8 @@ class Decision(models.Model):
             models.UniqueConstraint(fields=["lease_token"], condition=Q(lease_token__isnull=False),
                                     name="one_decision_per_lease"),
         ]
-        indexes = [models.Index(fields=["item", "reviewer"]), models.Index(fields=["reviewer", "created_at"])]
+        indexes = [models.Index(fields=["item", "reviewer"]), models.Index(fields=["reviewer", "created_at"]),
+                   models.Index(fields=["created_at"], name="decision_created")]  # rollup refresh
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.item} by {self.reviewer}"

@@ -67,6 +67,8 @@ MATRIX: dict[str, tuple] = {
     "integrations:import_status":        (L, 404, 404, 403, 403, 404, 200),
     "integrations:api_docs":             (L, 200, 200, 200, 200, 200, 200),
     "integrations_api:schema":           (401, 200, 200, 200, 200, 200, 200),
+    "dashboard:dashboard":               (L, 404, 404, 200, 200, 404, 200),
+    "dashboard:plot":                    (L, 404, 404, 200, 200, 404, 200),
     "admin:index":                       (AL, AL, AL, AL, 200, 200, 200),
     "admin:classify_project_change":     (L, AL, AL, AL, 403, 302, 200),
     "admin:classify_label_change":       (L, AL, AL, AL, 403, 302, 200),
@@ -77,7 +79,7 @@ MATRIX: dict[str, tuple] = {
 
 # Named URLs of the admin not in the table: the rest of Django's admin machinery (add, delete,
 # history, changelists...), held to the same ModelAdmin permissions as the change pages above.
-OUR_NAMESPACES = ("classify", "reviewer", "api", "review_api", "integrations", "integrations_api")
+OUR_NAMESPACES = ("classify", "reviewer", "api", "review_api", "integrations", "integrations_api", "dashboard")
 
 
 def build_world(role: str) -> dict:
@@ -169,6 +171,8 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
                                        None),
         "integrations:api_docs": ("get", reverse("integrations:api_docs"), None),
         "integrations_api:schema": ("get", reverse("integrations_api:schema"), None),
+        "dashboard:dashboard": ("get", reverse("dashboard:dashboard", args=[slug]), None),
+        "dashboard:plot": ("get", reverse("dashboard:plot", args=[slug, "class-shares"]), None),
         "admin:index": ("get", reverse("admin:index"), None),
         "admin:classify_project_change": ("get", reverse("admin:classify_project_change", args=[world["project"].pk]), None),
         "admin:classify_label_change": ("get", reverse("admin:classify_label_change",

@@ -1,0 +1,160 @@
+"""/metrics: every value computed from the database (and the rollups) at scrape time.
+
+So any gunicorn worker answers a scrape with the same numbers, whichever process (web worker,
+Celery worker) did the work: nothing lives in one process's memory. Histograms and counters are
+sums over the hourly rollups, which only grow (the hours are recomputed, never shrunk, unless
+items are deleted).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db.models import Count, Min, Sum
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from classify.models import Item, Project
+
+from . import bins
+from .models import DriftAlarm, HourlyRollup, RefreshLog, WorkerHeartbeat
+
+AUDIT_WINDOW = timedelta(days=30)
+# How long an item has waited in a status: since which of its times.
+QUEUE_CLOCKS = {Item.Status.RECEIVED: "created_at", Item.Status.QUEUED: "enqueued_at",
+                Item.Status.CLASSIFYING: "claimed_at", Item.Status.NEEDS_REVIEW: "created_at"}
+
+
+class LoupeCollector:
+    """A prometheus_client collector that queries the database on each ``collect``."""
+
+    def collect(self):
+        slugs = dict(Project.objects.values_list("pk", "slug"))
+        yield from _items(slugs)
+        yield _queue_ages(slugs)
+        yield from _backends(slugs)
+        yield from _audit(slugs)
+        yield from _drift(slugs)
+        yield from _heartbeats()
+
+
+def exposition() -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoupeCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _items(slugs):
+    items = GaugeMetricFamily("loupe_items", "Items per project and status.", labels=["project", "status"])
+    for row in Item.objects.order_by().values("project_id", "status").annotate(n=Count("pk")):
+        items.add_metric([slugs.get(row["project_id"], "?"), row["status"]], row["n"])
+    yield items
+    stuck = GaugeMetricFamily("loupe_items_backend_error", "Items sent to review because their backend failed "
+                              "(retries used up, or an error retrying cannot fix).", labels=["project", "backend"])
+    rows = (Item.objects.filter(status=Item.Status.NEEDS_REVIEW, status_reason__startswith="Backend ")
+            .order_by().values("project_id", "backend").annotate(n=Count("pk")))
+    for row in rows:
+        stuck.add_metric([slugs.get(row["project_id"], "?"), row["backend"]], row["n"])
+    yield stuck
+
+
+def _queue_ages(slugs):
+    ages = GaugeMetricFamily("loupe_queue_oldest_age_seconds", "Age of the oldest item waiting in each status.",
+                             labels=["project", "status"])
+    now = timezone.now()
+    for status, clock in QUEUE_CLOCKS.items():
+        rows = Item.objects.filter(status=status).order_by().values("project_id").annotate(oldest=Min(clock))
+        for row in rows:
+            if row["oldest"] is not None:
+                ages.add_metric([slugs.get(row["project_id"], "?"), status], (now - row["oldest"]).total_seconds())
+    return ages
+
+
+def _backends(slugs):
+    latency = HistogramMetricFamily("loupe_classification_latency_seconds", "Backend call time per prediction "
+                                    "(reused scores excluded).", labels=["project", "backend"])
+    buckets: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for row in (HourlyRollup.objects.filter(metric="latency").values("project_id", "key", "bin")
+                .annotate(n=Sum("value"))):
+        buckets[(row["project_id"], row["key"])][row["bin"]] = row["n"]
+    sums = _sums("latency_sum_ms")
+    for (project_id, backend), counts in sorted(buckets.items()):
+        cumulative, running = [], 0.0
+        for index, edge in enumerate(bins.LATENCY_MS):
+            running += counts.get(index, 0)
+            cumulative.append((str(edge / 1000), running))
+        cumulative.append(("+Inf", running + counts.get(len(bins.LATENCY_MS), 0)))
+        latency.add_metric([slugs.get(project_id, "?"), backend], cumulative,
+                           sums.get((project_id, backend), 0.0) / 1000)
+    yield latency
+    for metric, name, help_text in (
+            ("calls", "loupe_backend_calls", "Backend calls made."),
+            ("reused", "loupe_predictions_reused", "Predictions that reused an identical image's scores."),
+            ("cost_usd", "loupe_backend_cost_usd", "What backend calls cost, in US dollars.")):
+        family = CounterMetricFamily(name, help_text, labels=["project", "backend"])
+        for (project_id, backend), value in sorted(_sums(metric).items()):
+            family.add_metric([slugs.get(project_id, "?"), backend], value)
+        yield family
+    retries = CounterMetricFamily("loupe_backend_retries", "Classification retries, by backend and error type.",
+                                  labels=["project", "backend", "error"])
+    for (project_id, key), value in sorted(_sums("retries").items()):
+        backend, _, error = key.partition(":")
+        retries.add_metric([slugs.get(project_id, "?"), backend, error], value)
+    yield retries
+
+
+def _sums(metric: str, **filters) -> dict[tuple[int, str], float]:
+    rows = HourlyRollup.objects.filter(metric=metric, **filters).values("project_id", "key").annotate(v=Sum("value"))
+    return {(row["project_id"], row["key"]): row["v"] for row in rows}
+
+
+def _audit(slugs):
+    since = {"hour__gte": timezone.now() - AUDIT_WINDOW}
+    checked, confirmed = _sums("audit_checked", **since), _sums("audit_confirmed", **since)
+    precision = GaugeMetricFamily("loupe_audit_precision", "Share of audited auto-accepts people confirmed, last "
+                                  "30 days.", labels=["project", "class"])
+    count = GaugeMetricFamily("loupe_audit_checked", "Audited auto-accepts, last 30 days.", labels=["project", "class"])
+    for (project_id, label), n in sorted(checked.items()):
+        precision.add_metric([slugs.get(project_id, "?"), label], confirmed.get((project_id, label), 0) / n)
+        count.add_metric([slugs.get(project_id, "?"), label], n)
+    yield precision
+    yield count
+
+
+def _drift(slugs):
+    alarm = GaugeMetricFamily("loupe_drift_alarm", "1 while a class's share of predictions is outside its drift "
+                              "band.", labels=["project", "class"])
+    shift = GaugeMetricFamily("loupe_drift_share_shift", "Recent minus baseline share of an alarmed class.",
+                              labels=["project", "class"])
+    for row in DriftAlarm.objects.filter(ended_at__isnull=True).order_by("project_id", "label"):
+        alarm.add_metric([slugs.get(row.project_id, "?"), row.label], 1)
+        shift.add_metric([slugs.get(row.project_id, "?"), row.label], row.shift)
+    yield alarm
+    yield shift
+    opened = CounterMetricFamily("loupe_drift_alarms", "Drift alarms ever opened.", labels=["project"])
+    for row in DriftAlarm.objects.order_by().values("project_id").annotate(n=Count("pk")):
+        opened.add_metric([slugs.get(row["project_id"], "?")], row["n"])
+    yield opened
+
+
+def _heartbeats():
+    now = timezone.now()
+    age = GaugeMetricFamily("loupe_worker_heartbeat_age_seconds", "Seconds since each Celery worker last wrote "
+                            "its heartbeat (seen in the last 7 days).", labels=["worker", "kind"])
+    for beat in WorkerHeartbeat.objects.filter(seen_at__gte=now - timedelta(days=7)).order_by("name"):
+        age.add_metric([beat.name, beat.kind], (now - beat.seen_at).total_seconds())
+    yield age
+    last = RefreshLog.objects.order_by("-started_at").first()
+    refreshed = GaugeMetricFamily("loupe_rollup_age_seconds", "Seconds since the last rollup refresh started "
+                                  "(celery beat runs it).")
+    took = GaugeMetricFamily("loupe_rollup_refresh_seconds", "How long the last rollup refresh took.")
+    if last is not None:
+        refreshed.add_metric([], (now - last.started_at).total_seconds())
+        took.add_metric([], last.seconds)
+    yield refreshed
+    yield took
+
+

@@ -1,0 +1,44 @@
+"""What only a real Celery worker can show: its heartbeat, and retries counted where they happen."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from classify import services
+from classify.models import Item
+from dashboard.models import HourlyRollup, WorkerHeartbeat
+from tests.base import make_colour_project, solid_image
+from tests.test_worker import wait_until_terminal
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.mark.worker_settings(LOUPE_HEARTBEAT_SECONDS=1)
+def test_the_worker_beats_and_counts_the_retries_of_a_failing_backend(celery_worker_process, client, settings):
+    project = make_colour_project(config={"fail": "retryable"})
+    item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="throttled.png")
+
+    [item] = wait_until_terminal([item])
+
+    assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 2  # one retry
+    retries = HourlyRollup.objects.get(project=project, metric="retries")
+    assert (retries.key, retries.value) == ("colour:BackendError", 1)
+    deadline = time.monotonic() + 15
+    while not WorkerHeartbeat.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the table was emptied before this test: wait for the next beat
+    beat = WorkerHeartbeat.objects.get()
+    assert beat.name.startswith("celery@") and beat.kind == "worker"
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert 'loupe_backend_retries_total{backend="colour",error="BackendError",project="colours"} 1.0' in body
+    assert 'loupe_items_backend_error{backend="colour",project="colours"} 1.0' in body
+    assert f'loupe_worker_heartbeat_age_seconds{{kind="worker",worker="{beat.name}"}}' in body
+
+
+def test_retries_are_counted_in_process_too(settings, django_capture_on_commit_callbacks, db):
+    settings.LOUPE_BACKEND_RETRIES = 2
+    project = make_colour_project(config={"fail": "retryable"})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="x.png")
+    assert HourlyRollup.objects.get(project=project, metric="retries").value == 2
