@@ -66,7 +66,7 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
+        return f"{round(seconds / 3600, 1):g} h"
     return f"{seconds / 86400:.1f} d"
 
 
@@ -74,7 +74,8 @@ def render(chart: Chart, *, ident: str) -> str:
     """The chart as an accessible inline SVG."""
     values = [y for s in chart.series for _, y in s.points if y is not None]
     values += [high for _, high in chart.intervals.values()]
-    y_max = 1.0 if chart.y_unit == "share" else _nice(max(values, default=0.0))
+    top = max(values, default=0.0)
+    y_max = 1.0 if chart.y_unit == "share" else _nice_duration(top) if chart.y_unit == "seconds" else _nice(top)
     body = _frame(chart, y_max)
     if not values:
         body.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT / 2}" text-anchor="middle" '
@@ -101,6 +102,15 @@ def _nice(value: float) -> float:
         if step * magnitude >= value * 0.999999:
             return step * magnitude
     return 10 * magnitude
+
+
+NICE_SECONDS = (10, 20, 40, 60, 120, 240, 600, 1200, 2400, 3600, 7200, 4 * 3600, 8 * 3600, 12 * 3600, 86400,
+                2 * 86400, 4 * 86400, 8 * 86400)
+
+
+def _nice_duration(value: float) -> float:
+    """A y axis in seconds whose quarter ticks read as round durations."""
+    return next((step for step in NICE_SECONDS if step >= value), _nice(value))
 
 
 def _y(value: float, y_max: float) -> float:
@@ -222,7 +232,7 @@ def _legend(chart: Chart) -> list[str]:
         return []
     parts, x = [], LEFT + 4
     for index, series in enumerate(chart.series[:10]):
-        name = series.name[:18]
+        name = series.name[:30]
         parts.append(f'<rect x="{x}" y="{TOP - 10}" width="9" height="9" fill="{PALETTE[index % len(PALETTE)]}"/>'
                      f'<text x="{x + 12}" y="{TOP - 2}" class="legend">{escape(name)}</text>')
         x += 22 + 6.2 * len(name)

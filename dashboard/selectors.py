@@ -249,7 +249,7 @@ def class_shares(project: Project, span: Span) -> Plot:
     windows, shifts = drift.current_shifts(project.pk)
     alerts = [f"Drift alarm: {alarm.label} had {fmt(alarm.recent_share, 'share')} of the predictions in the last "
               f"{_hours(windows.end - windows.recent_start)} against {fmt(alarm.baseline_share, 'share')} in the "
-              f"{_hours(windows.recent_start - windows.baseline_start)} before (band ±{fmt(alarm.band, 'share')}), "
+              f"{_hours(windows.recent_start - windows.baseline_start)} before (band ±{100 * alarm.band:.0f} points), "
               f"since {alarm.started_at:%Y-%m-%d %H:%M} UTC."
               for alarm in DriftAlarm.objects.filter(project=project, ended_at__isnull=True).order_by("label")]
     return Plot("class-shares", "model", "Class shares and drift", "Share of the predictions that went to each class. "

@@ -138,3 +138,26 @@ class MetricsTests:
         body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
         line = next(x for x in body.splitlines() if x.startswith('loupe_queue_oldest_age_seconds{project="colours",status="needs_review"}'))
         assert 7000 < float(line.split()[-1]) < 7400
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_metrics_exports(world, settings):
+    import json
+    import re
+    from pathlib import Path
+
+    from dashboard.heartbeat import beat
+    from dashboard.models import DriftAlarm
+    from dashboard.rollups import record_retry
+
+    board = json.loads((Path(settings.BASE_DIR) / "docs" / "grafana-dashboard.json").read_text())
+    queried = {name for panel in board["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bloupe_[a-z_]+", target["expr"])}
+    beat(name="celery@test")
+    record_retry(item_id=world["project"].items.first().pk, error="BackendError")
+    DriftAlarm.objects.create(project=world["project"], label="red", baseline_share=0.3, recent_share=0.7, band=0.1,
+                              started_at=timezone.now(), checked_at=timezone.now())
+    body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    exported = set(re.findall(r"^(loupe_[a-z_]+)", body, re.M))  # samples
+    for name, kind in re.findall(r"^# TYPE (loupe_[a-z_]+) (\w+)", body, re.M):  # families, empty ones too
+        exported |= {name, f"{name}_bucket"} if kind == "histogram" else {name}
+    assert queried and queried <= exported, queried - exported
