@@ -14,6 +14,9 @@ SCORE_BINS = 20  # top score 0-1 in steps of 0.05
 LATENCY_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 WAIT_SECONDS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 DECISION_SECONDS = (1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
+# The histogram metrics of the rollups and their number of bins.
+BINNED = {"score": SCORE_BINS, "reviewed": SCORE_BINS, "correct": SCORE_BINS, "latency": len(LATENCY_MS) + 1,
+          "wait": len(WAIT_SECONDS) + 1, "seconds": len(DECISION_SECONDS) + 1}
 
 
 def score_bin(score: float) -> int:

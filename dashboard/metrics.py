@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -20,7 +20,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from classify.models import Item, Project
 
 from . import bins
-from .models import DriftAlarm, HourlyRollup, RefreshLog, WorkerHeartbeat
+from .models import DriftAlarm, HourlyRollup, RefreshLog, StatusSnapshot, WorkerHeartbeat
+from .selectors import add_counts
 
 AUDIT_WINDOW = timedelta(days=30)
 # How long an item has waited in a status: since which of its times.
@@ -48,39 +49,73 @@ def exposition() -> tuple[bytes, str]:
 
 
 def _items(slugs):
-    items = GaugeMetricFamily("loupe_items", "Items per project and status.", labels=["project", "status"])
-    for row in Item.objects.order_by().values("project_id", "status").annotate(n=Count("pk")):
-        items.add_metric([slugs.get(row["project_id"], "?"), row["status"]], row["n"])
+    """From the latest status snapshot (taken by every rollup refresh, so at most
+    LOUPE_ROLLUP_EVERY_SECONDS old): counting a million items on every scrape would not do."""
+    items = GaugeMetricFamily("loupe_items", "Items per project and status (at the last rollup refresh).",
+                              labels=["project", "status"])
+    stuck = GaugeMetricFamily("loupe_items_backend_error", "Items waiting for review because their backend failed "
+                              "(retries used up, or an error retrying cannot fix), at the last rollup refresh.",
+                              labels=["project"])
+    latest = StatusSnapshot.objects.aggregate(hour=Max("hour"))["hour"]
+    for row in StatusSnapshot.objects.filter(hour=latest).order_by("project_id", "status"):
+        items.add_metric([slugs.get(row.project_id, "?"), row.status], row.count)
+        if row.status == Item.Status.NEEDS_REVIEW:
+            stuck.add_metric([slugs.get(row.project_id, "?")], row.backend_errors)
     yield items
-    stuck = GaugeMetricFamily("loupe_items_backend_error", "Items sent to review because their backend failed "
-                              "(retries used up, or an error retrying cannot fix).", labels=["project", "backend"])
-    rows = (Item.objects.filter(status=Item.Status.NEEDS_REVIEW, status_reason__startswith="Backend ")
-            .order_by().values("project_id", "backend").annotate(n=Count("pk")))
-    for row in rows:
-        stuck.add_metric([slugs.get(row["project_id"], "?"), row["backend"]], row["n"])
     yield stuck
 
 
 def _queue_ages(slugs):
+    """Live: per project and status, the oldest item's clock (an index walk each, not a count)."""
     ages = GaugeMetricFamily("loupe_queue_oldest_age_seconds", "Age of the oldest item waiting in each status.",
                              labels=["project", "status"])
     now = timezone.now()
-    for status, clock in QUEUE_CLOCKS.items():
-        rows = Item.objects.filter(status=status).order_by().values("project_id").annotate(oldest=Min(clock))
-        for row in rows:
-            if row["oldest"] is not None:
-                ages.add_metric([slugs.get(row["project_id"], "?"), status], (now - row["oldest"]).total_seconds())
+    for project_id, slug in slugs.items():
+        for status, clock in QUEUE_CLOCKS.items():
+            oldest = Item.objects.filter(project_id=project_id, status=status).aggregate(t=Min(clock))["t"]
+            if oldest is not None:
+                ages.add_metric([slug, status], (now - oldest).total_seconds())
     return ages
 
 
+COUNTER_METRICS = ("latency", "latency_sum_ms", "calls", "reused", "cost_usd", "retries")
+
+
+def rollup_totals(project_ids, metrics, **filters) -> dict[tuple[int, str, str, int], float]:
+    """{(project, metric, key, bin): sum over all hours} (bin -1 for plain values): indexed
+    queries per project (the rollups' unique index starts with project and metric), not a scan
+    of the whole table."""
+    totals = {}
+    plain = [metric for metric in metrics if metric not in bins.BINNED]
+    histograms = [metric for metric in metrics if metric in bins.BINNED]
+    for project_id in project_ids:
+        rows = HourlyRollup.objects.filter(project_id=project_id, **filters)
+        for row in rows.filter(metric__in=plain).values("metric", "key").annotate(v=Sum("value")):
+            totals[(project_id, row["metric"], row["key"], -1)] = row["v"]
+        summed = add_counts(rows.filter(metric__in=histograms).values_list("metric", "key", "counts"))
+        for (metric, key), counts in summed.items():
+            for index, n in enumerate(counts):
+                totals[(project_id, metric, key, index)] = n
+    return totals
+
+
+def _by_key(totals, metric: str) -> dict[tuple[int, str], float]:
+    out: dict[tuple[int, str], float] = defaultdict(float)
+    for (project_id, name, key, _bin), value in totals.items():
+        if name == metric:
+            out[(project_id, key)] += value
+    return out
+
+
 def _backends(slugs):
+    totals = rollup_totals(slugs, COUNTER_METRICS)
     latency = HistogramMetricFamily("loupe_classification_latency_seconds", "Backend call time per prediction "
                                     "(reused scores excluded).", labels=["project", "backend"])
     buckets: dict[tuple, dict[int, float]] = defaultdict(dict)
-    for row in (HourlyRollup.objects.filter(metric="latency").values("project_id", "key", "bin")
-                .annotate(n=Sum("value"))):
-        buckets[(row["project_id"], row["key"])][row["bin"]] = row["n"]
-    sums = _sums("latency_sum_ms")
+    for (project_id, metric, key, index), value in totals.items():
+        if metric == "latency":
+            buckets[(project_id, key)][index] = value
+    sums = _by_key(totals, "latency_sum_ms")
     for (project_id, backend), counts in sorted(buckets.items()):
         cumulative, running = [], 0.0
         for index, edge in enumerate(bins.LATENCY_MS):
@@ -95,25 +130,20 @@ def _backends(slugs):
             ("reused", "loupe_predictions_reused", "Predictions that reused an identical image's scores."),
             ("cost_usd", "loupe_backend_cost_usd", "What backend calls cost, in US dollars.")):
         family = CounterMetricFamily(name, help_text, labels=["project", "backend"])
-        for (project_id, backend), value in sorted(_sums(metric).items()):
+        for (project_id, backend), value in sorted(_by_key(totals, metric).items()):
             family.add_metric([slugs.get(project_id, "?"), backend], value)
         yield family
     retries = CounterMetricFamily("loupe_backend_retries", "Classification retries, by backend and error type.",
                                   labels=["project", "backend", "error"])
-    for (project_id, key), value in sorted(_sums("retries").items()):
+    for (project_id, key), value in sorted(_by_key(totals, "retries").items()):
         backend, _, error = key.partition(":")
         retries.add_metric([slugs.get(project_id, "?"), backend, error], value)
     yield retries
 
 
-def _sums(metric: str, **filters) -> dict[tuple[int, str], float]:
-    rows = HourlyRollup.objects.filter(metric=metric, **filters).values("project_id", "key").annotate(v=Sum("value"))
-    return {(row["project_id"], row["key"]): row["v"] for row in rows}
-
-
 def _audit(slugs):
-    since = {"hour__gte": timezone.now() - AUDIT_WINDOW}
-    checked, confirmed = _sums("audit_checked", **since), _sums("audit_confirmed", **since)
+    totals = rollup_totals(slugs, ("audit_checked", "audit_confirmed"), hour__gte=timezone.now() - AUDIT_WINDOW)
+    checked, confirmed = _by_key(totals, "audit_checked"), _by_key(totals, "audit_confirmed")
     precision = GaugeMetricFamily("loupe_audit_precision", "Share of audited auto-accepts people confirmed, last "
                                   "30 days.", labels=["project", "class"])
     count = GaugeMetricFamily("loupe_audit_checked", "Audited auto-accepts, last 30 days.", labels=["project", "class"])

@@ -1,8 +1,9 @@
 """What the dashboard and /metrics read instead of scanning items: hourly rollups, drift alarms,
 worker heartbeats.
 
-``HourlyRollup`` is one long table of numbers per project, hour, metric, key (a class, a backend
-or a reviewer id) and histogram bin. A periodic task (``dashboard.refresh_rollups``) recomputes
+``HourlyRollup`` is one long table of numbers per project, hour, metric and key (a class, a
+backend or a reviewer id); a histogram metric keeps its counts per bin in one row. A periodic
+task (``dashboard.refresh_rollups``) recomputes
 the recent hours from the item, prediction and decision tables; every plot sums these rows.
 """
 
@@ -12,36 +13,40 @@ from django.db import models
 
 
 class HourlyRollup(models.Model):
-    """One number: ``value`` of ``metric`` for ``key`` (and histogram ``bin``) in one hour.
+    """One number, ``value``, of ``metric`` for ``key`` in one hour; for a histogram metric
+    (``dashboard.bins.BINNED``) ``counts`` holds the count per bin and ``value`` their total.
 
-    The metrics and their keys are listed in ``dashboard.rollups.METRICS``. ``bin`` is -1 for
-    plain counts and sums; histogram bins index the edges in ``dashboard.bins``.
+    The metrics and their keys are listed in ``dashboard.rollups``. One row per histogram, not
+    one per bin, keeps a 30-day window of a 10-class project to thousands of rows.
     """
 
     project = models.ForeignKey("classify.Project", on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField(help_text="Start of the hour (UTC).")
     metric = models.CharField(max_length=24)
     key = models.CharField(max_length=100, blank=True)
-    bin = models.SmallIntegerField(default=-1)
     value = models.FloatField(default=0)
+    counts = models.JSONField(null=True, blank=True, help_text="Histogram metrics: the count per bin.")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "metric", "hour", "key", "bin"], name="one_rollup_value"),
+            models.UniqueConstraint(fields=["project", "metric", "hour", "key"], name="one_rollup_value"),
         ]
         indexes = [models.Index(fields=["hour"], name="rollup_hour")]
 
     def __str__(self) -> str:
-        return f"{self.metric}[{self.key}:{self.bin}] {self.hour:%Y-%m-%d %H}h = {self.value}"
+        return f"{self.metric}[{self.key}] {self.hour:%Y-%m-%d %H}h = {self.value}"
 
 
 class StatusSnapshot(models.Model):
-    """How many of a project's items stood in each status at one hour (the backlog over time)."""
+    """How many of a project's items stood in each status at one hour (the backlog over time;
+    the latest also feeds /metrics, so a scrape never counts a million rows)."""
 
     project = models.ForeignKey("classify.Project", on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
     status = models.CharField(max_length=16)
     count = models.PositiveIntegerField(default=0)
+    backend_errors = models.PositiveIntegerField(
+        default=0, help_text="needs_review only: how many were sent to review because their backend failed.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "hour", "status"], name="one_snapshot_per_status")]

@@ -46,7 +46,10 @@ from .models import HourlyRollup, RefreshLog, StatusSnapshot
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 EVENT_METRICS = frozenset({"retries"})
-Key = tuple[int, datetime, str, str, int]  # project, hour, metric, key, bin
+# How classify words the reason of an item sent to review because its backend failed
+# ("Backend unavailable: ..." or "Backend error: ...").
+BACKEND_FAILED = "Backend "
+Key = tuple[int, datetime, str, str, int]  # project, hour, metric, key, bin (-1: not a histogram)
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -73,17 +76,27 @@ def refresh_rollups(*, since: datetime, until: datetime | None = None) -> Refres
     for compute in (_items, _predictions, _auto_accepted, _reviewed, _decisions, _consensus):
         for key, value in compute(start, end):
             totals[key] += value
+    rows = list(_rows(totals))
     with transaction.atomic():
         HourlyRollup.objects.filter(hour__gte=start, hour__lt=end).exclude(metric__in=EVENT_METRICS).delete()
-        HourlyRollup.objects.bulk_create(
-            (HourlyRollup(project_id=p, hour=h, metric=m, key=k, bin=b, value=v)
-             for (p, h, m, k, b), v in totals.items() if v),
-            batch_size=5000,
-        )
+        HourlyRollup.objects.bulk_create(rows, batch_size=5000)
     seconds = time.perf_counter() - started
-    RefreshLog.objects.create(started_at=now, since=start, until=end, seconds=seconds, rows=len(totals))
+    RefreshLog.objects.create(started_at=now, since=start, until=end, seconds=seconds, rows=len(rows))
     RefreshLog.objects.filter(started_at__lt=now - timedelta(days=7)).delete()  # a week of history is plenty
-    return RefreshResult(since=start, until=end, rows=len(totals), seconds=seconds)
+    return RefreshResult(since=start, until=end, rows=len(rows), seconds=seconds)
+
+
+def _rows(totals: dict[Key, float]) -> Iterable[HourlyRollup]:
+    """Plain values as they are; the bins of a histogram gathered into one row."""
+    histograms: dict[tuple, list[float]] = {}
+    for (p, h, m, k, b), v in totals.items():
+        if b < 0:
+            if v:
+                yield HourlyRollup(project_id=p, hour=h, metric=m, key=k, value=v)
+        elif v:
+            histograms.setdefault((p, h, m, k), [0] * bins.BINNED[m])[b] += v
+    for (p, h, m, k), counts in histograms.items():
+        yield HourlyRollup(project_id=p, hour=h, metric=m, key=k, value=sum(counts), counts=counts)
 
 
 def _hour(field: str) -> TruncHour:
@@ -209,10 +222,14 @@ def take_status_snapshot(*, now: datetime | None = None) -> int:
     """Store every project's count per status for the current hour (the backlog plot's points)."""
     hour = floor_hour(now or timezone.now())
     rows = Item.objects.order_by().values("project_id", "status").annotate(n=Count("pk"))
+    failed = dict(Item.objects.filter(status=Item.Status.NEEDS_REVIEW, status_reason__startswith=BACKEND_FAILED)
+                  .order_by().values("project_id").annotate(n=Count("pk")).values_list("project_id", "n"))
     with transaction.atomic():
         StatusSnapshot.objects.filter(hour=hour).delete()
         StatusSnapshot.objects.bulk_create(
-            StatusSnapshot(project_id=row["project_id"], hour=hour, status=row["status"], count=row["n"]) for row in rows
+            StatusSnapshot(project_id=row["project_id"], hour=hour, status=row["status"], count=row["n"],
+                           backend_errors=failed.get(row["project_id"], 0) if row["status"] == Item.Status.NEEDS_REVIEW else 0)
+            for row in rows
         )
     return len(rows)
 
@@ -223,7 +240,7 @@ def record_retry(*, item_id: int, error: str) -> None:
     if item is None:
         return
     where = {"project_id": item["project_id"], "metric": "retries", "hour": floor_hour(timezone.now()),
-             "key": f"{item['backend'] or '?'}:{error}"[:100], "bin": -1}
+             "key": f"{item['backend'] or '?'}:{error}"[:100]}
     if HourlyRollup.objects.filter(**where).update(value=F("value") + 1):
         return
     try:

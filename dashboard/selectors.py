@@ -85,10 +85,26 @@ def _by_time(project: Project, span: Span, metrics) -> dict[tuple[str, str], dic
 
 
 def _totals(project: Project, span: Span, metrics, *, by_bin: bool = False) -> dict[tuple, float]:
-    """{(metric, key[, bin]): sum over the span}."""
-    fields = ["metric", "key", "bin"] if by_bin else ["metric", "key"]
-    rows = _rollups(project, span, metrics).values(*fields).annotate(v=Sum("value"))
-    return {tuple(row[name] for name in fields): row["v"] for row in rows}
+    """{(metric, key): sum over the span}, or with ``by_bin`` {(metric, key, bin): ...} of
+    histogram metrics (their per-bin counts are added up here: JSON does not sum in SQL)."""
+    if not by_bin:
+        rows = _rollups(project, span, metrics).values("metric", "key").annotate(v=Sum("value"))
+        return {(row["metric"], row["key"]): row["v"] for row in rows}
+    return {(metric, key, index): n for (metric, key), counts in add_counts(
+        _rollups(project, span, metrics).values_list("metric", "key", "counts")).items()
+        for index, n in enumerate(counts)}
+
+
+def add_counts(rows) -> dict[tuple, list[float]]:
+    """Sum histogram rows ``(*group, counts)`` per group, bin by bin."""
+    out: dict[tuple, list[float]] = {}
+    for *group, counts in rows:
+        if not counts:
+            continue
+        total = out.setdefault(tuple(group), [0.0] * len(counts))
+        for index, n in enumerate(counts):
+            total[index] += n
+    return out
 
 
 def _metric_by_time(found, metric: str) -> dict[datetime, float]:
@@ -163,13 +179,14 @@ def backlog(project: Project, span: Span) -> Plot:
 
 
 def time_to_label(project: Project, span: Span) -> Plot:
-    bucket = TruncDay("hour", tzinfo=UTC) if span.step == "day" else F("hour")
-    rows = (_rollups(project, span, ["wait"]).annotate(t=bucket).values("t", "key", "bin").annotate(v=Sum("value")))
+    rows = _rollups(project, span, ["wait"]).values_list("hour", "key", "counts")
     hist: dict[str, dict[datetime, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for row in rows:
-        for key in (row["key"], "all"):
-            cell = hist[key][row["t"]]
-            cell[row["bin"]] = cell.get(row["bin"], 0) + row["v"]
+    for (hour, key), counts in add_counts(rows).items():
+        bucket = hour if span.step == "hour" else hour.replace(hour=0)
+        for name in (key, "all"):
+            cell = hist[name][bucket]
+            for index, n in enumerate(counts):
+                cell[index] = cell.get(index, 0) + n
     edges = bins.WAIT_SECONDS
     stats = {(key, q, t): bins.quantile(hist[key].get(t, {}), edges, q)
              for key in ("all", "human") for q in (0.5, 0.9) for t in span.buckets}

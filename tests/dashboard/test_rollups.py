@@ -20,8 +20,15 @@ AUTO = Prediction.Decision.AUTO_ACCEPTED
 
 
 def values(project, metric, **where) -> dict:
-    rows = HourlyRollup.objects.filter(project=project, metric=metric, **where)
-    return {(row.hour.hour, row.key, row.bin): row.value for row in rows}
+    """{(hour of day, key, bin): value}; bin -1 for plain values, else each non-empty bin."""
+    out = {}
+    for row in HourlyRollup.objects.filter(project=project, metric=metric, **where):
+        if row.counts is None:
+            out[(row.hour.hour, row.key, -1)] = row.value
+        else:
+            assert row.value == sum(row.counts)
+            out.update({(row.hour.hour, row.key, index): n for index, n in enumerate(row.counts) if n})
+    return out
 
 
 @pytest.fixture
@@ -101,9 +108,9 @@ class RefreshTests:
         record_retry(item_id=item.pk, error="BackendError")
         record_retry(item_id=item.pk, error="BackendError")
         refresh_rollups(since=T0, until=T0)
-        first = sorted(HourlyRollup.objects.values_list("metric", "key", "bin", "value"))
+        first = sorted(HourlyRollup.objects.values_list("metric", "key", "value", "counts"), key=repr)
         refresh_rollups(since=T0, until=T0)
-        assert sorted(HourlyRollup.objects.values_list("metric", "key", "bin", "value")) == first
+        assert sorted(HourlyRollup.objects.values_list("metric", "key", "value", "counts"), key=repr) == first
         assert HourlyRollup.objects.get(metric="retries").value == 2
         assert HourlyRollup.objects.get(metric="retries").key == "colour:BackendError"
 

@@ -9,6 +9,7 @@ import pytest
 from classify import services
 from classify.models import Item
 from dashboard.models import HourlyRollup, WorkerHeartbeat
+from dashboard.rollups import take_status_snapshot
 from tests.base import make_colour_project, solid_image
 from tests.test_worker import wait_until_terminal
 
@@ -30,9 +31,11 @@ def test_the_worker_beats_and_counts_the_retries_of_a_failing_backend(celery_wor
         time.sleep(0.2)  # the table was emptied before this test: wait for the next beat
     beat = WorkerHeartbeat.objects.get()
     assert beat.name.startswith("celery@") and beat.kind == "worker"
+    take_status_snapshot()  # what the periodic refresh does
     body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
     assert 'loupe_backend_retries_total{backend="colour",error="BackendError",project="colours"} 1.0' in body
-    assert 'loupe_items_backend_error{backend="colour",project="colours"} 1.0' in body
+    assert 'loupe_items_backend_error{project="colours"} 1.0' in body
+    assert 'loupe_items{project="colours",status="needs_review"} 1.0' in body
     assert f'loupe_worker_heartbeat_age_seconds{{kind="worker",worker="{beat.name}"}}' in body
 
 
