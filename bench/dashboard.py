@@ -232,7 +232,7 @@ def measure_refresh() -> None:
     from django.conf import settings
     from django.utils import timezone
 
-    from dashboard import rollups
+    from dashboard.services import rollups
 
     now = timezone.now()
     floor = min(refresh_floor(now) for _ in range(2))
@@ -348,8 +348,13 @@ def scan_contrast(project) -> None:
           f"{rolled:6.1f} ms")
 
 
+def _stop(signum, _frame) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # runs the clean-up below
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     var_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-dashboard-"))
     setup_django(var_dir)
     from django.db import connection

@@ -7,15 +7,14 @@ import os
 from celery import Celery
 from django.conf import settings
 
-from dashboard.heartbeat import HeartbeatStep
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.steps["worker"].add(HeartbeatStep)  # each worker writes its heartbeat row (/metrics)
+# Each worker writes its heartbeat row (/metrics); by name: loaded at worker start, after Django setup.
+app.steps["worker"].add("dashboard.heartbeat:HeartbeatStep")
 
 
 @app.on_after_finalize.connect

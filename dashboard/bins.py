@@ -9,6 +9,9 @@ price of never scanning the raw rows again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+HOUR = timedelta(hours=1)
 
 SCORE_BINS = 20  # top score 0-1 in steps of 0.05
 LATENCY_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -17,6 +20,11 @@ DECISION_SECONDS = (1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 # The histogram metrics of the rollups and their number of bins.
 BINNED = {"score": SCORE_BINS, "reviewed": SCORE_BINS, "correct": SCORE_BINS, "latency": len(LATENCY_MS) + 1,
           "wait": len(WAIT_SECONDS) + 1, "seconds": len(DECISION_SECONDS) + 1}
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour holding ``moment``: the rollups' time grid."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def score_bin(score: float) -> int:

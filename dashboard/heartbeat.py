@@ -2,6 +2,8 @@
 
 A bootstep on the worker's timer (the main process, not a pool child), so a worker whose main
 loop is stuck stops beating even while its children still run. /metrics shows the age of each.
+config/celery.py names it by its dotted path: Celery loads it when the worker starts, after
+Django is set up.
 """
 
 from __future__ import annotations
@@ -11,18 +13,10 @@ import logging
 from celery import bootsteps
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
+
+from .services.heartbeats import beat, started
 
 log = logging.getLogger(__name__)
-
-
-def beat(*, name: str, kind: str = "worker") -> None:
-    """Record that ``name`` is alive now."""
-    from .models import WorkerHeartbeat
-
-    now = timezone.now()
-    if not WorkerHeartbeat.objects.filter(name=name).update(seen_at=now, kind=kind):
-        WorkerHeartbeat.objects.get_or_create(name=name, defaults={"kind": kind, "seen_at": now, "started_at": now})
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -33,11 +27,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
         self.timer_ref = None
 
     def start(self, worker) -> None:
-        from .models import WorkerHeartbeat
-
-        now = timezone.now()
-        WorkerHeartbeat.objects.update_or_create(name=worker.hostname,
-                                                 defaults={"kind": "worker", "seen_at": now, "started_at": now})
+        started(name=worker.hostname)
         connection.close()  # the pool forks from this process: no shared database socket
         self.timer_ref = worker.timer.call_repeatedly(settings.LOUPE_HEARTBEAT_SECONDS, self._beat, (worker,),
                                                       priority=10)

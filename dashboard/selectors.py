@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import F, Sum
 from django.db.models.functions import TruncDay
@@ -20,9 +21,9 @@ from django.utils import timezone
 from classify.models import Item, Project
 
 from . import bins, drift
+from .bins import HOUR, floor_hour
 from .charts import Chart, Series, fmt
 from .models import DriftAlarm, HourlyRollup, StatusSnapshot
-from .rollups import HOUR, floor_hour
 
 WINDOWS = (1, 7, 30, 90)
 BACKLOG_STATUSES = (Item.Status.RECEIVED, Item.Status.QUEUED, Item.Status.CLASSIFYING, Item.Status.NEEDS_REVIEW,
@@ -263,7 +264,7 @@ def class_shares(project: Project, span: Span) -> Plot:
     rows = [[_stamp(t, span), int(total.get(t, 0)), *(fmt(dict(s.points).get(t), "share") for s in series)]
             for t in span.buckets]
     chart = Chart("line", "Class shares", _x_label(span), "share of predictions", series, y_unit="share", step=span.step)
-    windows, shifts = drift.current_shifts(project.pk)
+    windows = drift_windows(timezone.now())
     alerts = [f"Drift alarm: {alarm.label} had {fmt(alarm.recent_share, 'share')} of the predictions in the last "
               f"{_hours(windows.end - windows.recent_start)} against {fmt(alarm.baseline_share, 'share')} in the "
               f"{_hours(windows.recent_start - windows.baseline_start)} before (band ±{100 * alarm.band:.0f} points), "
@@ -277,6 +278,26 @@ def class_shares(project: Project, span: Span) -> Plot:
 def _hours(delta: timedelta) -> str:
     hours = round(delta.total_seconds() / 3600)
     return f"{hours // 24} days" if hours % 24 == 0 and hours >= 48 else f"{hours} h"
+
+
+def drift_windows(now: datetime) -> drift.Windows:
+    return drift.windows(now, recent_hours=settings.LOUPE_DRIFT_RECENT_HOURS,
+                         baseline_hours=settings.LOUPE_DRIFT_BASELINE_HOURS)
+
+
+def class_counts(project_id: int, start: datetime, end: datetime) -> dict[str, float]:
+    rows = (HourlyRollup.objects.filter(project_id=project_id, metric="predictions", hour__gte=start, hour__lt=end)
+            .values("key").annotate(n=Sum("value")))
+    return {row["key"]: row["n"] for row in rows}
+
+
+def current_shifts(project_id: int, *, now: datetime | None = None) -> tuple[drift.Windows, list[drift.Shift]]:
+    """The drift windows now and the classes whose share is outside the band (LOUPE_DRIFT_*)."""
+    span = drift_windows(now or timezone.now())
+    baseline = class_counts(project_id, span.baseline_start, span.recent_start)
+    recent = class_counts(project_id, span.recent_start, span.end)
+    return span, drift.shifts(baseline, recent, band=settings.LOUPE_DRIFT_BAND,
+                              min_predictions=settings.LOUPE_DRIFT_MIN_PREDICTIONS)
 
 
 # --- Quality -------------------------------------------------------------------------------------

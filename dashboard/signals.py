@@ -10,6 +10,8 @@ import logging
 
 from celery.signals import task_retry
 
+from .services.rollups import record_retry
+
 log = logging.getLogger(__name__)
 
 
@@ -17,8 +19,6 @@ log = logging.getLogger(__name__)
 def count_classification_retry(sender=None, request=None, reason=None, **_kwargs) -> None:
     if sender is None or sender.name != "classify.classify_item" or not request or not request.args:
         return
-    from .rollups import record_retry
-
     error = getattr(reason, "exc", None) or reason  # Retry(exc=...) carries the cause
     # In a worker the cause may arrive wrapped (UnpickleableExceptionWrapper) with its class name.
     name = getattr(error, "exc_cls_name", None) or type(error).__name__

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import drift, rollups
+from .services import drift, rollups
 
 log = logging.getLogger(__name__)
 

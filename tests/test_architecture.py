@@ -9,7 +9,7 @@ from pathlib import Path
 import grimp
 from django.conf import settings
 
-PACKAGES = ("classify", "reviewer", "integrations", "config")
+PACKAGES = ("classify", "reviewer", "integrations", "dashboard", "config")
 
 
 def test_the_import_contracts_hold():

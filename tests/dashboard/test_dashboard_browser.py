@@ -12,8 +12,9 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from classify.models import Membership
-from dashboard import drift, selectors
-from dashboard.rollups import refresh_rollups
+from dashboard import selectors
+from dashboard.services.drift import check_drift
+from dashboard.services.rollups import refresh_rollups
 from tests.base import PASSWORD, make_colour_project, make_user, solid_image
 from tests.dashboard.helpers import seed_week
 
@@ -37,7 +38,7 @@ def test_the_dashboard_renders_every_plot_of_a_seeded_project(page, live_server,
     now = timezone.now()
     seed_week(project, reviewers, now=now)
     refresh_rollups(since=now - timezone.timedelta(days=8))
-    assert [alarm.label for alarm in drift.check_drift(now=now)]  # the last day leans towards red
+    assert [alarm.label for alarm in check_drift(now=now)]  # the last day leans towards red
 
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "rey")

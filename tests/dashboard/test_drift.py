@@ -9,7 +9,8 @@ import pytest
 
 from dashboard import drift
 from dashboard.models import DriftAlarm, HourlyRollup
-from dashboard.rollups import refresh_rollups
+from dashboard.services.drift import check_drift
+from dashboard.services.rollups import refresh_rollups
 from tests.base import make_colour_project, make_user
 from tests.dashboard.helpers import seed_item
 
@@ -41,14 +42,14 @@ def stream(project, *, hours: range, mix: dict[str, int]) -> None:
 
 def check(project):
     refresh_rollups(since=NOW - timedelta(hours=20), until=NOW)
-    return drift.check_drift(now=NOW)
+    return check_drift(now=NOW)
 
 
 class DriftTests:
     def test_a_class_share_shift_raises_an_alarm_logs_it_and_exports_it(self, project, caplog, client):
         stream(project, hours=range(4, 16), mix={"red": 3, "green": 3, "blue": 4})  # baseline 30/30/40
         stream(project, hours=range(0, 4), mix={"red": 7, "green": 1, "blue": 2})  # recent 70/10/20
-        with caplog.at_level(logging.WARNING, logger="dashboard.drift"):
+        with caplog.at_level(logging.WARNING, logger="dashboard.services.drift"):
             opened = check(project)
         assert sorted(alarm.label for alarm in opened) == ["blue", "green", "red"]
         red = DriftAlarm.objects.get(project=project, label="red", ended_at__isnull=True)
@@ -84,7 +85,7 @@ class DriftTests:
         from classify.models import Item
         Item.objects.filter(created_at__gte=NOW.replace(minute=0) - timedelta(hours=3)).delete()
         stream(project, hours=range(0, 4), mix={"red": 3, "green": 3, "blue": 4})
-        with caplog.at_level(logging.INFO, logger="dashboard.drift"):
+        with caplog.at_level(logging.INFO, logger="dashboard.services.drift"):
             check(project)
         assert DriftAlarm.objects.filter(ended_at__isnull=True).count() == 0
         assert DriftAlarm.objects.filter(ended_at=NOW).count() == 3

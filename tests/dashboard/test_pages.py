@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from classify.models import Prediction
 from dashboard import selectors
-from dashboard.rollups import refresh_rollups, take_status_snapshot
+from dashboard.services.rollups import refresh_rollups, take_status_snapshot
 from reviewer.models import Decision
 from tests.base import make_colour_project, make_user
 from tests.dashboard.helpers import seed_decision, seed_item
@@ -119,7 +119,7 @@ class MetricsTests:
         assert Client().get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer ").status_code == 404
 
     def test_it_exports_items_queues_latency_cost_audit_and_workers(self, world):
-        from dashboard.heartbeat import beat
+        from dashboard.services.heartbeats import beat
 
         beat(name="celery@test")
         body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
@@ -145,9 +145,9 @@ def test_the_grafana_dashboard_queries_only_metrics_that_metrics_exports(world, 
     import re
     from pathlib import Path
 
-    from dashboard.heartbeat import beat
     from dashboard.models import DriftAlarm
-    from dashboard.rollups import record_retry
+    from dashboard.services.heartbeats import beat
+    from dashboard.services.rollups import record_retry
 
     board = json.loads((Path(settings.BASE_DIR) / "docs" / "grafana-dashboard.json").read_text())
     queried = {name for panel in board["panels"] for target in panel["targets"]

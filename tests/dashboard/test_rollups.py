@@ -9,7 +9,7 @@ import pytest
 from classify.models import Item, Prediction
 from dashboard import bins
 from dashboard.models import HourlyRollup, StatusSnapshot
-from dashboard.rollups import record_retry, refresh_rollups, take_status_snapshot
+from dashboard.services.rollups import record_retry, refresh_rollups, take_status_snapshot
 from reviewer.models import Decision
 from tests.base import make_colour_project, make_user
 from tests.dashboard.helpers import seed_decision, seed_item

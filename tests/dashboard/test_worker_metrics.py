@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from classify import services
 from classify.models import Item
+from classify.services import intake
 from dashboard.models import HourlyRollup, WorkerHeartbeat
-from dashboard.rollups import take_status_snapshot
+from dashboard.services.rollups import take_status_snapshot
 from tests.base import make_colour_project, solid_image
 from tests.test_worker import wait_until_terminal
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.worker
 @pytest.mark.worker_settings(LOUPE_HEARTBEAT_SECONDS=1)
 def test_the_worker_beats_and_counts_the_retries_of_a_failing_backend(celery_worker_process, client, settings):
     project = make_colour_project(config={"fail": "retryable"})
-    item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="throttled.png")
+    item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="throttled.png")
 
     [item] = wait_until_terminal([item])
 
@@ -43,5 +43,5 @@ def test_retries_are_counted_in_process_too(settings, django_capture_on_commit_c
     settings.LOUPE_BACKEND_RETRIES = 2
     project = make_colour_project(config={"fail": "retryable"})
     with django_capture_on_commit_callbacks(execute=True):
-        services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="x.png")
+        intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="x.png")
     assert HourlyRollup.objects.get(project=project, metric="retries").value == 2

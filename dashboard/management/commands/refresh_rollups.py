@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from dashboard import drift, rollups
+from dashboard.services import drift, rollups
 
 
 class Command(BaseCommand):

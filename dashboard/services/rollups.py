@@ -38,22 +38,17 @@ from django.db.models.functions import Cast, Floor, Least, TruncHour
 from django.utils import timezone
 
 from classify.models import Item, Prediction
+from dashboard import bins
+from dashboard.bins import HOUR, floor_hour
+from dashboard.models import HourlyRollup, RefreshLog, StatusSnapshot
 from reviewer.models import Decision
 
-from . import bins
-from .models import HourlyRollup, RefreshLog, StatusSnapshot
-
 log = logging.getLogger(__name__)
-HOUR = timedelta(hours=1)
 EVENT_METRICS = frozenset({"retries"})
 # How classify words the reason of an item sent to review because its backend failed
 # ("Backend unavailable: ..." or "Backend error: ...").
 BACKEND_FAILED = "Backend "
 Key = tuple[int, datetime, str, str, int]  # project, hour, metric, key, bin (-1: not a histogram)
-
-
-def floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
