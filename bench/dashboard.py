@@ -160,8 +160,8 @@ FROM classify_item WHERE project_id = %(project)s AND id > %(after)s AND status 
 
 SNAPSHOTS_SQL = """
 DELETE FROM dashboard_statussnapshot WHERE project_id = %(project)s;
-INSERT INTO dashboard_statussnapshot (project_id, hour, status, count)
-SELECT %(project)s, date_trunc('hour', now()) - h * interval '1 hour', s, (1000 + 500 * sin(h / 12.0) + random() * 200)::int
+INSERT INTO dashboard_statussnapshot (project_id, hour, status, count, backend_errors)
+SELECT %(project)s, date_trunc('hour', now()) - h * interval '1 hour', s, (1000 + 500 * sin(h / 12.0) + random() * 200)::int, 0
 FROM generate_series(0, 744) AS h, unnest(ARRAY['needs_review', 'queued', 'failed']) AS s
 """
 

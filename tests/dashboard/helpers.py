@@ -79,7 +79,8 @@ def seed_week(project: Project, reviewers: list, *, now: datetime, seed: int = 7
                              decision=Prediction.Decision.AUTO_ACCEPTED if auto else Prediction.Decision.NEEDS_REVIEW,
                              status=None if not (auto and not audit) else Item.Status.AUTO_ACCEPTED,
                              label=None if auto and not audit else (human if rng.random() < 0.85 or audit else None),
-                             labelled_after=timedelta(minutes=rng.randint(3, 600)), backend=backend,
+                             labelled_after=timedelta(minutes=min(rng.randint(3, 600), (now - at) // timedelta(minutes=1) - 5)),
+                             backend=backend,
                              cost=0.001 if backend == "rekognition" else 0.0, latency_ms=rng.uniform(8, 900),
                              reused=rng.random() < 0.05, audit=audit, reviews_needed=2 if score < 0.5 else 1)
             made += 1

@@ -28,7 +28,7 @@ def world():
     project = make_colour_project(admin=admin, reviewer=reviewer)
     now = timezone.now()
     for hours_ago in range(0, 48, 6):
-        at = now - timedelta(hours=hours_ago)
+        at = now - timedelta(hours=hours_ago + 1)  # its decisions, minutes later, are in the past too
         seed_item(project, at=at, top_label="red", top_score=0.95, decision=AUTO, cost=0.001)
         audited = seed_item(project, at=at, top_label="red", top_score=0.91, decision=AUTO, audit=True, label="red")
         seed_decision(audited, reviewer, at=at + timedelta(minutes=4), label="red", seconds=2)
