@@ -26,7 +26,7 @@ What is measured:
     full 31 days. Floor: reading the same day's rows once, without grouping (a count and a sum over
     the items, predictions and decisions of the day, through the same indexes).
 (2) endpoints: p50/p95 of N GETs per endpoint (after 2 untimed ones) over one keep-alive HTTP
-    connection to gunicorn started as bin/up starts it (``--workers 2 --threads 4``, DEBUG off,
+    connection to gunicorn started as bin/up starts it (``-c config/gunicorn.py``, ``--workers 2 --threads 4``, DEBUG off,
     collected static files), logged in as a member: the page, each plot's fragment at 7 and 30
     days, each plot's CSV at 30 days, and /metrics. Beside each: the target (300 ms), the HTTP
     floor (p95 of /healthz on the same connection: what any request through gunicorn costs) and
@@ -262,7 +262,7 @@ def session_cookie(user) -> str:
 def start_gunicorn(port: int, var_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "LOUPE_VAR_DIR": str(var_dir)}
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+        [str(ROOT / ".venv/bin/gunicorn"), "-c", "config/gunicorn.py", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
          "--threads", "4", "--log-level", "warning"], cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
