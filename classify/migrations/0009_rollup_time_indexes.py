@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0007_retraining'),
+        ('classify', '0008_event'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
