@@ -160,3 +160,14 @@ class CommandTests:
         assert "rollup values" in out.getvalue()
         assert HourlyRollup.objects.get(project=project, metric="uploads").value == 1
         assert StatusSnapshot.objects.filter(project=project, status="needs_review").get().count == 1
+
+
+class WindowTests:
+    def test_one_day_has_hourly_points_and_longer_windows_daily_ones(self):
+        from dashboard.selectors import span_for
+
+        now = datetime(2026, 11, 9, 12, 30, tzinfo=UTC)
+        day, week = span_for(1, now=now), span_for(7, now=now)
+        assert day.step == "hour" and len(day.buckets) == 24 and day.buckets[-1] == now.replace(minute=0)
+        assert week.step == "day" and len(week.buckets) == 8  # the partial first day and today
+        assert week.buckets[-1] == now.replace(hour=0, minute=0)
