@@ -94,6 +94,7 @@ def create_datasets(run: TrainingRun) -> Done | Wait:
         if key in run.aws:
             continue
         bucket, name = confined(run, uri, what=f"{kind.lower()} manifest")
+        check_source_refs(run, bucket, name, what=f"{kind.lower()} manifest")
         try:
             response = _call(run, "create_dataset", ProjectArn=run.aws["project_arn"], DatasetType=kind,
                              DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": name}}})
@@ -104,6 +105,21 @@ def create_datasets(run: TrainingRun) -> Done | Wait:
         run.aws[key] = response["DatasetArn"]
         run.save(update_fields=["aws", "updated_at"])  # kept at once: a crash here must not create it twice
     return Done("Created the TRAIN and TEST datasets from the manifests.")
+
+
+def check_source_refs(run: TrainingRun, bucket: str, key: str, *, what: str) -> None:
+    """Every image a manifest names lies in the project's own prefix too: Rekognition reads them
+    with Loupe's credentials, so a manifest placed in the prefix by hand must not reach another
+    project's images. (A line without a source-ref names no image; Rekognition judges its format.)"""
+    s3 = _client(run, "s3")
+    body = aws.call("s3", s3.get_object, Bucket=bucket, Key=key)["Body"]
+    for number, line in enumerate(body.iter_lines(), start=1):
+        try:
+            ref = json.loads(line).get("source-ref") if line.strip() else None
+        except (ValueError, AttributeError):
+            continue
+        if ref is not None:
+            confined(run, str(ref), what=f"source-ref on line {number} of the {what}")
 
 
 def wait_for_datasets(run: TrainingRun) -> Done | Wait:

@@ -242,6 +242,9 @@ def s3(aws_env):
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)
+        for name in ("train", "test"):  # as an export wrote them: images under the project's prefix
+            line = {"source-ref": f"s3://{BUCKET}/digits/images/{name}-1.jpg", "class": 0}
+            client.put_object(Bucket=BUCKET, Key=f"digits/{name}.manifest", Body=json.dumps(line).encode())
         yield client
 
 

@@ -54,7 +54,16 @@ def rekognition(aws_env):
 
 @pytest.fixture
 def s3_stub(aws_env):
+    """The client exports use (the default region)."""
     with Stubber(aws.client("s3")) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def s3_training(aws_env):
+    """The client a training run in REGION reads its manifests with."""
+    with Stubber(aws.client("s3", REGION)) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
@@ -173,19 +182,20 @@ class RekognitionProjectTests:
         run.refresh_from_db()
         return run
 
-    def datasets(self, stub, arn):
+    def datasets(self, stub, arn, s3_training, refs=("alpha/images/1.jpg",)):
         for kind in ("TRAIN", "TEST"):
+            manifest(s3_training, f"exports/alpha/{kind.lower()}.manifest", refs)
             stub.add_response("create_dataset", {"DatasetArn": f"{arn}/dataset/{kind.lower()}/1"}, {
                 "ProjectArn": arn, "DatasetType": kind, "DatasetSource": {"GroundTruthManifest": {"S3Object": {
                     "Bucket": "loupe-data", "Name": f"exports/alpha/{kind.lower()}.manifest"}}}})
 
     def test_the_name_comes_from_the_slug_whatever_the_admin_types(
-        self, world, rekognition, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
     ):
         rekognition.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
         rekognition.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
                                  {"ProjectName": "loupe-alpha", "Feature": "CUSTOM_LABELS"})
-        self.datasets(rekognition, project_arn("loupe-alpha"))
+        self.datasets(rekognition, project_arn("loupe-alpha"), s3_training)
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch, rekognition_project="loupe-beta")
         assert run.rekognition_project == "loupe-alpha"
         record = CloudResource.objects.get()
@@ -218,7 +228,7 @@ class RekognitionProjectTests:
         assert run.state == TrainingRun.State.FAILED and "Loupe did not create" in run.reason
 
     def test_its_own_recorded_project_is_reused_and_its_old_datasets_replaced(
-        self, world, rekognition, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
     ):
         arn = project_arn("loupe-alpha")
         CloudResource.objects.create(project=world["alpha"], kind=CloudResource.Kind.REKOGNITION_PROJECT,
@@ -228,7 +238,7 @@ class RekognitionProjectTests:
         rekognition.add_response("describe_projects", {"ProjectDescriptions": [found]},
                                  {"ProjectNames": ["loupe-alpha"]})
         rekognition.add_response("delete_dataset", {}, {"DatasetArn": f"{arn}/dataset/train/0"})
-        self.datasets(rekognition, arn)
+        self.datasets(rekognition, arn, s3_training)
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)
         assert run.steps[0]["detail"].startswith("Reusing project loupe-alpha")
 
@@ -244,6 +254,30 @@ class RekognitionProjectTests:
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.FAILED and "Loupe did not create" in run.reason
+
+
+    def test_a_manifest_naming_another_projects_images_is_refused_before_any_dataset(
+        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
+    ):
+        rekognition.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
+        rekognition.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
+                                 {"ProjectName": "loupe-alpha", "Feature": "CUSTOM_LABELS"})
+        manifest(s3_training, "exports/alpha/train.manifest", ["alpha/images/1.jpg", "beta/images/7.jpg"])
+        run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)  # then no create_dataset
+        assert run.state == TrainingRun.State.FAILED
+        assert "source-ref on line 2 of the train manifest" in run.reason and f"{ROOT}/alpha/" in run.reason
+
+
+def manifest(s3_stub, key: str, refs) -> None:
+    """Queue the S3 read of a manifest whose lines name these images (relative to the root)."""
+    import io
+    import json
+
+    from botocore.response import StreamingBody
+
+    data = "\n".join(json.dumps({"source-ref": f"{ROOT}/{ref}", "class": 0}) for ref in refs).encode()
+    s3_stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))},
+                         {"Bucket": "loupe-data", "Key": key})
 
 
 class ModelArnTests:
