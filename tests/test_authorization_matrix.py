@@ -69,6 +69,7 @@ MATRIX: dict[str, tuple] = {
     "integrations_api:schema":           (401, 200, 200, 200, 200, 200, 200),
     "dashboard:dashboard":               (L, 404, 404, 200, 200, 404, 200),
     "dashboard:plot":                    (L, 404, 404, 200, 200, 404, 200),
+    "metrics":                           (200, 200, 200, 200, 200, 200, 200),  # from LOUPE_METRICS_ALLOW (loopback)
     "admin:index":                       (AL, AL, AL, AL, 200, 200, 200),
     "admin:classify_project_change":     (L, AL, AL, AL, 403, 302, 200),
     "admin:classify_label_change":       (L, AL, AL, AL, 403, 302, 200),
@@ -173,6 +174,7 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
         "integrations_api:schema": ("get", reverse("integrations_api:schema"), None),
         "dashboard:dashboard": ("get", reverse("dashboard:dashboard", args=[slug]), None),
         "dashboard:plot": ("get", reverse("dashboard:plot", args=[slug, "class-shares"]), None),
+        "metrics": ("get", reverse("metrics"), None),
         "admin:index": ("get", reverse("admin:index"), None),
         "admin:classify_project_change": ("get", reverse("admin:classify_project_change", args=[world["project"].pk]), None),
         "admin:classify_label_change": ("get", reverse("admin:classify_label_change",
