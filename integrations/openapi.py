@@ -111,7 +111,7 @@ def json_body(schema_name: str, description: str) -> dict:
 
 
 UNAUTHORISED = error("No or bad credentials.")
-FORBIDDEN = error("A session request without a valid CSRF token.")
+FORBIDDEN = error("A session request without a valid CSRF token, or a write with a read-only token.")
 NOT_FOUND = error("No such project or item, or you are not a member.")
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": STRING, "description": "The project's slug."}
 TOKEN = {"name": "token", "in": "path", "required": True, "schema": STRING, "description": "A lease token."}
@@ -255,7 +255,9 @@ def schema() -> dict:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "token": {"type": "apiKey", "in": "header", "name": "Authorization",
-                          "description": "`Token <key>` (manage.py api_token <username>)."},
+                          "description": "`Token <key>` (made on /account/ or with manage.py api_token "
+                                         "<username>); a token may be limited to one project, to reading, "
+                                         "and in time (docs/security.md)."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid",
                             "description": "The browser session; writes need the X-CSRFToken header."},
             },
