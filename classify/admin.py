@@ -174,15 +174,16 @@ def imagenet_coverage(label: Label, *, short: bool = False) -> str:
 class LabelAdmin(ProjectScopedAdmin):
     form = LabelForm
     list_display = ["name", "project", "order", "accept_threshold", "margin", "audit_rate", "imagenet_mapping",
-                    "exemplar_count"]
+                    "exemplar_count", "auto_accept"]
     list_editable = ["order", "accept_threshold", "margin", "audit_rate"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "project__name"]
-    readonly_fields = ["coverage"]
+    readonly_fields = ["coverage", "calibrated", "paused_at"]
     fieldsets = [
         (None, {"fields": ["project", "name", "description", "order"],
                 "description": "The order sets the class's number key on the review screen (first class: 1)."}),
-        ("Auto-accept", {"fields": ["accept_threshold", "margin", "audit_rate"]}),
+        ("Auto-accept", {"fields": ["accept_threshold", "margin", "audit_rate", "calibrated", "paused_reason",
+                                    "paused_at"]}),
         ("ImageNet classes (local model)", {"fields": ["coverage", "imagenet_classes"]}),
         ("Other backends", {"fields": ["mappings"], "classes": ["collapse"]}),
     ]
@@ -205,6 +206,27 @@ class LabelAdmin(ProjectScopedAdmin):
     @admin.display(description="exemplars")
     def exemplar_count(self, obj: Label) -> int:
         return obj.exemplars.count()
+
+    @admin.display(description="auto-accept")
+    def auto_accept(self, obj: Label) -> str:
+        """On, paused (audited precision below the target) or in review (not enough evidence)."""
+        return "paused" if obj.paused_reason else ("in review" if obj.hold else "on")
+
+    @admin.display(description="calibration")
+    def calibrated(self, obj: Label) -> str:
+        c = obj.calibration
+        if not c:
+            return "Set by hand (no calibration)."
+        if c.get("threshold") is None:
+            return f"{c.get('at', '')}: no threshold yet ({c.get('reason', '')})"
+        return (f"{c.get('at', '')}: {c['threshold']:.3f} from {c.get('model_version', '')} ({c.get('source')}), "
+                f"{c.get('correct')} right of {c.get('accepted')} accepted, precision ≥ {c.get('lower', 0):.1%}")
+
+    def save_model(self, request, obj: Label, form, change) -> None:
+        """A threshold set by hand replaces the calibrated one (and its promise)."""
+        if change and {"accept_threshold", "margin"} & set(form.changed_data):
+            obj.calibration = {}
+        super().save_model(request, obj, form, change)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return super().has_delete_permission(request, obj) and not (obj and obj.is_unknown)
@@ -286,7 +308,8 @@ class ProjectAdmin(ProjectScopedAdmin):
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["name", "slug", "description"]}),
-        ("Classification", {"fields": ["backend", "backend_config", "refit_every", "min_examples_per_class"]}),
+        ("Classification", {"fields": ["backend", "backend_config"]}),
+        ("Learning", {"fields": ["learning_mode", "target_precision", "refit_every", "min_examples_per_class"]}),
         ("Review", {"fields": ["review_order", "multi_label", "review_candidates", "grid_size", "lease_seconds",
                                "consensus_reviews", "consensus_below"]}),
         ("Intake quality checks (0 turns a check off)", {

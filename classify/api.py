@@ -5,6 +5,8 @@
 - ``GET  /api/v1/items/<id>/``: one item with its status, scores and routing decision.
 - ``POST /api/v1/projects/<slug>/classes/<label_id>/exemplars/``: multipart field ``image`` → 201
   with the new exemplar (project admins); ``DELETE /api/v1/exemplars/<id>/`` removes one.
+- ``GET  /api/v1/projects/<slug>/learning/``: the learning loop's state: mode, active model,
+  refits, per-class thresholds, holds and audited precision.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from django.urls import reverse
 from . import selectors
 from .auth import api_error, api_view
 from .images import ImageRejected
-from .models import Exemplar, Item
-from .services import intake
+from .models import Exemplar, Item, ModelVersion, TrainingRun
+from .services import intake, learning
 from .services.exemplars import add_exemplar, remove_exemplar
 
 MAX_LIST = 500
@@ -168,3 +170,27 @@ def exemplar_detail(request: HttpRequest, exemplar_id: int) -> JsonResponse:
         return refused
     remove_exemplar(exemplar=exemplar)
     return JsonResponse({"removed": exemplar_id})
+@api_view(("GET",))
+def learning_state(request: HttpRequest, slug: str) -> JsonResponse:
+    """Where the learning loop stands, for dashboards and scripts (members may read it)."""
+    project = selectors.project_for(request.user, slug)
+    active = ModelVersion.objects.filter(project=project, backend=project.backend, is_active=True).first()
+    runs = TrainingRun.objects.filter(project=project).order_by("-pk")[:10]
+    live = learning.live_precision(project)
+    return JsonResponse({
+        "project": project.slug, "mode": project.learning_mode, "target_precision": project.target_precision,
+        "backend": project.backend,
+        "active_model": None if active is None else {
+            "version": active.version, "coverage": active.coverage, "provenance": active.provenance,
+            "human_labels_seen": active.human_labels_seen, "created_at": active.created_at.isoformat()},
+        "refit_running": any(run.is_open for run in runs),
+        "runs": [{"id": run.pk, "kind": run.kind, "state": run.state, "step": run.step, "reason": run.reason,
+                  "candidate": run.candidate.version if run.candidate else None,
+                  "coverage": run.candidate.coverage if run.candidate else None,
+                  "labels": run.candidate.human_labels_seen if run.candidate else None,
+                  "seconds": None if run.is_open else round((run.updated_at - run.created_at).total_seconds(), 1),
+                  "created_at": run.created_at.isoformat()} for run in runs],
+        "classes": [{"name": label.name, "threshold": label.accept_threshold, "margin": label.margin,
+                     "hold": label.hold, "calibration": label.calibration or None, "live": live[label.name]}
+                    for label in project.labels.filter(is_unknown=False)],
+    })

@@ -57,6 +57,7 @@ class Project(models.Model):
         MARGIN = "margin", "Most uncertain first (lowest margin)"
         OLDEST = "oldest", "Oldest first"
         RANDOM = "random", "Random"
+        LEARNING = "learning", "Where a label teaches most (near the thresholds, across classes)"
 
     review_order = models.CharField(max_length=10, choices=ReviewOrder.choices, default=ReviewOrder.MARGIN)
     multi_label = models.BooleanField(default=False, help_text="Reviewers may give an image several classes.")
@@ -76,6 +77,15 @@ class Project(models.Model):
     consensus_below = models.FloatField(
         default=0.5, validators=UNIT_INTERVAL, help_text="Items whose top score is below this need the consensus reviews.",
     )
+    # Learning: who promotes a better refit, and the precision auto-accept promises.
+    class LearningMode(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic: promote a refit that beats the active model, apply its thresholds"
+        APPROVAL = "approval", "Approval: a project admin approves each candidate and applies thresholds"
+
+    learning_mode = models.CharField(
+        max_length=10, choices=LearningMode.choices, default=LearningMode.APPROVAL,
+        help_text="New local-backend projects start automatic; see docs/retraining.md.",
+    )
     # Retraining: the bar a new model must clear, and what "compare before switching" samples.
     min_f1 = models.FloatField(
         default=0.8, validators=UNIT_INTERVAL,
@@ -90,8 +100,8 @@ class Project(models.Model):
         help_text="Warn when a candidate moves any class's share of the sample by more than this many points.",
     )
     target_precision = models.FloatField(
-        default=0.95, validators=UNIT_INTERVAL,
-        help_text="Suggested per-class thresholds are the lowest that reach this precision on the test split.",
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Calibrated thresholds auto-accept only where precision is at least this, at 95% confidence.",
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_by = models.ForeignKey(
@@ -159,6 +169,16 @@ class Label(models.Model):
         help_text="Per backend, the backend's own class names this class stands for, "
         'e.g. {"local": ["tabby, tabby cat", "tiger cat"]}.',
     )
+    calibration = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="How the threshold was last calibrated: model, evidence, precision bound, when.",
+    )
+    paused_reason = models.CharField(
+        max_length=500, blank=True,
+        help_text="Set when audits show auto-accept below the target precision: this class goes to review "
+        "until a refit recovers it. Clear it to resume.",
+    )
+    paused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "order", "id"]
@@ -175,6 +195,17 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def hold(self) -> str:
+        """Why this class does not auto-accept whatever it scores ("" when it may): paused by
+        audits, or calibrated without enough evidence for the target precision."""
+        if self.paused_reason:
+            return f"Auto-accept of {self.name} is paused: {self.paused_reason}"
+        if self.calibration and self.calibration.get("threshold") is None:
+            reason = self.calibration.get("reason", "")
+            return f"{self.name} cannot auto-accept yet at {self.calibration.get('target', 0):.0%} precision. {reason}".strip()
+        return ""
 
 
 def _generated_key(folder: str, original: str) -> str:
@@ -271,6 +302,11 @@ class Item(models.Model):
     # The backend an item started with: retries finish with it even if the project switches.
     backend = models.CharField(max_length=64, blank=True)
     backend_config = models.JSONField(null=True, blank=True, editable=False)
+    learning_priority = models.FloatField(
+        null=True, blank=True,
+        help_text="Review order 'learning': lower first (near its class's threshold, from a class or cluster with "
+        "few labels).",
+    )
     audit = models.BooleanField(default=False, help_text="Auto-accepted, and sampled for a human check.")
     escalated = models.BooleanField(default=False, help_text="Reviewers disagreed: a project admin decides.")
     uploaded_by = models.ForeignKey(
@@ -293,6 +329,7 @@ class Item(models.Model):
             # The dashboard's rollup refresh reads the recent hours by these times.
             models.Index(fields=["created_at"], name="item_created"),
             models.Index(fields=["labelled_at"], name="item_labelled"),
+            models.Index(fields=["project", "status", "learning_priority"], name="item_learning_order"),
         ]
 
     def __str__(self) -> str:
@@ -352,6 +389,10 @@ class Prediction(models.Model):
         help_text="Set when the scores were copied from an identical image instead of calling the backend.",
     )
     raw = models.JSONField(null=True, blank=True)
+    provenance = models.CharField(
+        max_length=300, blank=True,
+        help_text='Where the model and thresholds came from, e.g. "head-7, promoted automatically: coverage 61% → 74% at 95%".',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -386,6 +427,11 @@ class ModelVersion(models.Model):
                               help_text="Backend settings this version needs, e.g. its project_version_arn.")
     is_active = models.BooleanField(default=False)
     note = models.CharField(max_length=300, blank=True)
+    coverage = models.FloatField(
+        null=True, blank=True,
+        help_text="Share of the human labels it would auto-accept at the target precision (out of fold).",
+    )
+    provenance = models.CharField(max_length=300, blank=True, help_text="How it became active; copied to each prediction.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -513,6 +559,12 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["state", "next_poll_at"])]
+        constraints = [
+            # Refits never run twice at once: concurrent decisions race to start one, the database
+            # lets exactly one in (the others find it and stand down).
+            models.UniqueConstraint(fields=["project"], condition=Q(kind="local", state__in=["queued", "running"]),
+                                    name="one_open_local_run_per_project"),
+        ]
 
     def __str__(self) -> str:
         return f"training run #{self.pk} of {self.project} ({self.kind})"
@@ -574,3 +626,31 @@ class CloudResource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name} ({self.project})"
+
+
+class ThresholdChange(models.Model):
+    """An audit record: thresholds applied from a calibration (by a person or automatically), or a
+    class paused or resumed because of audited precision."""
+
+    class Kind(models.TextChoices):
+        CALIBRATION = "calibration", "Calibrated thresholds applied"
+        PAUSE = "pause", "Auto-accept paused"
+        RESUME = "resume", "Auto-accept resumed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="threshold_changes")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    backend = models.CharField(max_length=64, blank=True)
+    model_version = models.CharField(max_length=200, blank=True)
+    summary = models.CharField(max_length=500)
+    before = models.JSONField(default=dict, blank=True, help_text="Per class: threshold, margin, paused.")
+    after = models.JSONField(default=dict, blank=True)
+    calibration = models.JSONField(default=dict, blank=True, help_text="The evidence: per class counts and bounds.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+", help_text="Empty: applied automatically.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} in {self.project}"

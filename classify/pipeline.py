@@ -63,10 +63,12 @@ def classify(image: Image.Image, backend: Backend) -> tuple[Scores, float]:
 
 @dataclass(frozen=True)
 class Rule:
-    """A class's accept threshold and its required lead over the runner-up."""
+    """A class's accept threshold and its required lead over the runner-up; ``hold`` (a reason)
+    keeps the class in review whatever it scores (paused by audits, or not calibrated enough)."""
 
     threshold: float
     margin: float
+    hold: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def route(scores: Mapping[str, float], *, rules: Mapping[str, Rule], unknown: st
     if top_label == unknown:
         return Routing("needs_review", f"The model's best guess is {unknown} ({top_score:.0%}).", **routing)
     rule = rules[top_label]
+    if rule.hold:
+        return Routing("needs_review", f"{rule.hold} ({top_label} scored {top_score:.0%}.)"[:500], **routing)
     if top_score < rule.threshold:
         reason = f"{top_label} scored {top_score:.0%}, below its accept threshold of {rule.threshold:.0%}."
         return Routing("needs_review", reason, **routing)

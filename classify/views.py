@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
@@ -18,9 +20,11 @@ from .forms import ApiTokenForm, BakeoffForm, CustomLabelsTrainingForm, ProjectF
 from .models import Item, TrainingRun
 from .responses import stored_image_response
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
+from .services import learning, scoring
 from .services.projects import create_project
 
 PAGE_SIZE = 200
+log = logging.getLogger(__name__)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -127,11 +131,16 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Model versions and training runs: every step with its status and reason, the comparison
     of a candidate with the current model, and the approve/reject decision."""
     project = _admin_project(request, slug)
+    if request.method == "POST" and request.POST.get("action") in LEARNING_ACTIONS:
+        return LEARNING_ACTIONS[request.POST["action"]](request, project)
     form = CustomLabelsTrainingForm(request.POST if request.POST.get("kind") == "custom_labels" else None,
                                     project=project)
     if request.method == "POST" and request.POST.get("kind") == "local":
         run = start_local_training(project=project, user=request.user)
-        messages.success(request, f"Training run #{run.pk} queued: the local head retrains on the human labels.")
+        if run is None:
+            messages.error(request, "A local refit is already queued or running: one at a time.")
+        else:
+            messages.success(request, f"Training run #{run.pk} queued: the local head retrains on the human labels.")
         return redirect("classify:models", slug=project.slug)
     if request.method == "POST" and form.is_valid():
         run = start_custom_labels_training(project=project, user=request.user, **form.cleaned_data)
@@ -143,9 +152,56 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "project": project, "form": form, "runs": runs,
         "versions": project.model_versions.defer("artifact")[:30],
-        "refresh": any(run.is_open for run in runs),
+        "refresh": any(run.is_open for run in runs) and "suggest" not in request.GET,
+        **learning_context(project, suggest="suggest" in request.GET),
     }
     return render(request, "classify/models.html", context)
+
+
+def learning_context(project, *, suggest: bool) -> dict:
+    """The Models page's learning section: per class its threshold, where it came from, the
+    evidence, holds and pauses, the audited precision; the audit log; a suggestion on request."""
+    live = learning.live_precision(project)
+    labels = list(project.labels.filter(is_unknown=False))
+    for label in labels:
+        label.live = live[label.name]
+    backend, version = _current_model(project)
+    return {
+        "classes": labels, "changes": project.threshold_changes.select_related("user")[:20],
+        "active": project.model_versions.filter(backend=project.backend, is_active=True).defer("artifact").first(),
+        "suggestion": learning.suggest_thresholds(project, backend=backend, model_version=version) if suggest else None,
+        "current_model": version,
+    }
+
+
+def _current_model(project) -> tuple[str, str]:
+    """The backend and model version new items are scored with now."""
+    try:
+        return project.backend, scoring.build_backend(project, list(project.labels.all())).model_version
+    except Exception:  # settings or a stored model that no longer load must not take the page down
+        log.warning("project %s: its backend could not be built", project.slug, exc_info=True)
+        return project.backend, ""
+
+
+def _apply_suggestion(request: HttpRequest, project) -> HttpResponse:
+    backend, version = _current_model(project)
+    calibration = learning.suggest_thresholds(project, backend=backend, model_version=version)
+    change = learning.apply_calibration(project=project, calibration=calibration.as_dict(), backend=backend,
+                                        model_version=version, user=request.user)
+    messages.success(request, change.summary)
+    return redirect("classify:models", slug=project.slug)
+
+
+def _resume(request: HttpRequest, project) -> HttpResponse:
+    label = project.labels.filter(pk=request.POST.get("label"), is_unknown=False).first()
+    if label is None:
+        raise Http404("No such class.")
+    learning.resume(label=label, user=request.user)
+    messages.success(request, f"Auto-accept of {label.name} resumed.")
+    return redirect("classify:models", slug=project.slug)
+
+
+LEARNING_ACTIONS = {"apply_suggestion": _apply_suggestion, "resume": _resume}
 
 
 @require_http_methods(["POST"])
@@ -156,7 +212,7 @@ def decide_run(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
         raise Http404("No such training run.")
     approve = request.POST.get("decision") == "approve"
     try:
-        decide(run=run, approve=approve, user=request.user)
+        decide(run=run, approve=approve, user=request.user, apply_thresholds=bool(request.POST.get("apply_thresholds")))
     except DecisionError as exc:
         messages.error(request, str(exc))
     else:

@@ -44,6 +44,10 @@ def ordered(items: QuerySet[Item], order: str) -> QuerySet[Item]:
     if order == Project.ReviewOrder.RANDOM:
         # Content-hash order: claim_many starts it at a random point for each claim.
         return items.order_by("sha256", "pk")
+    if order == Project.ReviewOrder.LEARNING:
+        # Where a label teaches most (classify.services.learning.learning_priority); items routed
+        # before the order was chosen follow, most uncertain first.
+        return items.order_by(F("learning_priority").asc(nulls_last=True), F("margin").asc(nulls_first=True), "pk")
     return items.order_by(F("margin").asc(nulls_first=True), "pk")
 
 

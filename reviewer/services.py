@@ -21,6 +21,7 @@ from classify import events
 from classify.models import Item, Label, Project
 from classify.retrain.runs import maybe_schedule_refit
 from classify.selectors import is_project_admin, latest_prediction, projects_for
+from classify.services import learning
 from classify.services.lifecycle import transition
 
 from . import selectors
@@ -244,6 +245,8 @@ def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release
         labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
     ):
         events.item_settled(item.pk, by=reviewer, answers=[human_answer(decision) for decision in live])
+    if item.audit and item.top_label:
+        learning.check_live_precision(project=item.project, label_name=item.top_label)
     maybe_schedule_refit(item.project)
 
 

@@ -3,6 +3,9 @@ embeddings, and the counts that decide when a new head is worth training."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import numpy as np
 from django.db.models import Count, Q
 
@@ -28,24 +31,44 @@ def labels_per_class(project: Project) -> dict[str, int]:
     return {row.name: row.exemplar_count + row.reviewed for row in rows}
 
 
-def labelled_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]:
-    """Every exemplar and human-labelled item as (image hash, embedding, class name): the hash is
-    the key a train/test split is made on; embeddings are computed once and kept."""
-    keys, vectors, names = [], [], []
-    for label in project.labels.prefetch_related("exemplars"):
-        for exemplar in label.exemplars.all():
-            if exemplar.embedding is None:
-                exemplar.embedding = embed(load_image(exemplar, min_side=INPUT_SIDE))
-                exemplar.save(update_fields=["embedding"])
-            keys.append(exemplar.sha256 or f"exemplar:{exemplar.pk}")
-            vectors.append(np.frombuffer(bytes(exemplar.embedding), dtype=np.float32))
-            names.append(label.name)
-    reviewed = Item.objects.filter(project=project, status=Status.REVIEWED, label__isnull=False).select_related("label")
-    for item in reviewed.iterator():
-        if item.embedding is None:
-            item.embedding = embed(load_image(item, min_side=INPUT_SIDE))
-            Item.objects.filter(pk=item.pk).update(embedding=item.embedding)
-        keys.append(item.sha256 or f"item:{item.pk}")
-        vectors.append(np.frombuffer(bytes(item.embedding), dtype=np.float32))
-        names.append(item.label.name)
-    return keys, (np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)), names
+@dataclass(frozen=True)
+class Examples:
+    """The training data, each picture once: key (image hash), embedding, class, when labelled."""
+
+    keys: list[str]
+    embeddings: np.ndarray
+    names: list[str]
+    labelled_at: list[datetime]
+
+    def counts(self) -> dict[str, int]:
+        return {name: self.names.count(name) for name in sorted(set(self.names))}
+
+
+def examples(project: Project) -> Examples:
+    """Exemplars and human-reviewed items, the first label of a picture winning (so no picture
+    sits in two folds). Auto-accepted items never train the head: only people's labels do.
+    Embeddings are read as stored; one missing (an exemplar just added, an item scored by another
+    backend) is computed once and kept."""
+    rows = [(e.sha256 or f"exemplar:{e.pk}", e.embedding or _embed_once(e), e.label.name, e.created_at)
+            for e in Exemplar.objects.filter(label__project=project).select_related("label").order_by("pk")]
+    reviewed = (Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False)
+                .order_by("labelled_at", "pk").values_list("sha256", "pk", "embedding", "label__name", "labelled_at"))
+    rows += [(sha or f"item:{pk}", vector or _embed_once(Item.objects.get(pk=pk)), name, when)
+             for sha, pk, vector, name, when in reviewed.iterator()]
+    seen, keys, vectors, names, times = set(), [], [], [], []
+    for key, vector, name, when in rows:
+        if key in seen:
+            continue
+        seen.add(key)
+        keys.append(key)
+        vectors.append(np.frombuffer(bytes(vector), dtype=np.float32))
+        names.append(name)
+        times.append(when)
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)
+    return Examples(keys, matrix, names, times)
+
+
+def _embed_once(row: Exemplar | Item) -> bytes:
+    vector = embed(load_image(row, min_side=INPUT_SIDE))
+    type(row).objects.filter(pk=row.pk).update(embedding=vector)
+    return vector

@@ -1,32 +1,31 @@
-"""Retrain the local backend's trained head: a deterministic stratified split of the human labels,
-a head fitted on the train part, measured on the test part, stored as an inactive model version."""
+"""Retrain the local backend's trained head and measure it honestly.
+
+Every human label (and exemplar) is scored out of fold (k-fold cross-validation on the stored
+embeddings: no image is decoded again), the per-class thresholds are calibrated on those scores
+(``calibration.calibrate``), and the head activated on promotion is fitted on all of them. The
+active model is measured on the same labels: a zero-shot mapping by its own scores, an active
+head by the same out-of-fold procedure restricted to the labels it had when it was fitted.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 from django.db import transaction
 
-from classify.backends.local import fit_head
+from classify.backends.local import fit_full, fit_scorer, zero_shot_top
+from classify.calibration import Calibration, Scored, calibrate, out_of_fold
 from classify.models import ModelVersion, Project, TrainingRun
+from classify.services.scoring import class_specs
 
-from .data import labelled_examples
-from .evaluation import evaluate_head, stratified_split
+from .data import Examples, examples
+from .evaluation import classification_metrics
 from .outcomes import Done, StepFailed
 
-TEST_SHARE = 0.2
 SEED = 0
 
 
-def unique_examples(project: Project) -> tuple[list[str], np.ndarray, list[str]]:
-    """The project's labelled examples, each picture once (the first label it was given wins),
-    so no image sits in both the train and the test split."""
-    keys, embeddings, names = labelled_examples(project)
-    seen, keep = set(), []
-    for index, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            keep.append(index)
-    return [keys[i] for i in keep], embeddings[keep], [names[i] for i in keep]
+def class_names(project: Project) -> tuple[list[str], str]:
+    labels = list(project.labels.all())
+    return [label.name for label in labels], next(label.name for label in labels if label.is_unknown)
 
 
 def too_few_labels(project: Project, counts: dict[str, int]) -> str:
@@ -39,24 +38,61 @@ def too_few_labels(project: Project, counts: dict[str, int]) -> str:
 
 
 def fit_candidate(run: TrainingRun) -> Done:
+    """Fit the head on every label, score each label out of fold, calibrate, and measure the
+    active model on the same labels; the candidate is stored inactive (``head-N``)."""
     project = run.project
-    keys, embeddings, names = unique_examples(project)
-    counts = {name: names.count(name) for name in sorted(set(names))}
+    data = examples(project)
+    counts = data.counts()
     if len(counts) < 2 or min(counts.values()) < 2:
         raise StepFailed(too_few_labels(project, counts))
-    train, test = stratified_split(keys, names, test_share=TEST_SHARE, seed=SEED)
-    fit = fit_head(embeddings[train], [names[i] for i in train], seed=SEED)
-    metrics = evaluate_head(fit.head, embeddings[test], [names[i] for i in test],
-                            target_precision=project.target_precision)
+    classes, unknown = class_names(project)
+    head = fit_full(data.embeddings, data.names)
+    scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit_scorer, seed=SEED)
+    calibration = calibrate(scored, classes=classes, target=project.target_precision, unknown=unknown)
+    metrics = classification_metrics(scored.truths, scored.predicted, scored.scores,
+                                     target_precision=project.target_precision)
+    metrics.update(calibration=calibration.as_dict(), coverage=calibration.coverage, evaluated="out of fold")
+    metrics["active"] = measure_active(project, data, classes=classes, unknown=unknown)
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)  # version numbers are per project
         number = ModelVersion.objects.filter(project=project, backend="local").count() + 1
         run.candidate = ModelVersion.objects.create(
-            project=project, backend="local", version=f"head-{number}", artifact=fit.head.to_bytes(),
-            classes=list(fit.head.classes), n_train=len(train), n_test=len(test),
+            project=project, backend="local", version=f"head-{number}", artifact=head.to_bytes(),
+            classes=list(head.classes), n_train=len(data.names), n_test=len(data.names),
             held_out_accuracy=metrics["accuracy"], f1=metrics["macro_f1"], metrics=metrics,
-            human_labels_seen=len(names), note=f"Training run #{run.pk}; not active until approved.",
+            coverage=calibration.coverage, human_labels_seen=len(data.names),
+            note=f"Training run #{run.pk}.",
         )
     run.metrics = metrics
-    return Done(f"Trained head-{number} on {len(train)} labels, tested on {len(test)}: "
-                f"accuracy {metrics['accuracy']:.1%}, macro F1 {metrics['macro_f1']:.3f}.")
+    return Done(f"Trained head-{number} on {len(data.names)} labels. Out of fold: accuracy {metrics['accuracy']:.1%}, "
+                f"{describe(calibration)}.")
+
+
+def describe(calibration: Calibration) -> str:
+    if not calibration.accepted:
+        return f"no class can auto-accept yet at {calibration.target:.0%} precision"
+    return (f"auto-accepts {calibration.coverage:.0%} of the labels at {calibration.target:.0%} precision "
+            f"(measured {calibration.precision:.1%}, lower bound {calibration.lower:.1%})")
+
+
+def measure_active(project: Project, data: Examples, *, classes: list[str], unknown: str) -> dict:
+    """The active local model's calibration on the same labels, as stored on the run.
+
+    Zero-shot (no active head): its own scores, which never learnt from any label. An active
+    head: out of fold, each fold model learning only from labels the head had when it was fitted.
+    """
+    active = ModelVersion.objects.filter(project=project, backend="local", is_active=True).first()
+    mode = project.backend_config.get("mode", "auto") if project.backend == "local" else "auto"
+    if active is not None and mode != "zero_shot":
+        had = [when is not None and when <= active.created_at for when in data.labelled_at]
+        scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit_scorer, seed=SEED, trainable=had)
+        name = active.version
+    elif mode == "trained":
+        return {"model": "untrained", "coverage": 0.0, "accuracy": 0.0, "calibration": None}
+    else:
+        specs = class_specs(project, list(project.labels.all()), backend="local")
+        predicted, scores = zero_shot_top(data.embeddings, specs)
+        scored, name = Scored(predicted, scores, list(data.names)), "zero-shot mapping"
+    calibration = calibrate(scored, classes=classes, target=project.target_precision, unknown=unknown)
+    accuracy = sum(p == t for p, t in zip(scored.predicted, scored.truths, strict=True)) / max(1, len(scored.truths))
+    return {"model": name, "coverage": calibration.coverage, "accuracy": accuracy, "calibration": calibration.as_dict()}

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Done:
-    """The step finished; ``detail`` goes to the run's log; ``skip_to`` jumps over later steps."""
+    """The step finished; ``detail`` goes to the run's log; ``skip_to`` jumps over later steps;
+    ``finished``: the step has decided the run (its state is set), nothing waits for an admin."""
 
     detail: str = ""
     skip_to: str = ""
+    finished: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ run's state lives in the database, not in a worker: a step that has to wait for 
 sweeper re-enqueues a run whose next step is overdue. Only the task carrying the run's current
 ``token`` may run a step, so a duplicate message is harmless.
 
-Both kinds end the same way: ``gate`` (F1 at least the project's ``min_f1`` and at least the
-active model's), ``compare`` (the candidate re-classifies recent items), then a project admin
-approves (the candidate becomes active; for Custom Labels the project switches to it) or rejects.
+Both kinds end the same way: a gate (local: coverage at the target precision against the active
+model on the same labels, ``promotion.coverage_gate``; Custom Labels: F1 at least the project's
+``min_f1`` and at least the active model's), ``compare`` (the candidate re-classifies recent
+items), then, in a project's automatic learning mode, a local candidate is promoted by itself
+(``promotion.promote``); otherwise a project admin approves (the candidate becomes active; for
+Custom Labels the project switches to it) or rejects.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from classify import aws, events
 from classify.backends import BackendError, ModelArtifact, get_backend
 from classify.enqueue import enqueue
 from classify.models import ModelVersion, Project, TrainingRun
-from classify.services.scoring import class_specs
+from classify.services import learning
+from classify.services.scoring import build_backend, class_specs
 
-from . import custom_labels, local
+from . import custom_labels, local, promotion
 from .compare import compare_candidate, historical_sample
 from .data import human_label_count, labels_per_class
 from .outcomes import Done, NotPromoted, StepFailed, Wait
@@ -101,9 +105,12 @@ def compare(run: TrainingRun) -> Done:
 
 STEPS: dict[str, list[tuple[str, str, Callable]]] = {
     Kind.LOCAL: [
-        ("fit", "Fit the head on the train split, evaluate on the test split", local.fit_candidate),
-        ("gate", "Check F1 against the minimum and the active model", gate),
+        ("fit", "Fit the head on every label; score each label out of fold; calibrate the thresholds",
+         local.fit_candidate),
+        ("gate", "Compare coverage at the target precision with the active model's on the same labels",
+         promotion.coverage_gate),
         ("compare", "Re-classify recent items with the candidate", compare),
+        ("promote", "Promote automatically (automatic mode)", promotion.promote),
     ],
     Kind.CUSTOM_LABELS: [
         ("project", "Create or reuse the Rekognition project", custom_labels.ensure_project),
@@ -127,29 +134,65 @@ def step_titles(kind: str) -> dict[str, str]:
 # --- Starting ----------------------------------------------------------------------------------
 
 
-def start_local_training(*, project: Project, user=None) -> TrainingRun:
-    return _start(TrainingRun(project=project, kind=Kind.LOCAL, created_by=user))
+def start_local_training(*, project: Project, user=None) -> TrainingRun | None:
+    """Queue a local refit, or return None when one is already queued or running: the database
+    allows one per project (a partial unique index), so concurrent starts cannot both win."""
+    try:
+        with transaction.atomic():
+            return _start(TrainingRun(project=project, kind=Kind.LOCAL, created_by=user))
+    except IntegrityError:
+        return None
 
 
 def maybe_schedule_refit(project: Project) -> bool:
-    """After ``refit_every`` new human labels, train a new head in the background.
+    """After ``refit_every`` new human labels, train a new head in the background (local backend),
+    or recalibrate the thresholds from the reviewed items (other backends, automatic mode).
 
-    The head is a candidate: the training run measures it, compares it with the active model on
-    recent items, and waits for a project admin to approve it. Nothing starts while another local
-    run is still open, or while a class has fewer than ``min_examples_per_class`` labels.
+    The head is a candidate: the run measures it and compares it with the active model; in
+    automatic mode it is promoted by itself if it beats it, in approval mode it waits for a project
+    admin (and no new refit starts meanwhile). Nothing starts while a class has fewer than
+    ``min_examples_per_class`` labels.
     """
-    if project.refit_every == 0 or project.backend != "local":
+    if project.refit_every == 0:
         return False
-    open_states = [State.QUEUED, State.RUNNING, State.AWAITING_DECISION]
-    if TrainingRun.objects.filter(project=project, kind=Kind.LOCAL, state__in=open_states).exists():
+    if project.backend != "local":
+        return _maybe_recalibrate(project)
+    waiting = TrainingRun.objects.filter(project=project, kind=Kind.LOCAL, state=State.AWAITING_DECISION)
+    if waiting.exists() or TrainingRun.objects.filter(project=project, kind=Kind.LOCAL,
+                                                      state__in=[State.QUEUED, State.RUNNING]).exists():
         return False
     last = ModelVersion.objects.filter(project=project, backend="local").order_by("-created_at").first()
     new_labels = human_label_count(project) - (last.human_labels_seen if last else 0)
     if new_labels < project.refit_every or min(labels_per_class(project).values(), default=0) < max(
             project.min_examples_per_class, 2):
         return False
-    start_local_training(project=project)
-    return True
+    return start_local_training(project=project) is not None
+
+
+COLD_START_EXEMPLARS = 3
+
+
+def train_from_exemplars(project: Project) -> TrainingRun | None:
+    """Cold start: once every class has at least 3 exemplars (and ``min_examples_per_class``
+    labels), train the first head at once instead of waiting for ``refit_every`` reviews."""
+    if project.backend != "local" or ModelVersion.objects.filter(project=project, backend="local").exists():
+        return None
+    counts = labels_per_class(project)
+    if not counts or min(counts.values()) < max(COLD_START_EXEMPLARS, project.min_examples_per_class):
+        return None
+    return start_local_training(project=project)
+
+
+def _maybe_recalibrate(project: Project) -> bool:
+    """Automatic mode, a backend Loupe does not train: every ``refit_every`` labels, its thresholds
+    are recalibrated from the items it scored and people then reviewed."""
+    if project.learning_mode != Project.LearningMode.AUTOMATIC or human_label_count(project) % project.refit_every:
+        return False
+    try:
+        version = build_backend(project, list(project.labels.all())).model_version
+    except BackendError:
+        return False
+    return learning.recalibrate(project, backend=project.backend, model_version=version) is not None
 
 
 def start_custom_labels_training(*, project: Project, train_manifest: str, test_manifest: str, output_location: str,
@@ -226,6 +269,13 @@ def run_step(run: TrainingRun) -> float | None:
         run.save()
         return countdown
     _log(run, "done", outcome.detail)
+    if outcome.finished:  # promoted automatically: receivers hear of it as of an approval
+        run.next_poll_at = None
+        with transaction.atomic():
+            run.save()
+            if run.state == State.APPROVED:
+                events.training_run_event(run, events.Event.Type.RUN_PROMOTED)
+        return None
     following = names.index(outcome.skip_to) if outcome.skip_to else names.index(run.step) + 1
     if following >= len(names):
         run.state, run.next_poll_at = State.AWAITING_DECISION, None
@@ -272,16 +322,20 @@ class DecisionError(Exception):
     """The run is not waiting for a decision (decided already, or still running)."""
 
 
-def decide(*, run: TrainingRun, approve: bool, user) -> TrainingRun:
+def decide(*, run: TrainingRun, approve: bool, user, apply_thresholds: bool = True) -> TrainingRun:
     """A project admin's verdict on a compared candidate. Approval activates it (the active model
-    of that backend steps down) and, for Custom Labels, points the project at the new version."""
+    of that backend steps down) and, for Custom Labels, points the project at the new version; a
+    local head's calibrated thresholds are applied too unless ``apply_thresholds`` is off."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update(of=("self",)).select_related("project", "candidate").get(pk=run.pk)
         if run.state != State.AWAITING_DECISION:
             raise DecisionError(f"Run #{run.pk} is {run.get_state_display().lower()}: there is nothing to decide.")
         run.decided_by, run.decided_at = user, timezone.now()
         run.state = State.APPROVED if approve else State.REJECTED
-        if approve:
+        if approve and run.kind == Kind.LOCAL:
+            Project.objects.select_for_update().get(pk=run.project_id)
+            promotion.approve(run, user=user, apply_thresholds=apply_thresholds)
+        elif approve:
             _activate(run)
         run.step = "decision"
         _log(run, "done", f"{'Approved' if approve else 'Rejected'} by {user}."

@@ -13,6 +13,7 @@ from classify import events, pipeline
 from classify.backends import Scores
 from classify.models import Item, Prediction
 
+from . import learning
 from .lifecycle import transition
 from .queueing import schedule_classification
 from .scoring import build_backend, load_image
@@ -42,10 +43,20 @@ def score_item(item: Item) -> Prediction | None:
         scores, latency = Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0
     else:
         scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
-    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
+    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
     routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
     return record_prediction(item, backend.name, scores, routing, latency, rules, earlier, labels=labels)
+
+
+def _priority(project, routing: pipeline.Routing, rules: dict, *, audit: bool) -> float | None:
+    """The review order ``learning``'s key for an item going to review (None for other orders)."""
+    if project.review_order != project.ReviewOrder.LEARNING:
+        return None
+    rule = rules.get(routing.top_label)
+    return learning.learning_priority(top_score=routing.top_score, threshold=rule.threshold if rule else 1.0,
+                                      class_share=learning.class_shares(project).get(routing.top_label, 0.0),
+                                      audit=audit)
 
 
 def reusable_prediction(item: Item, *, backend_name: str, model_version: str) -> Prediction | None:
@@ -79,6 +90,7 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
         "label": top if status == Status.AUTO_ACCEPTED else None, "top_label": routing.top_label,
         "top_score": routing.top_score, "margin": routing.margin, "audit": audit, "reviews_needed": needs,
         "escalated": False,
+        "learning_priority": _priority(project, routing, rules, audit=audit) if status == Status.NEEDS_REVIEW else None,
     }
     if scores.embedding is not None:
         fields["embedding"] = scores.embedding
@@ -90,8 +102,10 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
             item=item, backend=backend_name, model_version=scores.model_version, scores=scores.scores,
             top_label=routing.top_label, top_score=routing.top_score, margin=routing.margin,
             latency_ms=round(latency, 3), decision=routing.decision, reason=routing.reason,
-            thresholds={name: {"threshold": r.threshold, "margin": r.margin} for name, r in rules.items()},
+            thresholds={name: {"threshold": r.threshold, "margin": r.margin, **({"hold": r.hold} if r.hold else {})}
+                        for name, r in rules.items()},
             raw=scores.raw, reused_from=reused_from,
+            provenance=learning.active_provenance(project, backend_name) if "/head:" in scores.model_version else "",
             cost_usd=0 if reused_from else round(scores.cost_usd, 6),
             saved_usd=reused_from.cost_usd if reused_from else 0,
         )

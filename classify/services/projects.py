@@ -19,14 +19,20 @@ def create_project(
 ) -> Project:
     """A project with its classes and the unknown/other class every project has.
 
-    For the local backend, each class starts with the ImageNet classes whose names match it.
+    For the local backend, each class starts with the ImageNet classes whose names match it, and
+    the project learns in automatic mode with the ``learning`` review order (docs/retraining.md).
     """
     backend = backend or settings.LOUPE_DEFAULT_BACKEND
     names = [name.strip() for name in labels if name.strip()]
     if len(set(names)) != len(names) or UNKNOWN_LABEL in names:
         raise ValueError(f"class names must be distinct and not {UNKNOWN_LABEL!r}")
+    learns = backend == "local"  # a head Loupe trains itself: the loop can close by itself
     with transaction.atomic():
-        project = Project.objects.create(slug=slug, name=name or slug, backend=backend, created_by=created_by)
+        project = Project.objects.create(
+            slug=slug, name=name or slug, backend=backend, created_by=created_by,
+            learning_mode=Project.LearningMode.AUTOMATIC if learns else Project.LearningMode.APPROVAL,
+            review_order=Project.ReviewOrder.LEARNING if learns else Project.ReviewOrder.MARGIN,
+        )
         for order, label in enumerate(names):
             mappings = {"local": suggest_imagenet_classes(label)} if backend == "local" else {}
             Label.objects.create(project=project, name=label, order=order, mappings=mappings)

@@ -100,6 +100,7 @@ class RefitTests:
         project = projects.create_project(slug="pets", labels=["cat", "coffee"], backend="local")
         project.refit_every = refit_every
         project.min_examples_per_class = 3
+        project.learning_mode = Project.LearningMode.APPROVAL  # automatic promotion: tests/classify/test_learning.py
         project.save()
         return project
 
@@ -122,7 +123,7 @@ class RefitTests:
         assert run.state == TrainingRun.State.AWAITING_DECISION, run.reason
         version = run.candidate
         assert not version.is_active and version.version == "head-1"
-        assert version.held_out_accuracy == 1.0 and version.n_train + version.n_test == 10
+        assert version.held_out_accuracy == 1.0 and version.n_train == version.n_test == 10  # out of fold
         assert set(version.classes) == {"cat", "coffee"}
         assert Exemplar.objects.filter(embedding__isnull=True).count() == 0  # computed once, kept
         decide(run=run, approve=True, user=make_user("ada"))
