@@ -9,6 +9,8 @@ the evidence.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 from django.db import transaction
 from django.db.models import Count
@@ -86,15 +88,19 @@ def active_provenance(project: Project, backend: str) -> str:
 def audits_since(project: Project) -> dict[str, dict]:
     """Per class the model auto-accepted: audited items people have decided since the class's
     last calibration (all of them if it was never calibrated), and how many they confirmed."""
-    since = {label.name: label.calibration.get("at") for label in project.labels.filter(is_unknown=False)}
+    since = {label.name: _when(label.calibration.get("at")) for label in project.labels.filter(is_unknown=False)}
     rows: dict[str, dict] = {name: {"checked": 0, "confirmed": 0} for name in since}
     audited = Item.objects.filter(project=project, audit=True, status=Item.Status.REVIEWED, label__isnull=False)
     for top, truth, when in audited.values_list("top_label", "label__name", "labelled_at").iterator():
-        if top not in rows or (since[top] and when and when.isoformat() < since[top]):
+        if top not in rows or (since[top] and when and when < since[top]):
             continue
         rows[top]["checked"] += 1
         rows[top]["confirmed"] += top == truth
     return rows
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def live_precision(project: Project) -> dict[str, dict]:
@@ -246,11 +252,12 @@ def refresh_learning_order(project: Project) -> int:
     thresholds = dict(project.labels.values_list("name", "accept_threshold"))
     shares = class_shares(project)
     cluster_share = _cluster_shares(project, [row[4] for row in waiting])
-    for (pk, top, score, audit, _), share in zip(waiting, cluster_share, strict=True):
-        priority = learning_priority(top_score=score or 0.0, threshold=thresholds.get(top, 1.0),
-                                     class_share=shares.get(top, 0.0), cluster_share=share, audit=audit)
-        Item.objects.filter(pk=pk).update(learning_priority=priority)
-    return len(waiting)
+    rows = [Item(pk=pk, learning_priority=learning_priority(
+                top_score=score or 0.0, threshold=thresholds.get(top, 1.0), class_share=shares.get(top, 0.0),
+                cluster_share=share, audit=audit))
+            for (pk, top, score, audit, _), share in zip(waiting, cluster_share, strict=True)]
+    Item.objects.bulk_update(rows, ["learning_priority"], batch_size=500)
+    return len(rows)
 
 
 def _cluster_shares(project: Project, vectors: list) -> list[float]:

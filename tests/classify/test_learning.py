@@ -66,7 +66,7 @@ def add_item(project: Project, name: str | None, n: int, *, truth: str | None = 
     item = Item(project=project, sha256=hashlib.sha256(data).hexdigest(), width=40, height=40, status=status,
                 label=project.labels.get(name=name) if name else None,
                 embedding=vector(truth, n, noise=noise) if truth in CLASSES else None,
-                top_label=truth, top_score=0.5, margin=0.0,
+                top_label=truth, top_score=fields.pop("top_score", 0.5), margin=0.0,
                 labelled_at=timezone.now() if status == Item.Status.REVIEWED else None, **fields)
     item.image.save(f"i{n}.png", ContentFile(data), save=False)
     item.save()
@@ -379,3 +379,25 @@ def test_any_backend_gets_thresholds_for_the_target_from_its_reviewed_items_in_o
     assert classes["green"]["hold"].startswith("green cannot auto-accept yet at 95% precision")
     page = client.get(reverse("classify:models", args=[project.slug]))
     assert b"Thresholds for 95% precision applied (by ada)." in page.content
+
+
+@pytest.mark.django_db
+def test_the_learning_order_serves_audits_first_then_items_near_their_threshold_of_little_labelled_classes():
+    from reviewer import services as review
+
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(review_order=Project.ReviewOrder.LEARNING)
+    project.refresh_from_db()
+    Label.objects.filter(project=project).update(accept_threshold=0.9)
+    label_many(project, 6)  # every class has labels: equal shares
+    for n in range(6):  # ants are labelled far more than the others
+        add_item(project, "ant", 500 + n)
+    far = add_item(project, None, 601, truth="bee", status=Item.Status.NEEDS_REVIEW, top_score=0.3)
+    near_ant = add_item(project, None, 602, truth="ant", status=Item.Status.NEEDS_REVIEW, top_score=0.88)
+    near_bee = add_item(project, None, 603, truth="bee", status=Item.Status.NEEDS_REVIEW, top_score=0.88)
+    audit = add_item(project, None, 604, truth="wasp", status=Item.Status.NEEDS_REVIEW, top_score=0.99, audit=True)
+    assert learning.refresh_learning_order(project) == 4
+    reviewer = make_user("rita")
+    Membership.objects.create(project=project, user=reviewer)
+    order = [review.claim_many(project=project, reviewer=reviewer, limit=1)[0].pk for _ in range(4)]
+    assert order == [audit.pk, near_bee.pk, near_ant.pk, far.pk]
