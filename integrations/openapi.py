@@ -66,6 +66,20 @@ SCHEMAS = {
     )})]},
     "Exemplar": obj({"id": INTEGER, "label": STRING, "label_id": INTEGER, "image_url": STRING}),
     "ExemplarRemoved": obj({"removed": INTEGER}),
+    "Learning": obj({
+        "project": STRING, "mode": {"type": "string", "enum": ["automatic", "approval"]},
+        "target_precision": NUMBER, "backend": STRING,
+        "active_model": nullable(obj({"version": STRING, "coverage": nullable(NUMBER), "provenance": STRING,
+                                      "human_labels_seen": INTEGER, "created_at": DATETIME})),
+        "refit_running": BOOLEAN,
+        "runs": {"type": "array", "items": obj({
+            "id": INTEGER, "kind": STRING, "state": STRING, "step": STRING, "reason": STRING,
+            "candidate": nullable(STRING), "coverage": nullable(NUMBER), "labels": nullable(INTEGER),
+            "seconds": nullable(NUMBER), "created_at": DATETIME})},
+        "classes": {"type": "array", "items": obj({
+            "name": STRING, "threshold": NUMBER, "margin": NUMBER, "hold": STRING,
+            "calibration": nullable(obj({})), "live": obj({})})},
+    }),
     "Claim": obj({
         "lease": obj({"token": {"type": "string", "format": "uuid"}, "expires_at": DATETIME}),
         "item": ref("Item"),
@@ -188,6 +202,12 @@ PATHS = {
         "get": operation("What is left and your pace today", {
             "200": json_body("StatsExplained", "Counts, and what is hidden from you and why."),
             "404": NOT_FOUND}, tag="review"),
+    },
+    "/api/v1/projects/{slug}/learning/": {
+        "parameters": [SLUG],
+        "get": operation("Where the learning loop stands: mode, active model, refits, thresholds, audits", {
+            "200": json_body("Learning", "The learning state (docs/retraining.md)."), "404": NOT_FOUND},
+            tag="items"),
     },
     "/api/v1/projects/{slug}/classes/{label_id}/exemplars/": {
         "parameters": [SLUG, {"name": "label_id", "in": "path", "required": True, "schema": INTEGER}],

@@ -127,7 +127,8 @@ class ScopeTests:
 def project_form(project) -> dict:
     """The project's change form as the admin page would post it back unchanged."""
     data = {field: getattr(project, field) for field in (
-        "name", "slug", "description", "backend", "refit_every", "min_examples_per_class", "review_order",
+        "name", "slug", "description", "backend", "learning_mode", "target_precision", "refit_every",
+        "min_examples_per_class", "review_order",
         "review_candidates", "grid_size", "lease_seconds", "consensus_reviews", "consensus_below", "min_side",
         "min_brightness", "max_brightness", "min_sharpness", "max_aspect_ratio")}
     data["backend_config"] = "{}"

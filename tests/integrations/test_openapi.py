@@ -101,6 +101,7 @@ def test_a_response_of_every_operation_validates_against_the_description(team, d
     lease = claim["lease"]["token"]
     rec.check(token.post(review + "claim/?count=2"))
     rec.check(token.get(review + "stats/"))
+    rec.check(token.get(f"/api/v1/projects/{slug}/learning/"))
     post_json("/api/v1/reviews/renew/", {"tokens": [lease, "gone"]})
     post_json(f"/api/v1/reviews/{lease}/decision/", {"labels": ["purple"]})
     post_json(f"/api/v1/reviews/{lease}/decision/", {"labels": ["red"], "seconds_spent": 1.5})
