@@ -17,6 +17,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.broker import transport_for
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -263,17 +265,20 @@ FILE_UPLOAD_HANDLERS = [
 # --- Celery ----------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
+# Loupe's own subclasses of kombu's filesystem and Redis transports (config/broker.py): atomic
+# publish and quarantine instead of a worker exit; reconnect instead of exit on a Redis outage.
+CELERY_BROKER_TRANSPORT = transport_for(CELERY_BROKER_URL)
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # Embedded broker, no server: one folder on one filesystem, consumed files kept (and pruned
-    # by a periodic task) because that measured safe in shared/docs/embedded-broker.md.
-    for _sub in ("queue", "processed"):
+    # Embedded broker, no server: every folder on one filesystem, so renames are atomic.
+    for _sub in ("queue", "claimed", "quarantine"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "queue"),
-        "store_processed": True,
-        "processed_folder": str(BROKER_DIR / "processed"),
+        "claim_folder": str(BROKER_DIR / "claimed"),
+        "quarantine_folder": str(BROKER_DIR / "quarantine"),
+        "fsync": env_bool("LOUPE_BROKER_FSYNC", True),
         "polling_interval": env_float("LOUPE_BROKER_POLL_SECONDS", 0.1),
     }
 else:
