@@ -16,7 +16,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
-from . import selectors
+from . import health, selectors
 from .auth import api_error, api_view
 from .images import ImageRejected
 from .models import Exemplar, Item, ModelVersion, TrainingRun
@@ -82,7 +82,8 @@ def project_items(request: HttpRequest, slug: str) -> JsonResponse:
         items = items.filter(status=status)
     limit = min(_int(request.GET.get("limit"), 100), MAX_LIST)
     items_page = [item_json(item) for item in items[:limit]]
-    return JsonResponse({"items": items_page, "counts": selectors.status_counts(project)})
+    return JsonResponse({"items": items_page, "counts": selectors.status_counts(project),
+                         "stall": health.classification_stall(project)})
 
 
 def _int(raw: str | None, default: int) -> int:

@@ -316,9 +316,23 @@ class Item(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(
+        max_length=255, blank=True, editable=False,
+        help_text="<worker name>/<task id> of the claim: lets a dead worker's claim be released early.",
+    )
+    idempotency_key = models.CharField(
+        max_length=255, blank=True, editable=False,
+        help_text="The uploader's Idempotency-Key: a retried upload with it returns this item.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "uploaded_by", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                name="item_idempotency_key_unique",
+            ),
+        ]
         indexes = [
             models.Index(fields=["project", "status"]),
             models.Index(fields=["status", "updated_at"]),
@@ -330,6 +344,7 @@ class Item(models.Model):
             models.Index(fields=["created_at"], name="item_created"),
             models.Index(fields=["labelled_at"], name="item_labelled"),
             models.Index(fields=["project", "status", "learning_priority"], name="item_learning_order"),
+            models.Index(fields=["claimed_at"], name="item_claimed_at"),  # health: the last claim
         ]
 
     def __str__(self) -> str:
@@ -654,3 +669,17 @@ class ThresholdChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} in {self.project}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's sign of life, written by its main process every few seconds
+    (classify/heartbeat.py). Health and the sweeper read it: a worker not seen for a minute is
+    gone, and the items it had claimed can be handed to another one at once."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="Celery node name, e.g. celery@host.")
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -16,4 +16,5 @@ urlpatterns = [
     path("items/<int:item_id>/image", views.item_image, name="item_image"),
     path("account/", views.account, name="account"),
     path("healthz", views.healthz, name="healthz"),
+    path("livez", views.livez, name="livez"),
 ]

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from . import bakeoff, selectors
+from . import bakeoff, health, selectors
 from .auth import issue_token, revoke_token, token_or_session
 from .backends.imagenet import suggest
 from .forms import ApiTokenForm, BakeoffForm, CustomLabelsTrainingForm, ProjectForm
@@ -93,6 +93,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "unmapped": [card.label for card in cards if card.unmapped],
         "is_admin": selectors.is_project_admin(request.user, project),
         "classes_open": not sum(counts.values()) or any(card.unmapped for card in cards),
+        "stall": health.classification_stall(project),
     }
     return render(request, "classify/project_detail.html", context)
 
@@ -272,7 +273,16 @@ def _int_or_none(raw: str | None) -> int | None:
 
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers and docker-compose: the database answers."""
+    """The whole truth for monitors: database, broker, live workers, the age of the oldest
+    waiting and classifying item; 503 with the problems listed when anything is wrong."""
+    report = health.health_report()
+    return JsonResponse(report.as_dict(), status=200 if report.ok else 503)
+
+
+@login_not_required
+def livez(request: HttpRequest) -> JsonResponse:
+    """Liveness of this web process only (docker-compose's check of the web container): it
+    answers and reaches the database. Workers and the broker are /healthz's business."""
     try:
         connection.ensure_connection()
     except Exception:

@@ -138,6 +138,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "classify.context_processors.service_notices",
             ],
         },
     },
@@ -302,6 +303,13 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("LOUPE_BROKER_CONNECT_TIMEOUT", 3.0
 # How long the pool waits for a dead child's result before failing (and requeueing) its job.
 CELERY_WORKER_LOST_WAIT = env_float("LOUPE_WORKER_LOST_WAIT", 10.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Every worker's main process writes a heartbeat row this often; a worker not seen for
+# LOUPE_WORKER_SEEN_WITHIN seconds counts as gone (health, and the sweeper frees its claims).
+LOUPE_WORKER_HEARTBEAT_SECONDS = env_float("LOUPE_WORKER_HEARTBEAT_SECONDS", 10.0)
+LOUPE_WORKER_SEEN_WITHIN = env_int("LOUPE_WORKER_SEEN_WITHIN", 60)
+# Health and the project page call classification stalled when items wait and no worker has
+# claimed anything for this long.
+LOUPE_STALL_AFTER = env_int("LOUPE_STALL_AFTER", 180)
 LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 60)
 
 # --- Classification --------------------------------------------------------------------------

@@ -35,7 +35,8 @@ MATRIX: dict[str, tuple] = {
     "login":                             (200, 200, 200, 200, 200, 200, 200),
     "classify:home":                     (L, 200, 200, 200, 200, 200, 200),
     "classify:account":                  (L, 200, 200, 200, 200, 200, 200),
-    "classify:healthz":                  (200, 200, 200, 200, 200, 200, 200),
+    "classify:healthz":                  (503, 503, 503, 503, 503, 503, 503),  # public; no worker runs here
+    "classify:livez":                    (200, 200, 200, 200, 200, 200, 200),
     "classify:project_create":           (L, 403, 403, 403, 200, 200, 200),
     "classify:project_suggestions":      (L, 403, 403, 403, 200, 200, 200),
     "classify:project":                  (L, 404, 404, 200, 200, 404, 200),
@@ -138,6 +139,7 @@ def request_for(name: str, world: dict) -> tuple[str, str, dict | None]:
         "classify:home": ("get", reverse("classify:home"), None),
         "classify:account": ("get", reverse("classify:account"), None),
         "classify:healthz": ("get", reverse("classify:healthz"), None),
+        "classify:livez": ("get", reverse("classify:livez"), None),
         "classify:project_create": ("get", reverse("classify:project_create"), None),
         "classify:project_suggestions": ("get", reverse("classify:project_suggestions") + "?labels=bird", None),
         "classify:project": ("get", reverse("classify:project", args=[slug]), None),

@@ -4,6 +4,7 @@ unreadable message is set aside with a log line instead of stopping the worker."
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from queue import Empty
 
@@ -12,7 +13,8 @@ from kombu import Connection
 from kombu.transport import filesystem
 
 import config.broker
-from classify.models import Item
+from classify import health
+from classify.models import Item, WorkerHeartbeat
 from config.broker import prune_folder, transport_for
 from tests.base import make_colour_project, solid_image
 from tests.test_worker import upload, wait_until_terminal
@@ -141,3 +143,13 @@ def test_a_real_worker_survives_an_empty_message_file_and_keeps_working(celery_w
     assert celery_worker_process.worker.running
     assert "unreadable message 0000000000000000_broken.celery.msg" in celery_worker_process.log()
     assert "Unrecoverable error" not in celery_worker_process.log()
+
+
+@pytest.mark.worker
+def test_a_running_worker_beats_and_health_counts_it(celery_worker_process):
+    deadline = time.monotonic() + 20
+    while not WorkerHeartbeat.objects.exists():
+        assert time.monotonic() < deadline, celery_worker_process.log()
+        time.sleep(0.1)
+    [worker] = health.health_report().workers
+    assert worker["name"].startswith("celery@") and worker["seen_seconds_ago"] < 5

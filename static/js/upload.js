@@ -113,6 +113,14 @@
     }
   }
 
+  // "No worker has picked up work for 3 minutes": shown while the server says so.
+  function showStall(text) {
+    const banner = document.getElementById("stall-banner");
+    if (!banner) return;
+    banner.textContent = text || "";
+    banner.hidden = !text;
+  }
+
   function follow(id, row) {
     row.dataset.itemId = id;
     if (!watched.has(id)) watched.set(id, []);
@@ -145,6 +153,7 @@
           const body = await response.json();
           if (ids.length) body.items.forEach(update);
           showCounts(body.counts);
+          showStall(body.stall);
         }
       } catch (err) { /* the next poll tries again */ }
     }

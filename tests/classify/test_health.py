@@ -1,0 +1,150 @@
+"""Health that tells the truth: /healthz, ``manage.py health``, the stalled-classification banner
+and the banner of a process bin/up restarted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from classify import health, services
+from classify.models import Item, WorkerHeartbeat
+from config.celery import app as celery_app
+from tests.base import make_colour_project, make_user, solid_image
+from tests.redis_server import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def beat(name: str = "celery@test", *, ago: float = 1.0) -> WorkerHeartbeat:
+    now = timezone.now()
+    return WorkerHeartbeat.objects.update_or_create(
+        name=name, defaults={"pid": 1, "started_at": now - timedelta(hours=1), "seen_at": now - timedelta(seconds=ago)}
+    )[0]
+
+
+def waiting_item(project, *, minutes: float, status=Item.Status.QUEUED) -> Item:
+    item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
+    at = timezone.now() - timedelta(minutes=minutes)
+    Item.objects.filter(pk=item.pk).update(status=status, created_at=at, enqueued_at=at)
+    return item
+
+
+@pytest.fixture
+def project(monkeypatch):
+    monkeypatch.setattr(services, "hand_to_queue", lambda item_id: True)  # items stay where we put them
+    return make_colour_project()
+
+
+class HealthzTests:
+    def test_it_is_healthy_with_a_live_worker_and_nothing_waiting(self, project):
+        beat()
+        response = Client().get(reverse("classify:healthz"))
+        assert response.status_code == 200
+        body = response.json()
+        assert body["ok"] and body["database"] == "ok" and body["broker"] == "ok" and body["problems"] == []
+        assert len(body["workers"]) == 1 and body["workers"][0]["seen_seconds_ago"] == pytest.approx(1, abs=1)
+        assert "name" not in body["workers"][0]  # host names stay private
+
+    def test_a_worker_not_seen_for_a_minute_makes_it_unhealthy(self, project):
+        beat(ago=61)
+        response = Client().get(reverse("classify:healthz"))
+        assert response.status_code == 503
+        assert response.json()["problems"] == ["No worker has been seen for 60 seconds."]
+
+    def test_items_waiting_with_no_claim_for_three_minutes_make_it_unhealthy(self, project):
+        beat()
+        waiting_item(project, minutes=4)
+        body = Client().get(reverse("classify:healthz")).json()
+        assert body["queued"] == 1 and body["oldest_queued_seconds"] == pytest.approx(240, abs=5)
+        assert body["problems"] == ["No worker has picked up work for 4 minutes (1 waiting)."]
+
+    def test_a_backlog_that_workers_are_draining_is_healthy(self, project):
+        beat()
+        waiting_item(project, minutes=10)
+        busy = waiting_item(project, minutes=10, status=Item.Status.CLASSIFYING)
+        Item.objects.filter(pk=busy.pk).update(claimed_at=timezone.now() - timedelta(seconds=5))
+        body = Client().get(reverse("classify:healthz")).json()
+        assert body["ok"], body["problems"]
+        assert body["classifying"] == 1 and body["oldest_classifying_seconds"] == pytest.approx(5, abs=3)
+
+    def test_a_claim_older_than_the_sweepers_limit_is_overdue(self, project, settings):
+        beat()
+        stuck = waiting_item(project, minutes=10, status=Item.Status.CLASSIFYING)
+        Item.objects.filter(pk=stuck.pk).update(claimed_at=timezone.now() - timedelta(seconds=300))
+        body = Client().get(reverse("classify:healthz")).json()
+        assert body["problems"] == ["An item has been classifying for 300 seconds."]
+
+    def test_an_unreachable_broker_makes_it_unhealthy(self, project):
+        beat()
+        saved = celery_app.conf.broker_url, celery_app.conf.broker_transport
+        celery_app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+        celery_app.conf.broker_transport = "config.broker:RedisTransport"
+        try:
+            response = Client().get(reverse("classify:healthz"))
+        finally:
+            celery_app.conf.broker_url, celery_app.conf.broker_transport = saved
+        assert response.status_code == 503
+        assert response.json()["broker"].startswith("unreachable")
+        assert "The task queue (broker) is unreachable." in response.json()["problems"]
+
+
+class HealthCommandTests:
+    def test_it_prints_the_report_and_exits_1_when_unhealthy(self, project):
+        out = StringIO()
+        with pytest.raises(CommandError) as raised:
+            call_command("health", stdout=out)
+        assert raised.value.returncode == 1
+        assert "workers      none" in out.getvalue() and "UNHEALTHY" in out.getvalue()
+
+    def test_it_names_the_live_workers_and_exits_0_when_healthy(self, project):
+        beat("celery@box-1")
+        out = StringIO()
+        call_command("health", stdout=out)
+        assert "celery@box-1 (seen 1 s ago)" in out.getvalue() and "status       healthy" in out.getvalue()
+
+
+class BannerTests:
+    def login(self, project) -> Client:
+        client = Client()
+        user = make_user("watcher")
+        project.memberships.create(user=user, role="reviewer")
+        client.force_login(user)
+        return client
+
+    def test_the_project_page_says_when_no_worker_picked_up_work_for_3_minutes(self, project):
+        waiting_item(project, minutes=3.2)
+        page = self.login(project).get(reverse("classify:project", args=[project.slug])).content.decode()
+        assert ("No worker has picked up work for 3 minutes: classification is stalled. "
+                "No worker is running: start one (bin/up does) or check the worker&#x27;s log.") in page
+
+    def test_the_live_status_poll_carries_the_banner_too(self, project):
+        beat()
+        waiting_item(project, minutes=5)
+        body = self.login(project).get(reverse("api:project_items", args=[project.slug])).json()
+        assert body["stall"] == "No worker has picked up work for 5 minutes: classification is stalled."
+
+    def test_no_banner_while_work_moves(self, project):
+        beat()
+        waiting_item(project, minutes=0.5)
+        page = self.login(project).get(reverse("classify:project", args=[project.slug])).content.decode()
+        assert '<div class="banner banner-warning" id="stall-banner" role="status" hidden></div>' in page
+        assert health.classification_stall(project) == ""
+
+    def test_a_process_restarted_by_bin_up_shows_on_every_page_for_15_minutes(self, project, settings):
+        log = Path(settings.VAR_DIR) / health.RESTARTS_FILE
+        old = (timezone.now() - timedelta(minutes=20)).isoformat()
+        new = timezone.now().isoformat()
+        log.write_text(f"{old} web 1\n{new} worker 137\n")
+        try:
+            page = self.login(project).get(reverse("classify:home")).content.decode()
+        finally:
+            log.unlink()
+        assert "The worker stopped unexpectedly (exit 137) at" in page
+        assert "The web stopped" not in page
