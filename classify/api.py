@@ -1,6 +1,7 @@
 """The JSON API (v1). A public interface: documented in docs/api.md, kept stable.
 
-- ``POST /api/v1/projects/<slug>/items/``: multipart field ``image`` → 201 with the item.
+- ``POST /api/v1/projects/<slug>/items/``: multipart field ``image`` → 201 with the item; an
+  ``Idempotency-Key`` header makes a retry return the first upload's item.
 - ``GET  /api/v1/projects/<slug>/items/?ids=1,2&status=needs_review&limit=100``: items, newest first.
 - ``GET  /api/v1/items/<id>/``: one item with its status, scores and routing decision.
 - ``POST /api/v1/projects/<slug>/classes/<label_id>/exemplars/``: multipart field ``image`` → 201
@@ -11,8 +12,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
@@ -23,6 +27,7 @@ from .models import Exemplar, Item, ModelVersion, TrainingRun
 from .services import intake, learning
 from .services.exemplars import add_exemplar, remove_exemplar
 
+log = logging.getLogger(__name__)
 MAX_LIST = 500
 
 
@@ -114,15 +119,54 @@ def _upload(request: HttpRequest, project) -> JsonResponse:
     upload = _one_file(request)
     if isinstance(upload, JsonResponse):
         return upload
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        return api_error(400, "Idempotency-Key must be 1 to 255 printable characters.")
     try:
         intake.check_upload_size(upload.size or 0)  # before reading it into memory
-        item = intake.ingest_upload(
-            project=project, data=upload.read(), filename=upload.name or "", uploaded_by=request.user
-        )
+        item, replayed = _ingest(request, project, upload, key)
     except ImageRejected as exc:
         return api_error(400, str(exc), filename=intake.clean_filename(upload.name or ""))
-    item = selectors.item_for(request.user, item.pk)
-    return JsonResponse(item_json(item), status=201)
+    except DatabaseError:
+        log.warning("upload to %s not stored: database error", project.slug, exc_info=True)
+        return api_error(503, "The database is unavailable; nothing was stored. Try again.")
+    response = JsonResponse(_stored_item_json(request, item), status=201)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _ingest(request: HttpRequest, project, upload, key: str | None) -> tuple[Item, bool]:
+    data, name = upload.read(), upload.name or ""
+    if key is None:
+        return intake.ingest_upload(project=project, data=data, filename=name, uploaded_by=request.user), False
+    return intake.ingest_upload_once(project=project, data=data, filename=name, uploaded_by=request.user, key=key)
+
+
+def _stored_item_json(request: HttpRequest, item: Item) -> dict:
+    """The stored item as the API shows it. The upload is stored whatever happens now: a database
+    error while reading it back is retried on a new connection, then answered from what this
+    request already knows (never a 500 for a stored upload)."""
+    for _ in range(2):
+        try:
+            return item_json(selectors.item_for(request.user, item.pk))
+        except DatabaseError:
+            connection.close()
+    log.warning("item %s stored, but could not be read back", item.pk)
+    return {**_known_fields(item), "status_display": item.get_status_display()}
+
+
+def _known_fields(item: Item) -> dict:
+    return {
+        "id": item.pk, "project": item.project.slug, "status": item.status, "status_reason": item.status_reason,
+        "label": None, "filename": item.original_filename, "width": item.width, "height": item.height,
+        "sha256": item.sha256, "attempts": item.attempts, "source_format": item.source_format,
+        "duplicate_of": item.duplicate_of_id, "near_duplicate_of": item.near_duplicate_of_id,
+        "created_at": item.created_at.isoformat(), "updated_at": item.updated_at.isoformat(),
+        "image_url": reverse("classify:item_image", args=[item.pk]),
+        "page_url": reverse("classify:item_detail", args=[item.project.slug, item.pk]),
+        "scores": None, "decision": None,
+    }
 
 
 @api_view(methods=("GET",))

@@ -9,6 +9,7 @@ class ClassifyConfig(AppConfig):
     def ready(self) -> None:
         # Register the tasks in every process, so ``classify.enqueue`` can publish them by name.
         from . import tasks  # noqa: F401
+
         # Every Celery worker records heartbeats; in a web process the step is registered, never run.
         from .heartbeat import Heartbeat
 

@@ -1,10 +1,11 @@
 """Celery tasks: thin wrappers that take ids, call one service, and own the retry policy.
 
 Broker-level safety comes from settings (acks_late, reject_on_worker_lost, prefetch 1): a message
-whose worker died is delivered again rather than lost. Its item is still "classifying" under a
-fresh claim then, so the redelivered task leaves it alone (it cannot tell a dead worker from a
-slow one); the sweeper re-queues it once the claim is older than LOUPE_STUCK_CLASSIFYING_AFTER,
-and the attempt counter ends a poison image as "failed". The database is the source of truth.
+whose pool process died is delivered again rather than lost. Before Celery hands it back, the
+worker's main process releases the dead process's claim (``ClassifyRequest``), so the second
+delivery claims the item at once; the attempt counter ends a poison image as "failed". A worker
+that dies whole (SIGKILL, a lost machine) stops beating, and the sweeper frees its claims. The
+database is the source of truth.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import logging
 import time
 from pathlib import Path
 
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
+from celery.worker.request import Request
 from django.conf import settings
+from django.db import connection
 
 from .backends import BackendError
 from .bakeoff import execute_bakeoff_run
@@ -35,12 +39,31 @@ def _backoff(retries: int) -> int:
     )
 
 
+class ClassifyRequest(Request):
+    """The worker's side of a classify_item message, in the worker's main process."""
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError) and self.args:
+            try:  # before Celery requeues the message, so its next delivery can claim the item
+                lifecycle.release_lost_claim(item_id=self.args[0], claimed_by=claim_name(self.hostname, self.id))
+            except Exception:
+                log.exception("could not release the claim of item %s", self.args[0])
+            finally:
+                connection.close()  # the main process forks pool processes: hold no connection
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+def claim_name(hostname: str | None, task_id: str | None) -> str:
+    return f"{hostname or ''}/{task_id or ''}"
+
+
 @shared_task(
-    bind=True, name="classify.classify_item", max_retries=None,
+    bind=True, name="classify.classify_item", max_retries=None, Request=ClassifyRequest,
     soft_time_limit=settings.LOUPE_TASK_SOFT_TIME_LIMIT, time_limit=settings.LOUPE_TASK_TIME_LIMIT,
 )
 def classify_item(self, item_id: int) -> None:
-    item = lifecycle.start_classification(item_id=item_id)
+    item = lifecycle.start_classification(item_id=item_id, claimed_by=claim_name(self.request.hostname, self.request.id))
     if item is None:
         return
     try:
@@ -74,19 +97,30 @@ def sweep() -> None:
 
 
 @shared_task(name="classify.prune_broker")
-def prune_broker(max_age_seconds: int = 24 * 3600) -> int:
-    """The embedded broker keeps consumed messages (safer, see docs/architecture.md): drop old ones."""
+def prune_broker(max_age_seconds: int = 3600, quarantine_days: int = 7) -> int:
+    """The embedded broker's leftovers (config/broker.py), each older than ``max_age_seconds``:
+    a message claimed by a consumer that died before reading it goes back into the queue; the
+    hidden half-written file of a publisher that died is removed; quarantined files are kept
+    ``quarantine_days`` for inspection. Returns how many files it handled."""
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    folder = options.get("processed_folder")
-    if not folder:
+    if "claim_folder" not in options:
         return 0
-    cutoff = time.time() - max_age_seconds
-    removed = 0
-    for path in Path(folder).iterdir():
-        if path.is_file() and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    queue, claimed = Path(options["data_folder_in"]), Path(options["claim_folder"])
+    handled = 0
+    for path in _older_than(claimed.glob("*.msg"), max_age_seconds):
+        path.replace(queue / path.name)
+        handled += 1
+    leftovers = [*_older_than(queue.glob(".*.partial"), max_age_seconds),
+                 *_older_than(Path(options["quarantine_folder"]).iterdir(), quarantine_days * 86400)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+        handled += 1
+    return handled
+
+
+def _older_than(paths, seconds: float) -> list[Path]:
+    cutoff = time.time() - seconds
+    return [path for path in paths if path.is_file() and path.stat().st_mtime < cutoff]
 
 
 @shared_task(name="classify.run_bakeoff", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)

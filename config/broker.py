@@ -166,20 +166,6 @@ def transport_for(url: str) -> str | None:
     return None
 
 
-def prune_folder(folder: str | os.PathLike, *, older_than: float, pattern: str = "*") -> int:
-    """Remove files matching ``pattern`` older than ``older_than`` seconds; returns how many."""
-    cutoff = time.time() - older_than
-    removed = 0
-    for path in Path(folder).glob(pattern):
-        try:
-            if path.is_file() and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
-
-
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)

@@ -310,7 +310,7 @@ LOUPE_WORKER_SEEN_WITHIN = env_int("LOUPE_WORKER_SEEN_WITHIN", 60)
 # Health and the project page call classification stalled when items wait and no worker has
 # claimed anything for this long.
 LOUPE_STALL_AFTER = env_int("LOUPE_STALL_AFTER", 180)
-LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 60)
+LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 30)
 
 # --- Classification --------------------------------------------------------------------------
 LOUPE_DEFAULT_BACKEND = env_str("LOUPE_DEFAULT_BACKEND", "local")
@@ -326,9 +326,12 @@ if LOUPE_BACKEND_RETRIES >= LOUPE_MAX_ATTEMPTS:
 # A SageMaker container may take 60 s and Bedrock may need two calls: room for both.
 LOUPE_TASK_SOFT_TIME_LIMIT = env_int("LOUPE_TASK_SOFT_TIME_LIMIT", 150)
 LOUPE_TASK_TIME_LIMIT = env_int("LOUPE_TASK_TIME_LIMIT", 180)
-# The sweeper's idea of "stuck", in seconds.
-LOUPE_STUCK_RECEIVED_AFTER = env_int("LOUPE_STUCK_RECEIVED_AFTER", 60)
-LOUPE_STUCK_QUEUED_AFTER = env_int("LOUPE_STUCK_QUEUED_AFTER", 900)
+# The sweeper's idea of "stuck", in seconds. Short, so a lost message or a dead worker costs at
+# most about two minutes (docs/operations.md has the measurements): re-publishing is harmless
+# (one claim wins), and queued items are re-published only when the broker holds fewer
+# messages than there are stale queued items.
+LOUPE_STUCK_RECEIVED_AFTER = env_int("LOUPE_STUCK_RECEIVED_AFTER", 30)
+LOUPE_STUCK_QUEUED_AFTER = env_int("LOUPE_STUCK_QUEUED_AFTER", 60)
 LOUPE_STUCK_CLASSIFYING_AFTER = env_int("LOUPE_STUCK_CLASSIFYING_AFTER", 240)
 if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK_TIME_LIMIT:
     # A claim younger than the task's time limit may belong to a worker that is still busy.

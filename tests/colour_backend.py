@@ -3,7 +3,7 @@
 
 Each class maps to a colour (``Label.mappings["colour"] = ["#ff0000"]``); an image scores by how
 close its mean colour is to each. ``backend_config`` may ask it to misbehave, so tests can drive
-the failure paths through a real worker: ``{"fail": "retryable" | "fatal" | "crash"}`` and
+the failure paths through a real worker: ``{"fail": "retryable" | "fatal" | "crash"}``, ``{"crash_once": "/path/of/a/marker"}`` and
 ``{"sleep": seconds}``.
 """
 
@@ -56,3 +56,6 @@ class ColourBackend:
             raise BackendError("colour backend: access denied (test)", retryable=False)
         if fail == "crash":
             os._exit(1)  # a worker child dying mid-task, as an OOM kill would
+        if (marker := self.config.get("crash_once")) and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)  # the same, the first time only

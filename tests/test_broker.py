@@ -15,7 +15,8 @@ from kombu.transport import filesystem
 import config.broker
 from classify import health
 from classify.models import Item, WorkerHeartbeat
-from config.broker import prune_folder, transport_for
+from classify.tasks import prune_broker
+from config.broker import transport_for
 from tests.base import make_colour_project, solid_image
 from tests.test_worker import upload, wait_until_terminal
 
@@ -118,13 +119,26 @@ class FilesystemBrokerTests:
                     pass
         assert sorted(got, key=int) == [str(index) for index in range(20)]
 
-    def test_prune_folder_removes_only_old_files(self, tmp_path):
-        old, new = tmp_path / ".old.partial", tmp_path / ".new.partial"
-        old.write_text("x")
-        new.write_text("x")
-        os.utime(old, (1, 1))
-        assert prune_folder(tmp_path, older_than=3600, pattern="*.partial") == 1
-        assert not old.exists() and new.exists()
+def test_prune_broker_requeues_orphaned_claims_and_drops_old_leftovers(settings, tmp_path):
+    opts = options(tmp_path)
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = opts
+    queue, claimed, quarantine = (Path(opts[name]) for name in ("data_folder_in", "claim_folder", "quarantine_folder"))
+    files = {
+        "orphan": claimed / "1_a.celery.msg", "fresh_claim": claimed / "2_b.celery.msg",
+        "partial": queue / ".3_c.celery.msg.partial", "fresh_partial": queue / ".4_d.celery.msg.partial",
+        "old_bad": quarantine / "5_e.celery.msg", "new_bad": quarantine / "6_f.celery.msg",
+    }
+    for path in files.values():
+        path.write_text("{}")
+    hour_ago, month_ago = time.time() - 3700, time.time() - 30 * 86400
+    for name, when in {"orphan": hour_ago, "partial": hour_ago, "old_bad": month_ago}.items():
+        os.utime(files[name], (when, when))
+
+    assert prune_broker() == 3
+
+    assert (queue / "1_a.celery.msg").exists()  # a consumer died between claiming and reading it
+    assert not files["partial"].exists() and not files["old_bad"].exists()
+    assert files["fresh_claim"].exists() and files["fresh_partial"].exists() and files["new_bad"].exists()
 
 
 @pytest.mark.worker

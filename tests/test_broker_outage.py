@@ -9,8 +9,8 @@ import time
 import pytest
 from kombu import Connection
 
-from classify import services
 from classify.models import Item, Prediction
+from classify.services import intake, queueing
 from classify.tasks import classify_item as classify_item_task
 from config.broker import transport_for
 from config.celery import app as celery_app
@@ -67,9 +67,9 @@ def worker_on(transactional_db, settings, tmp_path):
 
 
 def test_the_worker_reconnects_after_redis_dies_under_in_flight_tasks(redis_server, worker_on, monkeypatch):
-    monkeypatch.setattr(services, "hand_to_queue", lambda item_id: True)  # we publish to our own Redis
+    monkeypatch.setattr(queueing, "hand_to_queue", lambda item_id: True)  # we publish to our own Redis
     project = make_colour_project(config={"sleep": 0.02})
-    items = [services.ingest_upload(project=project, data=solid_image((255, 0, 0), size=(96, 80 + n)),
+    items = [intake.ingest_upload(project=project, data=solid_image((255, 0, 0), size=(96, 80 + n)),
                                     filename=f"red-{n}.png") for n in range(ITEMS)]
     worker = worker_on(redis_server.url)
     with Connection(redis_server.url, transport=transport_for(redis_server.url)) as connection:

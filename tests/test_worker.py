@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from classify.models import Item, Prediction
-from classify.services import intake, lifecycle
+from classify.services import intake
 from tests.base import make_colour_project, noisy_image, solid_image
 
 pytestmark = pytest.mark.worker
@@ -90,26 +90,36 @@ def test_a_retryable_backend_error_is_retried_through_the_broker_then_goes_to_re
 # nothing new meanwhile and its warm shutdown waits for it.
 
 
-def test_the_sweeper_recovers_the_item_of_a_dead_worker_child_and_gives_up_after_max_attempts(
-    celery_worker_process, settings
-):
-    """The colour backend's "crash" kills the pool child (os._exit) mid-task, as an OOM kill would.
+def test_a_dead_worker_childs_item_is_classified_again_at_once_and_once(celery_worker_process, settings, tmp_path):
+    """The colour backend's "crash_once" kills the pool child (os._exit) mid-task, as an OOM kill
+    would, the first time only. The worker's main process releases the dead child's claim
+    before Celery hands the message out again, so the second delivery classifies the item
+    without waiting for the claim to go stale (the worker's LOUPE_STUCK_CLASSIFYING_AFTER is
+    240 s) and without any sweeper; one prediction, no double work."""
+    assert settings.LOUPE_STUCK_CLASSIFYING_AFTER == 240
+    project = make_colour_project(config={"crash_once": str(tmp_path / "crashed")})
+    item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
 
-    As in production, the message Celery hands out again (acks_late + reject_on_worker_lost)
-    finds the claim still fresh (the worker's LOUPE_STUCK_CLASSIFYING_AFTER is 240 s) and leaves
-    the item alone. The sweeper (celery beat's job; here the test runs it, counting a claim as
-    stale after 1 s) re-queues the item, then fails it once it has used LOUPE_MAX_ATTEMPTS.
-    """
+    [item] = wait_until_terminal([item], timeout=45)
+
+    assert (tmp_path / "crashed").exists()
+    assert item.status == Item.Status.AUTO_ACCEPTED and item.attempts == 2
+    assert Prediction.objects.filter(item=item).count() == 1
+
+
+def test_a_poison_image_that_kills_every_worker_child_ends_failed_without_a_sweeper(celery_worker_process, settings):
+    """Each crash releases the claim and the message comes back; the third claim finds the
+    attempts used (LOUPE_MAX_ATTEMPTS is 2 here) and gives up instead of looping forever."""
     assert settings.LOUPE_MAX_ATTEMPTS == 2 and settings.LOUPE_STUCK_CLASSIFYING_AFTER == 240
-    settings.LOUPE_STUCK_CLASSIFYING_AFTER = 1  # the sweeper's view only; not the worker's
     project = make_colour_project(config={"fail": "crash"})
     item = upload(project, solid_image((255, 0, 0)), "poison.png")
 
-    [item] = wait_until_terminal([item], each_poll=lifecycle.sweep_stuck_items)
+    [item] = wait_until_terminal([item])
 
     assert item.status == Item.Status.FAILED
-    assert item.status_reason == "Gave up after 2 attempts. Last problem: the worker stopped mid-task."
-    assert item.attempts == 2
+    assert item.status_reason == ("Gave up after 2 attempts. Last problem: "
+                                  "The worker process stopped mid-task (killed, or out of memory).")
+    assert item.attempts == 3
     assert not Prediction.objects.exists()
 
 

@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from classify import events
 from classify.backends import BackendError
-from classify.models import ALLOWED_TRANSITIONS, Item
+from classify.models import ALLOWED_TRANSITIONS, Item, WorkerHeartbeat
 
-from .queueing import hand_to_queue
+from .queueing import broker_backlog, hand_to_queue
 
 Status = Item.Status
 log = logging.getLogger(__name__)
@@ -45,8 +45,11 @@ def transition(item_id: int, *, to: str, reason: str = "", detail: str = "", onl
     return updated == 1
 
 
-def start_classification(*, item_id: int) -> Item | None:
+def start_classification(*, item_id: int, claimed_by: str = "") -> Item | None:
     """Claim an item for one worker: a conditional UPDATE that also counts the attempt.
+
+    ``claimed_by`` ("<worker name>/<task id>") lets the claim be released early when that
+    worker's process dies (``release_lost_claim``) or the worker stops beating (the sweeper).
 
     Returns None when there is nothing to do (already claimed, finished, or deleted). An item
     whose earlier attempts never finished (the worker died, as a poison image can make it) ends
@@ -58,7 +61,8 @@ def start_classification(*, item_id: int) -> Item | None:
     claimed = Item.objects.filter(
         Q(status__in=[Status.RECEIVED, Status.QUEUED]) | Q(status=Status.CLASSIFYING, claimed_at__lt=stale),
         pk=item_id,
-    ).update(status=Status.CLASSIFYING, claim=claim, claimed_at=now, updated_at=now, attempts=F("attempts") + 1)
+    ).update(status=Status.CLASSIFYING, claim=claim, claimed_at=now, claimed_by=claimed_by[:255], updated_at=now,
+             attempts=F("attempts") + 1)
     if not claimed:
         return None
     item = Item.objects.select_related("project").get(pk=item_id)
@@ -102,6 +106,19 @@ def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool
     )
 
 
+LOST_CLAIM_REASON = "The worker process stopped mid-task (killed, or out of memory)."
+
+
+def release_lost_claim(*, item_id: int, claimed_by: str) -> bool:
+    """The pool process running this claim died: the worker's main process gives the item back
+    at once (``queued``), so the message Celery delivers again can claim it instead of waiting
+    for the claim to go stale. Only that claim is released, never another worker's."""
+    if not claimed_by:
+        return False
+    return transition(item_id, to=Status.QUEUED, reason=LOST_CLAIM_REASON, only_from=[Status.CLASSIFYING],
+                      where={"claimed_by": claimed_by}, enqueued_at=timezone.now())
+
+
 # --- The sweeper ---------------------------------------------------------------------------------
 
 
@@ -112,26 +129,58 @@ class SweepResult:
 
 
 def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
-    """Re-publish items the broker may have lost; fail those that used up their attempts.
+    """Re-publish items the broker may have lost; free claims nobody is working on; fail the
+    items that used up their attempts.
 
     - ``received`` for longer than LOUPE_STUCK_RECEIVED_AFTER: never reached the broker.
-    - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER: the message may be gone.
-    - ``classifying`` for longer than LOUPE_STUCK_CLASSIFYING_AFTER: the worker died mid-task.
+    - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER, while the broker holds fewer
+      messages than there are such items: some messages are gone (a flushed or lost broker).
+    - ``classifying`` under a claim of a worker that has not beaten for LOUPE_WORKER_SEEN_WITHIN
+      seconds (or was restarted since the claim), or for longer than LOUPE_STUCK_CLASSIFYING_AFTER.
     A duplicate message is harmless: ``start_classification`` lets only one worker claim.
     """
     now = timezone.now()
     ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
     received = Item.objects.filter(status=Status.RECEIVED, updated_at__lt=ago(settings.LOUPE_STUCK_RECEIVED_AFTER))
-    queued = Item.objects.filter(status=Status.QUEUED).filter(
-        Q(enqueued_at__lt=ago(settings.LOUPE_STUCK_QUEUED_AFTER)) | Q(enqueued_at__isnull=True)
-    )
-    requeued = failed = 0
-    for item_id in list(received.values_list("pk", flat=True)[:limit]) + list(queued.values_list("pk", flat=True)[:limit]):
-        requeued += hand_to_queue(item_id)
-    stuck = Item.objects.filter(status=Status.CLASSIFYING, claimed_at__lt=ago(settings.LOUPE_STUCK_CLASSIFYING_AFTER))
-    for item in stuck[:limit]:
+    requeued = sum(hand_to_queue(item_id) for item_id in received.values_list("pk", flat=True)[:limit])
+    requeued += sum(hand_to_queue(item_id) for item_id in lost_messages(now=now, limit=limit))
+    failed = 0
+    for item in abandoned_claims(now=now, limit=limit):
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
             failed += mark_failed(item, reason=gave_up(item.attempts, "the worker stopped mid-task."))
         elif requeue_after_error(item, reason="Re-queued: the worker stopped mid-task."):
             requeued += hand_to_queue(item.pk)
     return SweepResult(requeued=requeued, failed=failed)
+
+
+def lost_messages(*, now, limit: int) -> list[int]:
+    """Queued items whose message may be gone: queued for LOUPE_STUCK_QUEUED_AFTER, when the
+    broker's queue is shorter than their number (or cannot be measured)."""
+    stale = Item.objects.filter(status=Status.QUEUED).filter(
+        Q(enqueued_at__lt=now - timedelta(seconds=settings.LOUPE_STUCK_QUEUED_AFTER)) | Q(enqueued_at__isnull=True)
+    ).order_by("enqueued_at")
+    ids = list(stale.values_list("pk", flat=True)[:limit])
+    if not ids:
+        return []
+    backlog = broker_backlog()
+    if backlog is not None and backlog >= stale.count():
+        return []  # the broker still holds that many messages: workers are draining a backlog
+    return ids
+
+
+def abandoned_claims(*, now, limit: int) -> list[Item]:
+    """Claims no live worker holds: their worker has not beaten within LOUPE_WORKER_SEEN_WITHIN
+    seconds or started after the claim (a restart), or the claim is older than
+    LOUPE_STUCK_CLASSIFYING_AFTER whoever holds it."""
+    grace = now - timedelta(seconds=settings.LOUPE_WORKER_SEEN_WITHIN)
+    beats = {beat.name: beat for beat in WorkerHeartbeat.objects.filter(seen_at__gte=grace)}
+    too_old = now - timedelta(seconds=settings.LOUPE_STUCK_CLASSIFYING_AFTER)
+    candidates = Item.objects.filter(status=Status.CLASSIFYING).filter(
+        Q(claimed_at__lt=too_old) | (Q(claimed_at__lt=grace) & ~Q(claimed_by=""))
+    ).order_by("claimed_at")[:limit]
+
+    def abandoned(item: Item) -> bool:
+        beat = beats.get(item.claimed_by.rpartition("/")[0])
+        return item.claimed_at < too_old or beat is None or beat.started_at > item.claimed_at
+
+    return [item for item in candidates if abandoned(item)]

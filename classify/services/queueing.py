@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
@@ -19,8 +20,10 @@ CLASSIFY_TASK = "classify.classify_item"
 
 
 def schedule_classification(item_id: int) -> None:
-    """Hand the item to the task queue once the surrounding transaction commits."""
-    transaction.on_commit(lambda: hand_to_queue(item_id))
+    """Hand the item to the task queue once the surrounding transaction commits. A failure then
+    (the database dropped the connection right after the commit) is logged, never raised into
+    the caller, whose row is stored: the item waits as ``received`` and the sweeper hands it on."""
+    transaction.on_commit(lambda: hand_to_queue(item_id), robust=True)
 
 
 def hand_to_queue(item_id: int) -> bool:
@@ -45,3 +48,18 @@ def hand_to_queue(item_id: int) -> bool:
             status_reason=Case(When(status_reason=BROKER_DOWN_REASON, then=Value("")), default=F("status_reason")),
         )
     return True
+
+
+def broker_backlog() -> int | None:
+    """How many messages wait in the broker's task queue, or None when the broker cannot say.
+
+    The sweeper compares it with the items the database holds as queued: while the broker still
+    holds at least as many messages, they are on their way and re-publishing them would only
+    add duplicates to a backlog."""
+    try:
+        with current_app.connection_for_read() as conn:
+            queue = current_app.conf.task_default_queue
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except Exception as exc:  # an unreachable broker, a queue not declared yet: unknown
+        log.info("broker backlog unknown: %s", exc)
+        return None

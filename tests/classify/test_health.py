@@ -13,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from classify import health, services
+from classify import health
 from classify.models import Item, WorkerHeartbeat
+from classify.services import intake, queueing
 from config.celery import app as celery_app
 from tests.base import make_colour_project, make_user, solid_image
 from tests.redis_server import free_port
@@ -30,7 +31,7 @@ def beat(name: str = "celery@test", *, ago: float = 1.0) -> WorkerHeartbeat:
 
 
 def waiting_item(project, *, minutes: float, status=Item.Status.QUEUED) -> Item:
-    item = services.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
+    item = intake.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
     at = timezone.now() - timedelta(minutes=minutes)
     Item.objects.filter(pk=item.pk).update(status=status, created_at=at, enqueued_at=at)
     return item
@@ -38,7 +39,7 @@ def waiting_item(project, *, minutes: float, status=Item.Status.QUEUED) -> Item:
 
 @pytest.fixture
 def project(monkeypatch):
-    monkeypatch.setattr(services, "hand_to_queue", lambda item_id: True)  # items stay where we put them
+    monkeypatch.setattr(queueing, "hand_to_queue", lambda item_id: True)  # items stay where we put them
     return make_colour_project()
 
 
