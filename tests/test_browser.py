@@ -95,3 +95,32 @@ def test_a_very_long_file_name_is_shortened_by_the_page_not_refused(page, live_s
     expect(row.locator('[data-field="status"]')).to_have_text("Auto-accepted", timeout=20_000)
     stored = Item.objects.get(project=project).original_filename
     assert stored == ("holiday-" + "é" * 1200)[:176] + ".png"
+
+
+def test_an_upload_whose_answer_is_lost_is_retried_with_its_key_and_stored_once(page, live_server, tmp_path):
+    """The server stores the upload but the browser never gets the answer (a dropped
+    connection): the page retries with the file's Idempotency-Key and gets the first item."""
+    user = make_user("uploader")
+    project = make_colour_project(slug="paint", reviewer=user)
+    (tmp_path / "red.png").write_bytes(solid_image((255, 0, 0)))
+    keys = []
+
+    def lose_the_first_answer(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # reaches the server, which stores the upload
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    log_in(page, live_server.url, "uploader")
+    page.goto(f"{live_server.url}/projects/{project.slug}/")
+    page.route(f"**/api/v1/projects/{project.slug}/items/", lambda route: (
+        lose_the_first_answer(route) if route.request.method == "POST" else route.continue_()))
+    page.set_input_files("#file-input", [str(tmp_path / "red.png")])
+
+    row = page.locator("#uploads tbody tr")
+    expect(row.locator('[data-field="status"]')).to_have_text("Auto-accepted", timeout=30_000)
+    expect(page.locator("#items tbody tr")).to_have_count(1)
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    assert Item.objects.filter(project=project).count() == 1

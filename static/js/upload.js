@@ -38,8 +38,16 @@
     return row;
   }
 
+  // Each file gets its own Idempotency-Key when it is chosen; a retry (network error, 5xx)
+  // sends the same key, so the server answers with the first upload's item instead of a copy.
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
+
   function enqueue(files) {
-    for (const file of files) pending.push({ file: file, row: addRow(file) });
+    for (const file of files) pending.push({ file: file, row: addRow(file), key: newKey() });
     pump();
   }
 
@@ -47,16 +55,33 @@
     while (active < PARALLEL && pending.length) {
       const job = pending.shift();
       active += 1;
-      send(job.file, job.row).finally(function () { active -= 1; pump(); });
+      sendWithRetries(job).finally(function () { active -= 1; pump(); });
     }
   }
 
-  function send(file, row) {
+  const RETRIES = [1000, 2000, 4000, 8000];
+
+  async function sendWithRetries(job) {
+    for (let attempt = 0; ; attempt += 1) {
+      const outcome = await send(job.file, job.row, job.key);
+      if (outcome !== "retry") return;
+      if (attempt >= RETRIES.length) {
+        showStatus(job.row, "upload_error", "Upload failed", "", "The server did not answer; try again later.");
+        return;
+      }
+      showStatus(job.row, "uploading", "Retrying", "", "Connection problem; retrying in " + RETRIES[attempt] / 1000 + " s.");
+      await new Promise(function (resolve) { setTimeout(resolve, RETRIES[attempt]); });
+    }
+  }
+
+  // Resolves "done" or "retry".
+  function send(file, row, key) {
     return new Promise(function (resolve) {
       const xhr = new XMLHttpRequest();
       const bar = row.querySelector("progress");
       xhr.open("POST", uploadUrl);
       xhr.setRequestHeader("X-CSRFToken", csrf);
+      xhr.setRequestHeader("Idempotency-Key", key);
       xhr.responseType = "json";
       showStatus(row, "uploading", "Uploading");
       xhr.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
@@ -64,15 +89,18 @@
         const body = xhr.response || {};
         if (xhr.status === 201) {
           bar.value = 100;
+          if (!watched.has(body.id)) follow(body.id, addItemRow(body));
           follow(body.id, row);
-          follow(body.id, addItemRow(body));
           update(body);
+        } else if (xhr.status >= 500 || xhr.status === 0) {
+          resolve("retry");
+          return;
         } else {
           showStatus(row, "upload_error", "Not accepted", "", body.error || ("HTTP " + xhr.status));
         }
-        resolve();
+        resolve("done");
       };
-      xhr.onerror = function () { showStatus(row, "upload_error", "Upload failed", "", "Network error: is the server running?"); resolve(); };
+      xhr.onerror = function () { resolve("retry"); };
       const form = new FormData();
       form.append("image", file, shortName(file.name));
       xhr.send(form);
