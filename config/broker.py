@@ -133,7 +133,7 @@ class FilesystemChannel(filesystem.Channel):
 
     @property
     def fsync(self) -> bool:
-        return bool(self.transport_options.get("fsync", True))
+        return bool(self.transport_options.get("fsync", False))
 
 
 class FilesystemTransport(filesystem.Transport):

@@ -279,7 +279,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "queue"),
         "claim_folder": str(BROKER_DIR / "claimed"),
         "quarantine_folder": str(BROKER_DIR / "quarantine"),
-        "fsync": env_bool("LOUPE_BROKER_FSYNC", True),
+        "fsync": env_bool("LOUPE_BROKER_FSYNC", False),
         "polling_interval": env_float("LOUPE_BROKER_POLL_SECONDS", 0.1),
     }
 else:
