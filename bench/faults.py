@@ -11,7 +11,8 @@ supervised): the **embedded** default (SQLite, the filesystem broker) and **post
 Uploads go through HTTP with an API token, several client threads, one ``Idempotency-Key`` per
 file, and the upload page's retry policy (network errors and 5xx retried after 1, 2, 4, 8 s with
 the same key). Images are distinct noisy PNGs classified by the test suite's ``colour`` backend
-(0.3 s per image, so tasks are in flight when a fault hits), except for the throttling scenario,
+(0.3 s per image, so tasks are in flight when a fault hits; 0.01 s in the bulk scenario, which
+measures the broker and intake), except for the throttling scenario,
 which uses the real ``rekognition`` backend module against a local stub on
 ``AWS_ENDPOINT_URL_REKOGNITION`` that answers half the calls with ThrottlingException.
 
@@ -380,9 +381,9 @@ def measure(row: Row, slug: str, answers: dict[int, list[int]]) -> None:
 
 
 def run_scenario(loupe: Loupe, name: str, uploads: int, *, fault=None, clients: int = 4, backend: str = "colour",
-                 settle: float) -> Row:
-    slug = name.replace(" ", "-").replace("%", "pct").lower()[:40]
-    make_project(slug, backend=backend)
+                 settle: float, sleep: float = 0.3) -> Row:
+    slug = name.replace(" ", "-").replace("%", "pct").replace(",", "").lower()[:40]
+    make_project(slug, backend=backend, sleep=sleep)
     from classify.auth import issue_token
 
     token = issue_token(_bench_user())
@@ -402,7 +403,9 @@ def run_scenario(loupe: Loupe, name: str, uploads: int, *, fault=None, clients: 
 
     if fault == loupe.kill_pool_process:
         loupe.find_pool()
+    started = time.monotonic()
     answers = upload_all(loupe.base, token, slug, uploads, clients, at_third=inject if fault else None)
+    sent = time.monotonic() - started
     if fault:
         fault_done.wait(120)
     from django.db import connection
@@ -411,7 +414,7 @@ def run_scenario(loupe: Loupe, name: str, uploads: int, *, fault=None, clients: 
     recover, _ = wait_final(slug, uploads, deadline=time.monotonic() + settle)
     row.recover_seconds = round(recover, 1)
     measure(row, slug, answers)
-    row.notes = "; ".join(filter(None, [*did, row.notes]))
+    row.notes = "; ".join(filter(None, [*did, row.notes, f"uploads took {sent:.1f} s ({uploads / sent:.0f}/s)"]))
     row.worker_exits = loupe.worker_exits() - exits_before
     row.not_restarted = 0 if loupe.worker_running() else 1
     return row
@@ -441,7 +444,7 @@ def run_config(config: str, args) -> list[Row]:
             threading.Thread(target=stub.serve_forever, daemon=True).start()
             rows.append(run_scenario(loupe, "cloud backend throttled 50%", n, backend="rekognition", settle=settle))
         if args.bulk and config == "embedded":
-            rows.append(run_scenario(loupe, f"{args.bulk} uploads, 4 clients", args.bulk, settle=settle * 2))
+            rows.append(run_scenario(loupe, f"{args.bulk} uploads, 4 clients", args.bulk, settle=settle * 2, sleep=0.01))
         return rows
     finally:
         if stub is not None:
