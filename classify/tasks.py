@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.request import Request
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from .backends import BackendError
 from .bakeoff import execute_bakeoff_run
@@ -71,19 +71,31 @@ def classify_item(self, item_id: int) -> None:
     except (BackendError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, BackendError) else BackendError("timed out", retryable=True)
         if error.retryable and self.request.retries < settings.LOUPE_BACKEND_RETRIES:
-            lifecycle.requeue_after_error(item, reason=f"Retrying after a backend problem: {error.summary}",
-                                          detail=str(error))
+            _reconnecting(lambda: lifecycle.requeue_after_error(
+                item, reason=f"Retrying after a backend problem: {error.summary}", detail=str(error)))
             raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
-        lifecycle.route_to_review_after_backend_error(item, error)
+        _reconnecting(lambda: lifecycle.route_to_review_after_backend_error(item, error))
     except Exception as exc:
         # Not the backend's fault (a bug, a storage hiccup): retry until the attempt limit.
         log.exception("classifying item %s failed", item_id)
         reason, detail = f"an internal error ({exc.__class__.__name__}).", f"{exc.__class__.__name__}: {exc}"
         if item.attempts >= settings.LOUPE_MAX_ATTEMPTS:
-            lifecycle.mark_failed(item, reason=lifecycle.gave_up(item.attempts, reason), detail=detail)
+            _reconnecting(lambda: lifecycle.mark_failed(item, reason=lifecycle.gave_up(item.attempts, reason),
+                                                        detail=detail))
             return
-        lifecycle.requeue_after_error(item, reason=f"Retrying after {reason}", detail=detail)
+        _reconnecting(lambda: lifecycle.requeue_after_error(item, reason=f"Retrying after {reason}", detail=detail))
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
+
+
+def _reconnecting(write):
+    """Run an error path's write, once more on a new connection if the database dropped the
+    current one (the error being handled may be just that): otherwise the item would stay
+    "classifying" under this live worker's claim until the claim went stale."""
+    try:
+        return write()
+    except DatabaseError:
+        connection.close()
+        return write()
 
 
 @shared_task(name="classify.sweep")

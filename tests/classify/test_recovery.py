@@ -13,7 +13,7 @@ from django.utils import timezone
 from classify.models import Item, WorkerHeartbeat
 from classify.services import lifecycle, queueing
 from config.celery import app as celery_app
-from tests.base import make_colour_project
+from tests.base import make_colour_project, solid_image
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +137,38 @@ def test_broker_backlog_counts_the_messages_waiting_in_the_real_broker(transacti
     finally:
         celery_app.conf.task_always_eager = True
         purge_broker()
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit runs, and a connection can be closed
+class DatabaseDropTests:
+    def test_a_task_whose_database_connection_is_terminated_puts_its_item_back_and_retries(self, monkeypatch):
+        """pg_terminate_backend mid-task: the error path's own write used to fail on the dead
+        connection too, leaving the item "classifying" under a live worker's claim for 4 minutes."""
+        from django.db import OperationalError
+
+        from classify.services import classification
+        from classify.services import intake as intake_service
+
+        project = make_colour_project()
+        real_score, real_requeue = classification.score_item, lifecycle.requeue_after_error
+        calls = {"score": 0, "requeue": 0}
+
+        def score(item):
+            calls["score"] += 1
+            if calls["score"] == 1:
+                raise OperationalError("terminating connection due to administrator command")
+            return real_score(item)
+
+        def requeue(item, **kwargs):
+            calls["requeue"] += 1
+            if calls["requeue"] == 1:
+                raise OperationalError("server closed the connection unexpectedly")
+            return real_requeue(item, **kwargs)
+
+        monkeypatch.setattr(classification, "score_item", score)
+        monkeypatch.setattr(lifecycle, "requeue_after_error", requeue)
+        item = intake_service.ingest_upload(project=project, data=solid_image((255, 0, 0)), filename="red.png")
+
+        item.refresh_from_db()
+        assert item.status == Item.Status.AUTO_ACCEPTED and item.attempts == 2
+        assert calls == {"score": 2, "requeue": 2}
