@@ -64,8 +64,10 @@ def test_bin_up_appends_to_its_logs_and_marks_each_start():
     read instead: every write to a log under var/ appends, after a dated line per start."""
     script = (ROOT / "bin" / "up").read_text()
     subprocess.run(["bash", "-n", str(ROOT / "bin" / "up")], check=True)
-    redirections = re.findall(r'(>{1,2})\s*"\$VAR/(\w+\.log)"', script)
-    assert {log for _, log in redirections} == {"web.log", "worker.log"}
+    redirections = re.findall(r'(>{1,2})\s*"\$(VAR/\w+\.log|log)"', script)
+    assert {target for _, target in redirections} == {"log", "VAR/restarts.log"}
     assert all(arrow == ">>" for arrow, _ in redirections), redirections
+    # each supervised process writes to its log through supervise's "$log"
+    assert 'supervise worker "$VAR/worker.log"' in script and 'supervise web "$VAR/web.log"' in script
     assert '=== bin/up started $(date -u +%Y-%m-%dT%H:%M:%SZ) ===' in script
     assert "-c config/gunicorn.py" in script  # the control socket under var/ (tested above)
