@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0008_event'),
+        ('classify', '0009_token_scope_and_cloud_resources'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
