@@ -7,7 +7,7 @@ in a known state, and how long after the fault does that take?
 
 Each configuration is a real Loupe started with ``bin/up`` (gunicorn, a Celery worker with beat,
 supervised): the **embedded** default (SQLite, the filesystem broker) and **postgres** (a
-``loupe_faults`` database on 127.0.0.1:5432, recreated; its own ``redis-server`` on a spare port).
+``loupe_faults_bench`` database on 127.0.0.1:5432, recreated; its own ``redis-server`` on a spare port).
 Uploads go through HTTP with an API token, several client threads, one ``Idempotency-Key`` per
 file, and the upload page's retry policy (network errors and 5xx retried after 1, 2, 4, 8 s with
 the same key). Images are distinct noisy PNGs classified by the test suite's ``colour`` backend
@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PORTBASE = int(os.environ.get("LOUPE_BENCH_PORTBASE", "8120"))
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
-PG_DB = "loupe_faults"
+PG_DB = "loupe_faults_bench"
 RETRIES = (1, 2, 4, 8)
 QUICK_SETTINGS = {  # CI: the same mechanisms on a faster clock
     "LOUPE_SWEEP_EVERY_SECONDS": "2", "LOUPE_STUCK_RECEIVED_AFTER": "2", "LOUPE_STUCK_QUEUED_AFTER": "4",

@@ -47,6 +47,7 @@ def test_with_the_https_redirect_on_only_the_health_check_answers_over_plain_htt
 
     settings.SECURE_SSL_REDIRECT = True
     client = Client()
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/livez").status_code == 200
+    assert client.get("/healthz").status_code == 503  # answered (no worker runs here), not redirected
     response = client.get("/accounts/login/")
     assert response.status_code == 301 and response["Location"].startswith("https://")
