@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0009_token_scope_and_cloud_resources'),
+        ('classify', '0010_rollup_time_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
