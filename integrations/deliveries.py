@@ -85,11 +85,12 @@ def send_test_event(*, endpoint: Endpoint, user) -> Delivery:
 
 
 def claim(delivery_id: int) -> Delivery | None:
-    """Take a due delivery for one attempt, or None (delivered, gone, or another worker has it)."""
+    """Take a due delivery for one attempt, or None (delivered, gone, another worker has it, or
+    its endpoint is paused: it waits, pending, until the endpoint is resumed)."""
     now = timezone.now()
     hold = now + timedelta(seconds=settings.LOUPE_WEBHOOK_TIMEOUT * 3 + 30)
-    claimed = Delivery.objects.filter(pk=delivery_id, state=State.PENDING, next_attempt_at__lte=now).update(
-        next_attempt_at=hold, attempts=F("attempts") + 1)
+    claimed = Delivery.objects.filter(pk=delivery_id, state=State.PENDING, next_attempt_at__lte=now,
+                                      endpoint__is_active=True).update(next_attempt_at=hold, attempts=F("attempts") + 1)
     if not claimed:
         return None
     return Delivery.objects.select_related("endpoint", "event__project").get(pk=delivery_id)
@@ -161,7 +162,7 @@ def retry_now(*, delivery: Delivery) -> bool:
 def overdue_deliveries(*, limit: int = 500) -> list[int]:
     """Pending deliveries whose next attempt is more than a minute late (a lost message)."""
     late = timezone.now() - timedelta(seconds=60)
-    return list(Delivery.objects.filter(state=State.PENDING, next_attempt_at__lt=late)
+    return list(Delivery.objects.filter(state=State.PENDING, next_attempt_at__lt=late, endpoint__is_active=True)
                 .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
 
 

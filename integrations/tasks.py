@@ -72,4 +72,7 @@ def sweep() -> None:
 
 @shared_task(name="integrations.run_import", soft_time_limit=12 * 3600, time_limit=12 * 3600 + 60)
 def run_import(import_id: int) -> None:
-    s3import.run(import_id)
+    try:
+        s3import.run(import_id)
+    except s3import.ImportBusy:  # started again while it runs: the running one carries on
+        log.info("import %s is running already", import_id)

@@ -93,6 +93,27 @@ def test_a_paused_endpoint_gets_nothing(team, receiver, django_capture_on_commit
     assert not Delivery.objects.exists() and receiver.received == []
 
 
+def test_a_paused_endpoint_keeps_its_pending_deliveries_until_it_is_resumed(team, receiver):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations import tasks
+
+    project, admin, *_ = team
+    endpoint = Endpoint.objects.create(project=project, url=receiver.url())
+    event = Event.objects.create(project=project, type=Event.Type.RUN_PROMOTED, data={}, dispatched_at=timezone.now())
+    Delivery.objects.create(endpoint=endpoint, event=event, next_attempt_at=timezone.now() - timedelta(minutes=5))
+    toggle = f"{page_url(project)}endpoints/{endpoint.pk}/"
+    client_for(admin).post(toggle, {"action": "toggle"})  # paused
+    tasks.sweep()
+    tasks.deliver(Delivery.objects.get().pk)  # even a message already in the queue sends nothing
+    assert receiver.received == [] and Delivery.objects.get().state == Delivery.State.PENDING
+    client_for(admin).post(toggle, {"action": "toggle"})  # resumed
+    tasks.sweep()
+    assert Delivery.objects.get().state == Delivery.State.DELIVERED and len(receiver.received) == 1
+
+
 def test_retry_now_starts_a_failed_delivery_over(team, receiver, settings, django_capture_on_commit_callbacks):
     project, admin, *_ = team
     endpoint = Endpoint.objects.create(project=project, url=receiver.url())
