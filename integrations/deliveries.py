@@ -153,6 +153,18 @@ def backoff(attempts: int) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
+def set_active(*, endpoint: Endpoint, active: bool) -> list[int]:
+    """Pause or resume an endpoint. Resuming makes its waiting deliveries due now and returns
+    their ids (to queue them)."""
+    Endpoint.objects.filter(pk=endpoint.pk).update(is_active=active)
+    if not active:
+        return []
+    waiting = Delivery.objects.filter(endpoint=endpoint, state=State.PENDING)
+    ids = list(waiting.values_list("pk", flat=True))
+    waiting.update(next_attempt_at=timezone.now())
+    return ids
+
+
 def retry_now(*, delivery: Delivery) -> bool:
     """A project admin's "retry": a failed (or waiting) delivery gets a fresh round of attempts."""
     return bool(Delivery.objects.filter(pk=delivery.pk, state__in=[State.FAILED, State.PENDING]).update(

@@ -68,7 +68,8 @@ def endpoint_action(request: HttpRequest, slug: str, endpoint_id: int) -> HttpRe
         transaction.on_commit(lambda: queue_deliveries([delivery.pk]))
         messages.success(request, f"Test event sent to {endpoint.url}: see the delivery log below.")
     elif action == "toggle":
-        Endpoint.objects.filter(pk=endpoint.pk).update(is_active=not endpoint.is_active)
+        waiting = deliveries.set_active(endpoint=endpoint, active=not endpoint.is_active)
+        transaction.on_commit(lambda: queue_deliveries(waiting))
         messages.success(request, f"{endpoint.url} {'paused' if endpoint.is_active else 'resumed'}.")
     elif action == "delete":
         endpoint.delete()
