@@ -8,6 +8,8 @@ validate against it (openapi-core). Change a view, change this file, or that tes
 
 from __future__ import annotations
 
+import json
+
 from classify.models import Item
 
 VERSION = "1.0.0"
@@ -287,8 +289,6 @@ def schema() -> dict:
 
 def operations() -> list[dict]:
     """Every operation flattened for the reference page: path, method, parameters, body, responses."""
-    import json
-
     rows = []
     for path, item in PATHS.items():
         shared = item.get("parameters", [])

@@ -194,3 +194,13 @@ def test_downloads_run_in_parallel(project, s3, monkeypatch):
     monkeypatch.setattr(s3import, "fetch", slow_fetch)
     assert "8 imported" in run_command(f"s3://{BUCKET}/g")
     assert len(threads) > 1
+
+
+def test_the_command_shows_a_progress_bar_with_the_counts(project, s3):
+    for n in range(5):
+        put(s3, f"h/{n}.png", tiny_png(n))
+    put(s3, "h/copy.png", tiny_png(0))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_images", f"s3://{BUCKET}/h", "--project", "colours", stdout=out, stderr=err)
+    bar = err.getvalue()
+    assert f"importing s3://{BUCKET}/h" in bar and "6/6" in bar and "new=5" in bar and "dup=1" in bar

@@ -62,7 +62,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if job.processed:
             self.stdout.write(f"Resuming import #{job.pk}: {job.processed} object(s) handled already.")
-        bar = tqdm(unit="obj", disable=not progress, desc=f"importing {job.source}", initial=job.processed)
+        bar = tqdm(unit="obj", disable=not progress, desc=f"importing {job.source}", initial=job.processed,
+                   file=self.stderr)
 
         def show(current) -> None:
             bar.total = current.listed if current.listing_done else max(current.listed, current.processed + 1)
