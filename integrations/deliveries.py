@@ -36,7 +36,8 @@ def create_endpoint(*, project: Project, url: str, description: str = "", event_
     """A new endpoint: a webhook (https, not a private or loopback address) or, for an
     ``s3://`` URL, results to S3 (inside the project's allowed S3 location)."""
     if url.startswith("s3://"):
-        kind, url = Endpoint.Kind.RESULTS_S3, results.check_location(project, url)
+        bucket, prefix = results.check_location(project, url)
+        kind, url = Endpoint.Kind.RESULTS_S3, f"s3://{bucket}/{prefix}"
     else:
         kind = Endpoint.Kind.WEBHOOK
         outbound.check_url(url)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django import forms
 
+from classify import aws
 from classify.models import Event, Project
 
-from . import outbound
-from .confine import check_s3_location
+from . import outbound, results
 
 EVENT_CHOICES = [(value, label) for value, label in Event.Type.choices if value != Event.Type.PING]
 
@@ -26,7 +26,7 @@ class EndpointForm(forms.Form):
         url = self.cleaned_data["url"].strip()
         try:
             if url.startswith("s3://"):
-                return check_s3_location(self.project, url)
+                return "s3://{}/{}".format(*results.check_location(self.project, url))
             outbound.check_url(url)
         except (ValueError, outbound.Refused) as exc:
             raise forms.ValidationError(str(exc)) from None
@@ -42,6 +42,7 @@ class S3ImportForm(forms.Form):
 
     def clean_source(self) -> str:
         try:
-            return check_s3_location(self.project, self.cleaned_data["source"])
-        except ValueError as exc:
+            bucket, prefix = aws.confine_s3(self.cleaned_data["source"], project=self.project, what="import source")
+        except aws.S3LocationRefused as exc:
             raise forms.ValidationError(str(exc)) from None
+        return f"s3://{bucket}/{prefix.strip('/')}"

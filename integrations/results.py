@@ -17,16 +17,18 @@ from classify import aws
 from classify.models import Event, Project
 
 from . import outbound
-from .confine import check_s3_location, parse_s3
 from .models import Delivery
 
 
-def check_location(project: Project, location: str) -> str:
-    """The normalised ``s3://bucket/prefix``, if the project may write there (else ``Refused``)."""
+def check_location(project: Project, location: str) -> tuple[str, str]:
+    """(bucket, prefix) of a location the project may write to: under its ``<root>/<slug>/``
+    (``classify.aws.confine_s3``), checked when the endpoint is added and before every write;
+    else ``outbound.Refused`` saying where it may go."""
     try:
-        return check_s3_location(project, location)
-    except ValueError as exc:
+        bucket, prefix = aws.confine_s3(location, project=project, what="results location")
+    except aws.S3LocationRefused as exc:
         raise outbound.Refused(str(exc)) from None
+    return bucket, prefix.strip("/")
 
 
 def output_key(prefix: str, event: Event) -> str:
@@ -62,7 +64,7 @@ def a2i_document(event: Event) -> dict:
 
 def write(delivery: Delivery) -> outbound.Response:
     """Put the event's result file; S3 errors raise (the delivery is retried)."""
-    bucket, prefix = parse_s3(check_location(delivery.event.project, delivery.endpoint.url))
+    bucket, prefix = check_location(delivery.event.project, delivery.endpoint.url)
     key = output_key(prefix, delivery.event)
     body = json.dumps(a2i_document(delivery.event), indent=1).encode()
     aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")

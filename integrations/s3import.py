@@ -33,7 +33,6 @@ from classify.images import ImageRejected
 from classify.models import Item, Project
 from classify.services import intake
 
-from .confine import parse_s3
 from .models import ImportedObject, S3Import
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,8 @@ class ImportBusy(Exception):
 
 def start_import(*, project: Project, source: str, user=None) -> S3Import:
     """The unfinished import of this source if there is one (it resumes), else a new one."""
-    bucket, prefix = parse_s3(source)
-    source = f"s3://{bucket}/{prefix}".rstrip("/")
+    bucket, prefix = aws.parse_s3_uri(source, what="import source", bucket_rules=True)
+    source = f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
     unfinished = S3Import.objects.filter(project=project, source=source).exclude(state=State.DONE).first()
     if unfinished is not None:
         S3Import.objects.filter(pk=unfinished.pk, state=State.FAILED).update(state=State.QUEUED, error="")
@@ -84,7 +83,8 @@ def run(job_id: int, *, force: bool = False, on_progress: Callable[[S3Import], N
     exception, Ctrl-C) marks the job failed and re-raises; running it again resumes it.
     """
     job = claim(job_id, force=force)
-    bucket, prefix = parse_s3(job.source)
+    bucket, prefix = aws.parse_s3_uri(job.source)
+    prefix = prefix.strip("/")
     try:
         client = aws.client("s3")
         with ThreadPoolExecutor(FETCH_THREADS) as pool:

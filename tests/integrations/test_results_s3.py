@@ -96,3 +96,12 @@ def test_a_test_event_writes_a_test_file(project, s3, django_capture_on_commit_c
         tasks.queue_deliveries([delivery.pk])
     (key,) = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert key.startswith("loupe/colours/colours/") and key.endswith(f"test-{delivery.event_id}/output.json")
+
+
+def test_the_location_is_checked_again_before_each_write(project, s3, settings, django_capture_on_commit_callbacks):
+    deliveries.create_endpoint(project=project, url=f"s3://{BUCKET}/loupe/colours")
+    settings.LOUPE_S3_ROOTS = ["s3://elsewhere/loupe"]  # the installation moved its roots since
+    settle(project, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("failed", 1) and "must be under" in delivery.last_error
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
