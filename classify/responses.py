@@ -4,7 +4,7 @@ by the browser of the person allowed to see it."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 
 IMAGE_CACHE = "private, max-age=3600"
 NO_STORE = "private, no-store"
@@ -20,9 +20,14 @@ def stored_file_headers(response: HttpResponse, *, cache: str = IMAGE_CACHE) -> 
 def stored_image_response(image) -> HttpResponse:
     """A stored JPEG (a FieldFile) with those headers. From local storage it may be cached for an
     hour; from S3 it is a redirect to a presigned URL, cached for half the URL's life so a cached
-    redirect never points at an expired signature."""
+    redirect never points at an expired signature. A file gone from local storage (deleted by hand,
+    a restored database without its media) is a 404, never a 500."""
     url = image.url
     if url.startswith(("https://", "http://")):
         lifetime = int(getattr(image.storage, "querystring_expire", 0) or 0)
         return stored_file_headers(HttpResponseRedirect(url), cache=f"private, max-age={lifetime // 2}")
-    return stored_file_headers(FileResponse(image.open("rb"), content_type="image/jpeg"))
+    try:
+        handle = image.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored image is missing.")
+    return stored_file_headers(FileResponse(handle, content_type="image/jpeg"))

@@ -104,6 +104,14 @@ def test_images_are_served_as_jpeg_with_safe_headers(world):
     assert b"".join(response.streaming_content).startswith(b"\xff\xd8")
 
 
+def test_an_image_missing_from_storage_is_a_404_not_a_500(world):
+    world["item"].image.storage.delete(world["item"].image.name)
+    client = Client()
+    client.force_login(world["reviewer"])
+    response = client.get(reverse("classify:item_image", args=[world["item"].pk]))
+    assert response.status_code == 404
+
+
 def test_reviewers_cannot_reach_the_admin(world):
     client = Client()
     client.force_login(world["reviewer"])
