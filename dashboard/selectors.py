@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import F, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
@@ -91,9 +92,32 @@ def _totals(project: Project, span: Span, metrics, *, by_bin: bool = False) -> d
     if not by_bin:
         rows = _rollups(project, span, metrics).values("metric", "key").annotate(v=Sum("value"))
         return {(row["metric"], row["key"]): row["v"] for row in rows}
+    if connection.vendor == "postgresql":
+        return bin_totals_in_sql(project, span, metrics)
+    return bin_totals_in_python(project, span, metrics)
+
+
+def bin_totals_in_python(project: Project, span: Span, metrics) -> dict[tuple, float]:
+    """Histogram bins added up here, row by row (any database)."""
     return {(metric, key, index): n for (metric, key), counts in add_counts(
         _rollups(project, span, metrics).values_list("metric", "key", "counts")).items()
         for index, n in enumerate(counts)}
+
+
+def bin_totals_in_sql(project: Project, span: Span, metrics) -> dict[tuple, float]:
+    """The same sums computed by PostgreSQL, which unnests each jsonb array of counts: a 30-day
+    window of a busy project is thousands of rows of bins, and decoding them all in Python cost
+    more than the 300 ms a plot may take (measured on 1M items, bench/dashboard.py)."""
+    sql = f"""
+        SELECT r.metric, r.key, bin.ord - 1, SUM(bin.n::float)
+        FROM {HourlyRollup._meta.db_table} r
+        CROSS JOIN LATERAL jsonb_array_elements_text(r.counts) WITH ORDINALITY AS bin(n, ord)
+        WHERE r.project_id = %s AND r.hour >= %s AND r.hour < %s AND r.metric = ANY(%s)
+          AND jsonb_typeof(r.counts) = 'array'
+        GROUP BY 1, 2, 3"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project.pk, span.start, span.end, list(metrics)])
+        return {(metric, key, index): total for metric, key, index, total in cursor.fetchall()}
 
 
 def add_counts(rows) -> dict[tuple, list[float]]:

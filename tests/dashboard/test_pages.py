@@ -7,6 +7,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -100,6 +101,13 @@ class DashboardPageTests:
         coverage = selectors.precision_coverage(project, span)
         red = [row for row in coverage.rows if row[0] == "red" and row[1] == "0.90"][0]
         assert red[2:] == [8, 8, "100.0%", "100.0%"]
+
+
+    @pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL sum of the bins is PostgreSQL's")
+    def test_postgresql_adds_up_the_bins_as_python_does(self, world):
+        project, span = world["project"], selectors.span_for(7)
+        in_python = selectors.bin_totals_in_python(project, span, ["score", "reviewed", "correct"])
+        assert in_python and selectors.bin_totals_in_sql(project, span, ["score", "reviewed", "correct"]) == in_python
 
 
 class MetricsTests:
