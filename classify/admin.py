@@ -21,7 +21,7 @@ from . import backends, pipeline, selectors
 from .backends.imagenet import describe_mapping, imagenet_classes
 from .backends.local import suggest_imagenet_classes
 from .images import ImageRejected
-from .models import Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
+from .models import Budget, Exemplar, Item, Label, Membership, ModelVersion, Prediction, Project
 from .services import classification, exemplars, intake, projects, scoring
 
 
@@ -415,3 +415,20 @@ class ModelVersionAdmin(ViewOnlyAdmin):
                     "created_at"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter), "backend", "is_active"]
     exclude = ["artifact"]
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Budgets, installation-wide ones included (no project): for superusers. Project admins set
+    their project's budgets on its backends page."""
+
+    list_display = ["__str__", "project", "backend", "period", "limit_usd"]
+    list_filter = ["backend", "period"]
+    exclude = ["alerted"]
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    has_add_permission = has_change_permission = has_delete_permission = has_view_permission

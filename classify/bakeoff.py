@@ -20,8 +20,10 @@ from django.utils import timezone
 
 from . import pipeline
 from .backends import BackendError
+from .backends import choices as backend_choices
 from .enqueue import enqueue
 from .models import BakeoffRun, Item, Label, Project
+from .services import budgets
 from .services.scoring import build_backend, load_image
 
 log = logging.getLogger(__name__)
@@ -163,3 +165,26 @@ def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, s
                                     created_by=user)
     transaction.on_commit(lambda: enqueue("classify.run_bakeoff", run.pk))
     return run
+
+
+def estimate(project: Project, *, sample: int | None = None) -> dict:
+    """What a bake-off would cost before it starts: per paid backend, the estimated price of one
+    call (``budgets.estimate_call``) times the items it would score. A backend that cannot be built
+    with the project's settings, or has no known price per call, is listed without a figure."""
+    items = Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False).count()
+    items = min(items, sample) if sample else items
+    labels = list(project.labels.all())
+    rows = []
+    for name, _ in backend_choices():
+        if name == "local":
+            continue
+        config = project.backend_config if name == project.backend else {}
+        try:
+            backend = build_backend(project, labels, name=name, config=config)
+        except BackendError as exc:
+            rows.append({"backend": name, "per_call": None, "total": None, "note": str(exc)[:200]})
+            continue
+        per_call = budgets.estimate_call(project, backend)
+        rows.append({"backend": name, "per_call": per_call, "total": per_call * items,
+                     "note": "" if per_call else "no price per call known (billed by the hour, or never used here)"})
+    return {"items": items, "rows": rows}

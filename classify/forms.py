@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import aws, backends, selectors
-from .models import Project
+from .models import Budget, Project
 from .retrain.custom_labels import LOCATIONS
 
 
@@ -122,3 +122,18 @@ class ApiTokenForm(forms.Form):
         days = int(data["expires"]) if data.get("expires") else None
         return {"name": data["name"], "project": data["project"], "read_only": data["read_only"],
                 "expires_at": timezone.now() + timedelta(days=days) if days else None}
+
+
+class BudgetForm(forms.Form):
+    """A project's spending limit on one paid backend (replaces the one for the same backend and period)."""
+
+    backend = forms.ChoiceField(choices=lambda: [(name, name) for name, _ in backends.choices() if name != "local"])
+    period = forms.ChoiceField(choices=Budget.Period.choices)
+    limit_usd = forms.DecimalField(label="Limit (USD)", min_value=0, max_digits=12, decimal_places=4)
+
+
+class OverBudgetForm(forms.Form):
+    over_budget = forms.ChoiceField(label="When a call would cross a budget", choices=Project.OverBudget.choices,
+                                    widget=forms.RadioSelect)
+    cascade = forms.BooleanField(label="Cheap path first (cascade)", required=False,
+                                 help_text=Project._meta.get_field("cascade").help_text)

@@ -87,6 +87,16 @@ class Project(models.Model):
         help_text="New local-backend projects start automatic; see docs/retraining.md.",
     )
     # Retraining: the bar a new model must clear, and what "compare before switching" samples.
+    class OverBudget(models.TextChoices):
+        WAIT = "wait", "Wait: items stay queued until the budget allows the call"
+        LOCAL = "local", "Fall back to the local model"
+
+    cascade = models.BooleanField(
+        default=False, help_text="Cheap path first: a settled near-duplicate gives its label, and the local model "
+                                 "answers when it would auto-accept; only the rest go to the paid backend.")
+    over_budget = models.CharField(
+        max_length=8, choices=OverBudget.choices, default=OverBudget.WAIT,
+        help_text="What happens to a paid backend call that would cross one of the cloud budgets.")
     min_f1 = models.FloatField(
         default=0.8, validators=UNIT_INTERVAL,
         help_text="A retrained model is offered for promotion only with at least this F1 (and at least the active model's).",
@@ -603,6 +613,7 @@ class Event(models.Model):
         RUN_AWAITING_DECISION = "training_run.awaiting_decision", "A training run needs a decision"
         RUN_PROMOTED = "training_run.promoted", "A training run's model was promoted"
         PING = "ping", "Test event"
+        BUDGET_ALERT = "budget.alert", "A cloud budget reached 80% or 100%"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
@@ -683,3 +694,83 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HostedModel(models.Model):
+    """A Rekognition Custom Labels model version Loupe started, so Loupe may stop and restart it.
+
+    Custom Labels bills per inference-unit hour while a model runs, busy or not. Loupe stops a
+    tracked model once it has been idle for ``LOUPE_MODEL_IDLE_MINUTES`` and starts it again when
+    work arrives. ``billed_seconds`` adds up the time between each start and stop Loupe made
+    (Loupe's estimate of the inference hours billed, per inference unit).
+    """
+
+    class State(models.TextChoices):
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed to start"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="hosted_models")
+    project_version_arn = models.CharField(max_length=600)
+    region = models.CharField(max_length=40, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    status_message = models.CharField(max_length=500, blank=True)
+    min_inference_units = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When Loupe last called StartProjectVersion.")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, help_text="When a starting model is described next.")
+    checks = models.PositiveIntegerField(default=0)
+    billed_seconds = models.FloatField(default=0.0, help_text="Inference time of earlier start-stop spans.")
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "project_version_arn"], name="unique_hosted_model")]
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.project_version_arn} ({self.state})"
+
+    @property
+    def version_name(self) -> str:
+        parts = self.project_version_arn.split("/")
+        return parts[3] if len(parts) > 3 else self.project_version_arn
+
+    def inference_hours(self, now) -> float:
+        """Hours billed so far: the closed spans plus the open one (a model starting or running)."""
+        seconds = self.billed_seconds
+        if self.state in (self.State.STARTING, self.State.RUNNING) and self.started_at:
+            seconds += max(0.0, (now - self.started_at).total_seconds())
+        return seconds * self.min_inference_units / 3600.0
+
+
+class Budget(models.Model):
+    """A spending limit on one backend, per day or per calendar month (UTC), for one project or,
+    without a project, for the whole installation. A call that would cross it waits or falls back
+    to the local model (``Project.over_budget``); reaching 80% and 100% raises an alert."""
+
+    class Period(models.TextChoices):
+        DAY = "day", "per day"
+        MONTH = "month", "per month"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="budgets",
+                                help_text="Empty: the budget covers every project of the installation.")
+    backend = models.CharField(max_length=64)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.DAY)
+    limit_usd = models.DecimalField(max_digits=12, decimal_places=4)
+    alerted = models.JSONField(default=dict, blank=True, help_text="Per period (its start), the alert level reached.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["backend", "period", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "backend", "period"], name="unique_project_budget"),
+            models.UniqueConstraint(fields=["backend", "period"], condition=Q(project__isnull=True),
+                                    name="unique_installation_budget"),
+            models.CheckConstraint(condition=Q(limit_usd__gte=0), name="budget_limit_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.project.slug if self.project_id else "installation"
+        return f"{scope}: {self.backend} ${self.limit_usd} {self.get_period_display()}"

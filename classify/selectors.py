@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
@@ -94,6 +95,19 @@ def cost_totals(project: Project) -> dict:
     return Prediction.objects.filter(item__project=project).aggregate(
         predictions=Count("pk"), reused=Count("pk", filter=Q(reused_from__isnull=False)),
         cost=Sum("cost_usd"), saved=Sum("saved_usd"),
+    )
+
+
+def cascade_counts(project: Project) -> dict:
+    """From the recorded predictions: items the cascade answered (a settled near-duplicate, the
+    confident first stage) and what each saved, and the calls made to a paid backend."""
+    predictions = Prediction.objects.filter(item__project=project)
+    near, first = Q(raw__cascade="near_duplicate"), Q(raw__cascade="first_stage")
+    free = {"local", "near_duplicate", settings.LOUPE_CASCADE_BACKEND}
+    return predictions.aggregate(
+        near_duplicate=Count("pk", filter=near), near_duplicate_saved=Sum("saved_usd", filter=near),
+        first_stage=Count("pk", filter=first), first_stage_saved=Sum("saved_usd", filter=first),
+        paid=Count("pk", filter=Q(reused_from__isnull=True) & ~Q(backend__in=free)),
     )
 
 

@@ -26,7 +26,7 @@ from .backends import BackendError
 from .bakeoff import execute_bakeoff_run
 from .models import BakeoffRun
 from .retrain import runs
-from .services import classification, lifecycle
+from .services import budgets, classification, hosting, lifecycle, queueing
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def classify_item(self, item_id: int) -> None:
         return
     try:
         classification.score_item(item)
+    except (hosting.ModelStarting, budgets.OverBudget) as wait:
+        if lifecycle.wait_for_model(item, reason=wait.reason):
+            queueing.hand_to_queue_later(item.pk, wait.countdown)
     except (BackendError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, BackendError) else BackendError("timed out", retryable=True)
         if error.retryable and self.request.retries < settings.LOUPE_BACKEND_RETRIES:
@@ -103,6 +106,9 @@ def sweep() -> None:
     result = lifecycle.sweep_stuck_items()
     if result.requeued or result.failed:
         log.info("sweeper: %s re-queued, %s failed", result.requeued, result.failed)
+    stopped = hosting.stop_idle_models()
+    if stopped:
+        log.info("sweeper: %s idle Custom Labels model(s) stopped", stopped)
     resumed = runs.resume_overdue_runs()
     if resumed:
         log.info("sweeper: %s training run(s) resumed", resumed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
@@ -16,11 +17,11 @@ from django.views.decorators.http import require_http_methods
 from . import bakeoff, health, selectors
 from .auth import issue_token, revoke_token, token_or_session
 from .backends.imagenet import suggest
-from .forms import ApiTokenForm, BakeoffForm, CustomLabelsTrainingForm, ProjectForm
+from .forms import ApiTokenForm, BakeoffForm, BudgetForm, CustomLabelsTrainingForm, OverBudgetForm, ProjectForm
 from .models import Item, TrainingRun
 from .responses import stored_image_response
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
-from .services import learning, scoring
+from .services import budgets, learning, scoring
 from .services.projects import create_project
 
 PAGE_SIZE = 200
@@ -94,6 +95,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "is_admin": selectors.is_project_admin(request.user, project),
         "classes_open": not sum(counts.values()) or any(card.unmapped for card in cards),
         "stall": health.classification_stall(project),
+        "budget_alerts": budgets.alerts(project),
     }
     return render(request, "classify/project_detail.html", context)
 
@@ -104,6 +106,9 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_for(request.user, slug)
     if not selectors.is_project_admin(request.user, project):
         raise PermissionDenied("Only project admins compare backends.")
+    action = request.POST.get("action", "bakeoff")
+    if request.method == "POST" and action != "bakeoff":
+        return _budget_action(request, project, action)
     form = BakeoffForm(request.POST or None, project=project, trusted=request.user.is_superuser)
     if request.method == "POST" and form.is_valid():
         bakeoff.start_bakeoff(project=project, backends=form.cleaned_data["backends"],
@@ -116,8 +121,36 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project, "form": form, "runs": runs, "days": selectors.cost_by_day(project),
         "totals": selectors.cost_totals(project),
         "refresh": any(run.state in ("queued", "running") for run in runs),
+        "budgets": [budgets.status_of(budget, timezone.now()) for budget in budgets.covering(project)],
+        "budget_form": BudgetForm(), "over_budget_form": OverBudgetForm(
+            initial={"over_budget": project.over_budget, "cascade": project.cascade}),
+        "cascade": selectors.cascade_counts(project),
+        "estimate": bakeoff.estimate(project), "budget_alerts": budgets.alerts(project),
     }
     return render(request, "classify/backends.html", context)
+
+
+def _budget_action(request: HttpRequest, project, action: str) -> HttpResponse:
+    """The backends page's budget forms: add or change a budget, remove one, choose what waits."""
+    if action == "budget":
+        form = BudgetForm(request.POST)
+        if form.is_valid():
+            budgets.set_budget(project=project, **form.cleaned_data)
+            messages.success(request, "Budget saved.")
+        else:
+            messages.error(request, "Budget not saved: " + "; ".join(
+                f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
+    elif action == "delete_budget":
+        raw = request.POST.get("budget", "")
+        budgets.delete_budget(project=project, budget_id=int(raw) if raw.isdigit() else 0)
+        messages.success(request, "Budget removed.")
+    elif action == "over_budget":
+        form = OverBudgetForm(request.POST)
+        if form.is_valid():
+            budgets.set_cost_options(project=project, **form.cleaned_data)
+            messages.success(request, f"Over budget: {project.get_over_budget_display()}. Cheap path first: "
+                                      f"{'on' if project.cascade else 'off'}.")
+    return redirect("classify:backends", slug=project.slug)
 
 
 def _admin_project(request: HttpRequest, slug: str):
@@ -153,6 +186,8 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "project": project, "form": form, "runs": runs,
         "versions": project.model_versions.defer("artifact")[:30],
+        "hosted": _hosted_models(project),
+        "idle_minutes": settings.LOUPE_MODEL_IDLE_MINUTES,
         "refresh": any(run.is_open for run in runs) and "suggest" not in request.GET,
         **learning_context(project, suggest="suggest" in request.GET),
     }
@@ -203,6 +238,15 @@ def _resume(request: HttpRequest, project) -> HttpResponse:
 
 
 LEARNING_ACTIONS = {"apply_suggestion": _apply_suggestion, "resume": _resume}
+
+
+def _hosted_models(project) -> list:
+    """The Custom Labels models Loupe started for the project, each with its hours billed so far."""
+    now = timezone.now()
+    hosted = list(project.hosted_models.all())
+    for row in hosted:
+        row.hours = row.inference_hours(now)
+    return hosted
 
 
 @require_http_methods(["POST"])

@@ -366,6 +366,13 @@ LOUPE_AWS_CONNECT_TIMEOUT = env_float("LOUPE_AWS_CONNECT_TIMEOUT", 5.0)
 LOUPE_AWS_READ_TIMEOUT = env_float("LOUPE_AWS_READ_TIMEOUT", 65.0)  # SageMaker containers get 60 s
 LOUPE_AWS_RETRY_MODE = env_str("LOUPE_AWS_RETRY_MODE", "standard")  # or "adaptive" (client-side rate limiting)
 LOUPE_AWS_MAX_ATTEMPTS = env_int("LOUPE_AWS_MAX_ATTEMPTS", 3)
+# Custom Labels models Loupe started are stopped after this many minutes without work (0: never),
+# and started again when work arrives; starting takes about LOUPE_MODEL_START_MINUTES (the estimate
+# shown on waiting items).
+LOUPE_MODEL_IDLE_MINUTES = env_int("LOUPE_MODEL_IDLE_MINUTES", 60)
+LOUPE_MODEL_START_MINUTES = env_int("LOUPE_MODEL_START_MINUTES", 10)
+# The first stage of a project's cascade ("cheap path first"): a free backend, by registry name.
+LOUPE_CASCADE_BACKEND = env_str("LOUPE_CASCADE_BACKEND", "local")
 
 # --- Integrations (docs/integrations.md) -----------------------------------------------------------
 # Who hears about events (the outbox in classify/events.py): dotted paths, called after commit.

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from classify import selectors
 from classify.auth import api_view
+from classify.services import classification
 
 from . import deliveries, openapi, s3import
 from .forms import EndpointForm, S3ImportForm
@@ -53,6 +54,7 @@ def integrations_page(request: HttpRequest, slug: str) -> HttpResponse:
         "deliveries": Delivery.objects.filter(endpoint__project=project).select_related("endpoint", "event")
         [:RECENT_DELIVERIES],
         "imports": project.s3_imports.select_related("created_by")[:10],
+        "import_estimate": classification.estimate_per_item(project),
     }
     return render(request, "integrations/page.html", context)
 

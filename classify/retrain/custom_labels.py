@@ -14,6 +14,7 @@ import json
 from classify import aws
 from classify.backends.base import BackendError
 from classify.models import CloudResource, ModelVersion, Project, TrainingRun
+from classify.services import hosting
 
 from .outcomes import Done, StepFailed, Wait
 
@@ -224,13 +225,15 @@ def start_model(run: TrainingRun) -> Done:
     if not run.start_model:
         return Done("Not starting the model (not asked to): nothing to compare it on.", skip_to="compare")
     _call(run, "start_project_version", ProjectVersionArn=run.aws["project_version_arn"], MinInferenceUnits=1)
-    return Done("Starting the model with 1 inference unit (billed while it runs).")
+    hosting.track_started(run.project, run.aws["project_version_arn"], region=run.region)
+    return Done("Starting the model with 1 inference unit (billed while it runs; stopped when idle or rejected).")
 
 
 def wait_for_model(run: TrainingRun) -> Done | Wait:
     description = _describe_version(run)
     status = description.get("Status", "")
     if status == "RUNNING":
+        hosting.mark_running(run.project, run.aws["project_version_arn"])
         return Done("The model is running.")
     if status in ("FAILED", "STOPPED", "TRAINING_FAILED", "DEPRECATED", "EXPIRED"):
         raise StepFailed(f"The model did not start ({status}): {description.get('StatusMessage') or 'no reason given'}")

@@ -29,7 +29,7 @@ from classify import aws, events
 from classify.backends import BackendError, ModelArtifact, get_backend
 from classify.enqueue import enqueue
 from classify.models import ModelVersion, Project, TrainingRun
-from classify.services import learning
+from classify.services import hosting, learning
 from classify.services.scoring import build_backend, class_specs
 
 from . import custom_labels, local, promotion
@@ -338,12 +338,15 @@ def decide(*, run: TrainingRun, approve: bool, user, apply_thresholds: bool = Tr
         elif approve:
             _activate(run)
         run.step = "decision"
-        _log(run, "done", f"{'Approved' if approve else 'Rejected'} by {user}."
-             + ("" if approve or run.kind != Kind.CUSTOM_LABELS or not run.start_model else
-                " The model version is still running (and billed): stop it in the Rekognition console."))
+        _log(run, "done", f"{'Approved' if approve else 'Rejected'} by {user}.")
         run.save()
         if approve:
             events.training_run_event(run, events.Event.Type.RUN_PROMOTED)
+    if not approve and run.kind == Kind.CUSTOM_LABELS and run.start_model and run.aws.get("project_version_arn"):
+        # A rejected candidate bills by the hour while it runs: stop it now (after the commit,
+        # so a refused call leaves the decision standing and says so in the log).
+        run.steps[-1]["detail"] += " " + hosting.stop_rejected(run.project, run.aws["project_version_arn"])
+        run.save(update_fields=["steps", "updated_at"])
     return run
 
 

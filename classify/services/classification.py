@@ -3,17 +3,20 @@ items through classification again."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
+from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from classify import events, pipeline
-from classify.backends import Scores
-from classify.models import Item, Prediction
+from classify.backends import BackendError, Scores
+from classify.models import Item, Prediction, Project
 
-from . import learning
+from . import budgets, hosting, learning
 from .lifecycle import transition
 from .queueing import schedule_classification
 from .scoring import build_backend, load_image
@@ -33,20 +36,93 @@ def score_item(item: Item) -> Prediction | None:
     """Score a claimed item with its project's backend, route it, and record both.
 
     An identical image (same pixels) already scored by the same backend and model version is not
-    sent again: its scores are reused. Raises ``BackendError`` for the task to retry or route.
+    sent again: its scores are reused. Raises ``BackendError`` for the task to retry or route,
+    and ``hosting.ModelStarting`` while a stopped Custom Labels model Loupe tracks is started.
     """
     labels = list(item.project.labels.all())
     pin_backend(item)
     backend = build_backend(item.project, labels, name=item.backend, config=item.backend_config)
     earlier = reusable_prediction(item, backend_name=backend.name, model_version=backend.model_version)
-    if earlier is not None:
-        scores, latency = Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0
-    else:
-        scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
     rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
-    routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
-    return record_prediction(item, backend.name, scores, routing, latency, rules, earlier, labels=labels)
+    if earlier is not None:
+        answer = Answer(Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0, backend.name)
+    else:
+        answer = cheap_answer(item, labels, backend, rules, unknown) or paid_answer(item, labels, backend)
+    routing = pipeline.route(answer.scores.scores, rules=rules, unknown=unknown)
+    if answer.note:
+        routing = dataclasses.replace(routing, reason=f"{routing.reason} ({answer.note})")
+    return record_prediction(item, answer.backend, answer.scores, routing, answer.latency, rules, earlier,
+                             labels=labels, saved=answer.saved)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """Scores for an item, who gave them, why not the project's backend (``note``), and what
+    answering without the paid call saved (its estimated price)."""
+
+    scores: Scores
+    latency: float
+    backend: str
+    note: str = ""
+    saved: Decimal = Decimal(0)
+
+
+def paid_answer(item: Item, labels, backend) -> Answer:
+    """The project's backend (or the local model when a budget is used up and the project falls back)."""
+    backend, fallback = within_budget(item.project, labels, backend)
+    if backend.name == "custom_labels":
+        hosting.ensure_running(item.project, backend.arn)
+    scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
+    return Answer(scores, latency, backend.name, f"local model: {fallback}" if fallback else "")
+
+
+def cheap_answer(item: Item, labels, backend, rules, unknown) -> Answer | None:
+    """The cascade (``Project.cascade``), before a paid backend is called: a settled near-duplicate
+    gives its label; else the first-stage model (``LOUPE_CASCADE_BACKEND``, the local model with its
+    trained head) answers if it would auto-accept at the project's thresholds. None: ask the paid one."""
+    project = item.project
+    if not project.cascade or backend.name == settings.LOUPE_CASCADE_BACKEND:
+        return None
+    saved = budgets.estimate_call(project, backend)
+    twin = settled_near_duplicate(item)
+    if twin is not None:
+        scores = {label.name: 1.0 if label.name == twin.label.name else 0.0 for label in labels}
+        raw = {"cascade": "near_duplicate", "instead_of": backend.name, "near_duplicate_of": twin.pk}
+        return Answer(Scores(scores, f"near-duplicate:{twin.pk}", raw=raw), 0.0, "near_duplicate",
+                      f"near-duplicate of item #{twin.pk}, settled as {twin.label.name}: {backend.name} not called",
+                      saved)
+    first = build_backend(project, labels, name=settings.LOUPE_CASCADE_BACKEND, config={})
+    scores, latency = pipeline.classify(load_image(item, min_side=getattr(first, "input_side", None)), first)
+    if pipeline.route(scores.scores, rules=rules, unknown=unknown).decision != Prediction.Decision.AUTO_ACCEPTED:
+        return None
+    scores = dataclasses.replace(scores, raw={**(scores.raw or {}), "cascade": "first_stage",
+                                              "instead_of": backend.name})
+    return Answer(scores, latency, first.name, f"first stage, confident: {backend.name} not called", saved)
+
+
+def settled_near_duplicate(item: Item) -> Item | None:
+    """The item intake found nearly identical (perceptual hash), if a person or the machine has
+    settled it with a class."""
+    if not item.near_duplicate_of_id:
+        return None
+    return (Item.objects.select_related("label")
+            .filter(pk=item.near_duplicate_of_id, status__in=[Status.REVIEWED, Status.AUTO_ACCEPTED],
+                    label__isnull=False, label__is_unknown=False).first())
+
+
+def within_budget(project: Project, labels, backend):
+    """The backend to call and why it is not the paid one: the paid backend while its budgets
+    allow the call; the local model when one would be crossed and the project falls back;
+    otherwise ``budgets.OverBudget`` (the item waits until the period ends)."""
+    if backend.name == "local":
+        return backend, ""
+    blocked = budgets.check(project, backend)
+    if blocked is None:
+        return backend, ""
+    if project.over_budget == Project.OverBudget.LOCAL:
+        return build_backend(project, labels, name="local", config={}), f"{blocked.describe()} is used up"
+    raise budgets.wait_for(blocked)
 
 
 def _priority(project, routing: pipeline.Routing, rules: dict, *, audit: bool) -> float | None:
@@ -71,7 +147,8 @@ def reusable_prediction(item: Item, *, backend_name: str, model_version: str) ->
     )
 
 
-def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels) -> Prediction | None:
+def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels,
+                      saved: Decimal = Decimal(0)) -> Prediction | None:
     """Store the prediction and the routed status together, if this worker still holds the claim.
 
     A share of each class's auto-accepted items (``Label.audit_rate``) goes to review as well,
@@ -107,8 +184,10 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
             raw=scores.raw, reused_from=reused_from,
             provenance=learning.active_provenance(project, backend_name) if "/head:" in scores.model_version else "",
             cost_usd=0 if reused_from else round(scores.cost_usd, 6),
-            saved_usd=reused_from.cost_usd if reused_from else 0,
+            saved_usd=reused_from.cost_usd if reused_from else saved,
         )
+        if prediction.cost_usd:
+            budgets.after_spend(project, backend_name)
         if status == Status.AUTO_ACCEPTED:  # settled by the machine: the event commits with it
             events.item_settled(item.pk)
         return prediction
@@ -123,3 +202,20 @@ def reclassify(*, items: Iterable[Item]) -> int:
             schedule_classification(item.pk)
             count += 1
     return count
+
+
+def estimate_per_item(project: Project) -> str:
+    """One sentence for a page or a command before an import: what each new image will likely
+    cost on the project's backend (``budgets.estimate_call``), and the budgets that apply."""
+    if project.backend == "local":
+        return "Imported images are classified by the local model, at no cost per image."
+    try:
+        backend = build_backend(project, list(project.labels.all()))
+    except BackendError as exc:
+        return f"Imported images go to {project.backend}, whose settings are incomplete: {exc}"
+    per_call = budgets.estimate_call(project, backend)
+    price = (f"about ${per_call:.4f} per new image (${per_call * 1000:.2f} per 1,000)" if per_call else
+             "a cost per image Loupe does not know (billed by the hour, or never used here)")
+    limits = budgets.covering(project).filter(backend=backend.name).count()
+    return (f"Imported images are classified by {backend.name}: {price}; identical pictures cost nothing. "
+            + (f"{limits} budget(s) apply." if limits else "No budget limits it."))

@@ -95,6 +95,16 @@ def requeue_after_error(item: Item, *, reason: str, detail: str = "") -> bool:
     )
 
 
+def wait_for_model(item: Item, *, reason: str) -> bool:
+    """Put a claimed item back in the queue while its model starts or its budget is used up. The
+    wait is not an attempt: the attempt counted by the claim is given back, so a long wait never
+    fails an item."""
+    return transition(
+        item.pk, to=Status.QUEUED, reason=reason, only_from=[Status.CLASSIFYING],
+        where={"claim": item.claim}, enqueued_at=timezone.now(), attempts=F("attempts") - 1,
+    )
+
+
 def route_to_review_after_backend_error(item: Item, error: BackendError) -> bool:
     """The backend could not score it (retries exhausted, or an error retrying cannot fix):
     a person decides instead. Nothing is dropped."""

@@ -26,6 +26,15 @@ def schedule_classification(item_id: int) -> None:
     transaction.on_commit(lambda: hand_to_queue(item_id), robust=True)
 
 
+def hand_to_queue_later(item_id: int, countdown: float) -> None:
+    """Publish the classification task after ``countdown`` seconds (an item waiting for its model).
+    With the broker down the item stays queued and the sweeper publishes it later."""
+    try:
+        enqueue(CLASSIFY_TASK, item_id, countdown=countdown)
+    except Exception as exc:  # kombu raises various connection errors; the sweeper resends
+        log.warning("could not queue item %s: %s", item_id, exc)
+
+
 def hand_to_queue(item_id: int) -> bool:
     """Publish the classification task. With the broker down, the item keeps its state and a
     reason saying so, and the sweeper publishes it later: the database is the source of truth.

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from classify.images import ImageRejected
 from classify.models import Project
-from classify.services import intake
+from classify.services import classification, intake
 from integrations import s3import
 from integrations.models import ImportedObject
 
@@ -33,6 +33,7 @@ class Command(BaseCommand):
         if target is None:
             raise CommandError(f"no project {project!r}")
         uploader = get_user_model().objects.filter(username=user).first() if user else None
+        self.stdout.write(classification.estimate_per_item(target))
         if source.startswith("s3://"):
             self.import_s3(target, source, uploader, progress=not no_progress, force=force)
         else:

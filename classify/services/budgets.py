@@ -1,0 +1,164 @@
+"""Cloud budgets: per project or per installation, per backend, per day or calendar month (UTC).
+
+Before a paid call, ``check`` compares what the period has spent (the recorded ``cost_usd`` of the
+backend's predictions) plus the call's estimate with every budget that covers it. A call that would
+cross one does not happen: the item waits, queued with the reason, until the period ends
+(``OverBudget``), or the project's local model answers instead, as the project chooses
+(``Project.over_budget``). After each paid call, ``after_spend`` raises an alert the first time a
+period reaches 80% and 100%: a log line, a ``budget.alert`` event (webhooks), and the banner on the
+project and backends pages (``status``). Calls already in flight when a budget fills may overshoot
+it by their own cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Avg, Q, Sum
+from django.utils import timezone
+
+from classify import events
+from classify.models import Budget, Event, Prediction, Project
+
+log = logging.getLogger(__name__)
+LEVELS = (80, 100)
+RECENT_CALLS = 50  # the estimate of a call is the average of the backend's last paid calls
+
+
+class OverBudget(Exception):
+    """The call would cross a budget: the item waits ``countdown`` seconds (until the period ends)."""
+
+    def __init__(self, reason: str, countdown: float) -> None:
+        super().__init__(reason)
+        self.reason, self.countdown = reason, countdown
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    spent: Decimal
+    start: datetime
+    end: datetime
+
+    @property
+    def percent(self) -> float:
+        return float(self.spent / self.budget.limit_usd * 100) if self.budget.limit_usd else 100.0
+
+    @property
+    def scope(self) -> str:
+        return f"project {self.budget.project.slug}" if self.budget.project_id else "installation"
+
+    def describe(self) -> str:
+        every = {"day": "daily", "month": "monthly"}[self.budget.period]
+        return f"the {self.scope}'s {every} budget of ${self.budget.limit_usd:.2f} for {self.budget.backend}"
+
+
+def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day or calendar month holding ``now``: [start, end)."""
+    now = now.astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == Budget.Period.DAY:
+        return day, day + timedelta(days=1)
+    start = day.replace(day=1)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def budgets_for(project: Project, backend: str):
+    return Budget.objects.filter(Q(project=project) | Q(project__isnull=True), backend=backend).select_related("project")
+
+
+def status_of(budget: Budget, now: datetime) -> BudgetStatus:
+    start, end = period_bounds(budget.period, now)
+    spent = Prediction.objects.filter(backend=budget.backend, created_at__gte=start, created_at__lt=end)
+    if budget.project_id:
+        spent = spent.filter(item__project_id=budget.project_id)
+    total = spent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    return BudgetStatus(budget, total, start, end)
+
+
+def estimate_call(project: Project, backend) -> Decimal:
+    """What one call will likely cost: the backend's price per call when it has one, else the
+    average of its recent paid calls in the project (Bedrock bills by token)."""
+    price = getattr(backend, "price", None)
+    if price is None:
+        price = getattr(backend, "price_per_call", None)
+    if price:
+        return Decimal(str(price))
+    recent = Prediction.objects.filter(item__project=project, backend=backend.name, cost_usd__gt=0).order_by(
+        "-created_at")[:RECENT_CALLS]
+    average = Prediction.objects.filter(pk__in=recent.values("pk")).aggregate(avg=Avg("cost_usd"))["avg"]
+    return Decimal(average or 0)
+
+
+def check(project: Project, backend) -> BudgetStatus | None:
+    """The first budget the next call would cross, or None when the call may go ahead."""
+    now = timezone.now()
+    estimate = estimate_call(project, backend)
+    for budget in budgets_for(project, backend.name):
+        current = status_of(budget, now)
+        if current.spent + estimate > budget.limit_usd or current.spent >= budget.limit_usd:
+            return current
+    return None
+
+
+def waiting_reason(blocked: BudgetStatus) -> str:
+    return f"Waiting: {blocked.describe()} is used up; resumes {blocked.end:%Y-%m-%d %H:%M} UTC."
+
+
+def wait_for(blocked: BudgetStatus) -> OverBudget:
+    countdown = max(1.0, (blocked.end - timezone.now()).total_seconds() + 1)
+    return OverBudget(waiting_reason(blocked), countdown)
+
+
+def after_spend(project: Project, backend: str) -> list[BudgetStatus]:
+    """Alert once per period and level (80%, 100%) for each budget the spend just reached."""
+    now, raised = timezone.now(), []
+    for budget in budgets_for(project, backend):
+        current = status_of(budget, now)
+        key = current.start.date().isoformat()
+        level = max((level for level in LEVELS if current.percent >= level), default=0)
+        if level and budget.alerted.get(key, 0) < level:
+            alerted = {key: level}  # older periods are forgotten
+            if not Budget.objects.filter(pk=budget.pk, alerted=budget.alerted).update(alerted=alerted):
+                continue  # another worker raised it
+            log.warning("budget alert: %s reached %d%% of %s", project.slug, level, current.describe())
+            events.record_event(project_id=project.pk, type=Event.Type.BUDGET_ALERT, data={"budget": {
+                "scope": "project" if budget.project_id else "installation", "project": project.slug,
+                "backend": budget.backend, "period": budget.period, "period_start": current.start.isoformat(),
+                "limit_usd": str(budget.limit_usd), "spent_usd": str(current.spent), "level": level}})
+            raised.append(current)
+    return raised
+
+
+def alerts(project: Project) -> list[BudgetStatus]:
+    """The project's budgets (and the installation's) at 80% or more this period: the banner."""
+    now = timezone.now()
+    return [current for budget in covering(project) if (current := status_of(budget, now)).percent >= LEVELS[0]]
+
+
+def set_budget(*, project: Project | None, backend: str, period: str, limit_usd: Decimal) -> Budget:
+    """Create or change the budget of that scope, backend and period."""
+    budget, _ = Budget.objects.update_or_create(project=project, backend=backend, period=period,
+                                                defaults={"limit_usd": limit_usd})
+    return budget
+
+
+def delete_budget(*, project: Project, budget_id: int) -> bool:
+    """Remove one of the project's own budgets (installation budgets are for the Django admin)."""
+    return Budget.objects.filter(project=project, pk=budget_id).delete()[0] > 0
+
+
+def set_cost_options(*, project: Project, over_budget: str, cascade: bool) -> None:
+    """What waits when a budget is used up, and whether the cascade goes first."""
+    Project.objects.filter(pk=project.pk).update(over_budget=over_budget, cascade=cascade)
+    project.over_budget, project.cascade = over_budget, cascade
+
+
+
+def covering(project: Project):
+    """The project's own budgets and the installation's, which cover it too."""
+    return Budget.objects.filter(Q(project=project) | Q(project__isnull=True)).select_related("project")
