@@ -142,8 +142,10 @@ def _budget_action(request: HttpRequest, project, action: str) -> HttpResponse:
                 f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
     elif action == "delete_budget":
         raw = request.POST.get("budget", "")
-        budgets.delete_budget(project=project, budget_id=int(raw) if raw.isdigit() else 0)
-        messages.success(request, "Budget removed.")
+        if budgets.delete_budget(project=project, budget_id=int(raw) if raw.isdigit() else 0):
+            messages.success(request, "Budget removed.")
+        else:
+            messages.error(request, "No such budget in this project: nothing removed.")
     elif action == "over_budget":
         form = OverBudgetForm(request.POST)
         if form.is_valid():

@@ -131,10 +131,10 @@ class BudgetPageTests:
         page = html.unescape(client.get(url).content.decode())
         assert "Estimated cost of a bake-off over all 3 labelled items" in page
         assert "<td>rekognition</td><td>$0.0040</td><td>$0.01</td>" in page
-        client.post(url, {"action": "delete_budget", "budget": "x"})  # nonsense: nothing removed, no error
-        assert Budget.objects.exists()
-        client.post(url, {"action": "delete_budget", "budget": str(budget.pk)})
-        assert not Budget.objects.exists()
+        refused = client.post(url, {"action": "delete_budget", "budget": "x"}, follow=True)  # nothing removed, no error
+        assert Budget.objects.exists() and "nothing removed" in refused.content.decode()
+        removed = client.post(url, {"action": "delete_budget", "budget": str(budget.pk)}, follow=True)
+        assert not Budget.objects.exists() and "Budget removed." in removed.content.decode()
 
     def test_reused_scores_are_never_held_back_and_installation_budgets_are_for_superusers(
         self, stub, clock, later, django_capture_on_commit_callbacks
