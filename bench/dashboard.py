@@ -29,7 +29,7 @@ What is measured:
     connection to gunicorn started as bin/up starts it (``-c config/gunicorn.py``, ``--workers 2 --threads 4``, DEBUG off,
     collected static files), logged in as a member: the page, each plot's fragment at 7 and 30
     days, each plot's CSV at 30 days, and /metrics. Beside each: the target (300 ms), the HTTP
-    floor (p95 of /healthz on the same connection: what any request through gunicorn costs) and
+    floor (p95 of /livez on the same connection: what any request through gunicorn costs) and
     the query floor (p95 of the plot's selector called in this process: the rollup queries and
     their assembly, no HTTP, no template, no SVG). For contrast, one plot (class shares, 30 days)
     computed by scanning the prediction table instead of the rollups.
@@ -268,13 +268,13 @@ def start_gunicorn(port: int, var_dir: Path) -> subprocess.Popen:
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
+            connection.request("GET", "/livez")
             if connection.getresponse().status == 200:
                 return process
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit("gunicorn did not answer /healthz within 30 s")
+    raise SystemExit("gunicorn did not answer /livez within 30 s")
 
 
 class Client:
@@ -306,7 +306,7 @@ def measure_endpoints(project, user, port: int, n: int) -> list[float]:
     from dashboard import selectors
 
     client = Client(port, session_cookie(user))
-    http_floor = percentile(client.times("/healthz", n), 0.95)
+    http_floor = percentile(client.times("/livez", n), 0.95)
     base = f"/projects/{project.slug}/dashboard/"
     rows = [("page", base, None)]
     for days in (7, 30):

@@ -128,13 +128,13 @@ class Servers:
         http = urllib3.PoolManager()
         for _ in range(120):
             try:
-                if http.request("GET", f"http://127.0.0.1:{self.port}/healthz", timeout=2, retries=False).status == 200:
+                if http.request("GET", f"http://127.0.0.1:{self.port}/livez", timeout=2, retries=False).status == 200:
                     return self
             except urllib3.exceptions.HTTPError:
                 pass
             time.sleep(0.5)
         self.__exit__()
-        sys.exit("gunicorn did not answer /healthz")
+        sys.exit("gunicorn did not answer /livez")
 
     def __exit__(self, *exc) -> None:
         for process in self.processes:
