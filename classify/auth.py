@@ -11,6 +11,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
@@ -43,13 +44,20 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# How stale a token's "last used" time may get: writing it on every request put a row write
+# (and its lock) in front of every API call of a busy client.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def user_for_token(key: str):
     """The token's user, carrying the token (``user.api_token``); None for an unknown, revoked or
     expired key or an inactive user."""
     token = ApiToken.objects.select_related("user").filter(key_hash=_hash(key)).first()
-    if token is None or not token.user.is_active or token.is_expired(timezone.now()):
+    now = timezone.now()
+    if token is None or not token.user.is_active or token.is_expired(now):
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     token.user.api_token = token
     return token.user
 
