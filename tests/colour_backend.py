@@ -27,6 +27,7 @@ def _rgb(hex_colour: str) -> np.ndarray:
 
 class ColourBackend:
     name = "colour"
+    runs_locally = True  # on the worker itself: the local classification queue
     model_version = "colour-1"
 
     def __init__(

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .base import Backend, BackendError, ClassSpec, ModelArtifact, Scores
+from .base import Backend, BackendError, ClassSpec, ModelArtifact, Scores, classify_batch
 
 BACKENDS: dict[str, str] = {
     "local": "classify.backends.local.LocalBackend",
@@ -21,7 +21,8 @@ BACKENDS: dict[str, str] = {
     "bedrock": "classify.backends.bedrock.BedrockBackend",
 }
 
-__all__ = ["Backend", "BackendError", "ClassSpec", "ModelArtifact", "Scores", "available", "get_backend"]
+__all__ = ["Backend", "BackendError", "ClassSpec", "ModelArtifact", "Scores", "available", "classify_batch",
+           "get_backend", "runs_locally"]
 
 
 def available() -> dict[str, str]:
@@ -47,3 +48,11 @@ def get_backend(
         raise BackendError(f"no backend called {name!r} is installed", retryable=False) from None
     backend_class = import_string(path)
     return backend_class(classes=classes, config=config, model=model)
+
+
+def runs_locally(name: str) -> bool:
+    """Whether the named backend computes on the worker itself (``runs_locally = True`` on its
+    class, as the local model): its items go to the local classification queue, the others'
+    (cloud calls) to the cloud queue (config/settings.py)."""
+    path = available().get(name)
+    return bool(path) and getattr(import_string(path), "runs_locally", False)

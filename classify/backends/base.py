@@ -2,7 +2,8 @@
 
 A backend is constructed with the project's classes and its own settings, scores an RGB Pillow
 image over every class (the project's unknown/other class included), and never touches the ORM.
-Failures are ``BackendError`` with ``retryable`` saying whether trying again may help.
+Failures are ``BackendError`` with ``retryable`` saying whether trying again may help. A backend
+that can score many images at once for less (the local model) also offers ``classify_batch``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class Backend(Protocol):
         ...
 
     def classify(self, image: Image.Image) -> Scores: ...
+
+
+def classify_batch(backend: Backend, images: Sequence[Image.Image]) -> list[Scores]:
+    """Scores for several images: in one call when the backend has ``classify_batch`` (the local
+    model: one forward pass for the batch), else one ``classify`` per image. A backend's
+    ``classify_batch`` returns one ``Scores`` per image, in order, or raises for the whole batch."""
+    batched = getattr(backend, "classify_batch", None)
+    if batched is not None:
+        return list(batched(images))
+    return [backend.classify(image) for image in images]
 
 
 def unknown_name(classes: Sequence[ClassSpec]) -> str:

@@ -37,13 +37,31 @@ MODES = ("auto", "zero_shot", "trained")
 
 @functools.cache
 def _network() -> Any:
-    """The network, loaded once per process (a worker child loads it on its first task)."""
+    """The network, loaded once per process (a worker child loads it on its first task), on
+    the device ``LOUPE_TORCH_DEVICE`` selects."""
     import torch  # heavy: only a process that classifies loads torch
 
     from .efficientnet_lite import load_pretrained  # imports torch
 
     torch.set_num_threads(max(1, settings.LOUPE_TORCH_THREADS))
-    return load_pretrained()
+    return load_pretrained().to(device())
+
+
+@functools.cache
+def device() -> str:
+    """``LOUPE_TORCH_DEVICE``: ``auto`` (CUDA when PyTorch sees a GPU, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``. Asking for CUDA on a machine without it is a non-retryable error,
+    so a misconfigured worker sends items to review with the reason instead of looping."""
+    import torch  # heavy: only a process that classifies loads torch
+
+    wanted = settings.LOUPE_TORCH_DEVICE.strip().lower() or "auto"
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"LOUPE_TORCH_DEVICE={wanted} but PyTorch sees no CUDA device", retryable=False)
+    if wanted != "cpu" and not wanted.startswith("cuda"):
+        raise BackendError(f"LOUPE_TORCH_DEVICE must be auto, cpu, cuda or cuda:N, not {wanted!r}", retryable=False)
+    return wanted
 
 
 @functools.cache
@@ -52,16 +70,18 @@ def _imagenet_index() -> dict[str, int]:
 
 
 def embed_and_probabilities(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images."""
+    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images, in one
+    forward pass over the whole batch."""
     import torch  # heavy: only a process that classifies loads torch
 
     from .efficientnet_lite import preprocess  # imports torch
 
-    batch = torch.stack([preprocess(image) for image in images])
+    network = _network()
+    batch = torch.stack([preprocess(image) for image in images]).to(device())
     with torch.inference_mode():
-        embedding, logits = _network().embed_and_logits(batch)
+        embedding, logits = network.embed_and_logits(batch)
         probabilities = torch.softmax(logits, dim=1)
-    return embedding.numpy().astype(np.float32), probabilities.numpy().astype(np.float64)
+    return embedding.cpu().numpy().astype(np.float32), probabilities.cpu().numpy().astype(np.float64)
 
 
 def imagenet_probabilities(embeddings: np.ndarray) -> np.ndarray:
@@ -146,6 +166,7 @@ def _load_head(version: str, data: bytes) -> TrainedHead:
 
 class LocalBackend:
     name = "local"
+    runs_locally = True
     input_side = INPUT_SIDE
 
     def __init__(
@@ -177,14 +198,20 @@ class LocalBackend:
         return Scores(distribution(known, self.classes), self.model_version, embedding=bytes(embedding))
 
     def classify(self, image: Image.Image) -> Scores:
-        embeddings, probabilities = embed_and_probabilities([image])
-        embedding = embeddings[0]
+        return self.classify_batch([image])[0]
+
+    def classify_batch(self, images: Sequence[Image.Image]) -> list[Scores]:
+        """Scores for several images from one forward pass (a worker's batch of ready items)."""
+        embeddings, probabilities = embed_and_probabilities(images)
+        return [self._scores(embedding, row) for embedding, row in zip(embeddings, probabilities, strict=True)]
+
+    def _scores(self, embedding: np.ndarray, probabilities: np.ndarray) -> Scores:
         if self.head is not None:
             known = self.head.probabilities(embedding)
         elif self.mode == "trained":
             known = {}  # no head yet: all mass on unknown, so a person decides
         else:
-            known = {name: float(probabilities[0, idx].sum()) for name, idx in self.mapping.items()}
+            known = {name: float(probabilities[idx].sum()) for name, idx in self.mapping.items()}
         return Scores(distribution(known, self.classes), self.model_version, embedding=embedding.tobytes())
 
 

@@ -61,6 +61,43 @@ class ZeroShotTests:
         with pytest.raises(BackendError, match="mode must be one of"):
             get_backend("local", classes=CLASSES, config={"mode": "magic"})
 
+    def test_a_batch_scores_each_image_as_it_would_alone_in_one_forward_pass(self, monkeypatch):
+        from classify.backends import classify_batch, local
+
+        backend = get_backend("local", classes=CLASSES, config={})
+        photos = [image("chelsea"), image("coffee"), image("rocket")]
+        alone = [backend.classify(photo) for photo in photos]
+        passes = []
+        real = local.embed_and_probabilities
+        monkeypatch.setattr(local, "embed_and_probabilities", lambda images: passes.append(len(images)) or real(images))
+        together = classify_batch(backend, photos)
+        assert passes == [3]
+        for single, batched in zip(alone, together, strict=True):
+            assert batched.scores == pytest.approx(single.scores, abs=1e-4)
+            assert np.allclose(np.frombuffer(batched.embedding, np.float32), np.frombuffer(single.embedding, np.float32),
+                               atol=1e-4)
+
+    def test_the_torch_device_setting_picks_the_cpu_here_and_refuses_missing_cuda(self, settings):
+        import torch
+
+        from classify.backends import local
+
+        for value, expected in (("auto", "cuda" if torch.cuda.is_available() else "cpu"), ("cpu", "cpu")):
+            settings.LOUPE_TORCH_DEVICE = value
+            local.device.cache_clear()
+            assert local.device() == expected
+        if not torch.cuda.is_available():
+            settings.LOUPE_TORCH_DEVICE = "cuda"
+            local.device.cache_clear()
+            with pytest.raises(BackendError, match="no CUDA device") as error:
+                local.device()
+            assert error.value.retryable is False
+        settings.LOUPE_TORCH_DEVICE = "tpu"
+        local.device.cache_clear()
+        with pytest.raises(BackendError, match="auto, cpu, cuda"):
+            local.device()
+        local.device.cache_clear()
+
     def test_it_suggests_imagenet_classes_by_name(self):
         assert "tabby, tabby cat" in suggest_imagenet_classes("cat")
         assert suggest_imagenet_classes("espresso") == ["espresso"]  # not the espresso maker
