@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.broker import transport_for
 
@@ -146,7 +147,10 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'loupe.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+# Connections are kept (per gunicorn thread, per worker process) for DB_CONN_MAX_AGE seconds and
+# checked before reuse: opening a PostgreSQL connection per request cost more than a whole claim.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                                              conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A worker and the web process write at once: IMMEDIATE transactions and WAL stop
     # "database is locked" (measured in shared/docs/embedded-broker.md).
@@ -303,6 +307,21 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("LOUPE_BROKER_CONNECT_TIMEOUT", 3.0
 # How long the pool waits for a dead child's result before failing (and requeueing) its job.
 CELERY_WORKER_LOST_WAIT = env_float("LOUPE_WORKER_LOST_WAIT", 10.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Workload queues, so a long export or training run never delays a classification: each kind of
+# work has its own queue, docker-compose.yml runs a worker per queue (scaled separately), and a
+# worker started without -Q (bin/up, the tests) consumes all of them. Classification goes to
+# classify_local or classify_cloud by the item's backend (classify.backends.runs_locally); the
+# sweeper and housekeeping stay on Celery's default queue.
+LOUPE_QUEUES = ("classify_local", "classify_cloud", "training", "export", "bakeoff", "celery")
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in LOUPE_QUEUES]
+CELERY_TASK_ROUTES = {
+    "classify.classify_item": {"queue": "classify_local"},
+    "classify.advance_training_run": {"queue": "training"},
+    "reviewer.run_export": {"queue": "export"},
+    "classify.run_bakeoff": {"queue": "bakeoff"},
+}
 # Every worker's main process writes a heartbeat row this often; a worker not seen for
 # LOUPE_WORKER_SEEN_WITHIN seconds counts as gone (health, and the sweeper frees its claims).
 LOUPE_WORKER_HEARTBEAT_SECONDS = env_float("LOUPE_WORKER_HEARTBEAT_SECONDS", 10.0)
@@ -337,6 +356,12 @@ if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK
     # A claim younger than the task's time limit may belong to a worker that is still busy.
     warnings.warn("LOUPE_STUCK_CLASSIFYING_AFTER should exceed LOUPE_TASK_TIME_LIMIT", stacklevel=1)
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
+LOUPE_TORCH_DEVICE = env_str("LOUPE_TORCH_DEVICE", "auto")  # auto (CUDA when present), cpu, cuda, cuda:N
+# A worker of the local model classifies up to this many ready items of a project in one forward
+# pass (measured in bench/pipeline.py, docs/benchmarks.md).
+LOUPE_BATCH_SIZE = env_int("LOUPE_BATCH_SIZE", 8)
+if LOUPE_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("LOUPE_BATCH_SIZE must be at least 1")
 
 # --- Dashboard, rollups, drift alarms, /metrics ------------------------------------------------
 # The periodic task recomputes the last LOOKBACK hours of rollups every EVERY seconds.
