@@ -1,0 +1,391 @@
+"""Loupe review API over HTTP: claim + decision through gunicorn as shipped, against the claim
+query alone.
+
+Run from the repository root, against a PostgreSQL database kept between runs::
+
+    createdb -h 127.0.0.1 -U postgres loupe_bench_scale
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loupe_bench_scale \\
+        .venv/bin/python bench/review_http.py [--sizes 20000,100000,1000000] [--reviewers 1,4,8,16]
+
+The real path: gunicorn started with the command line of ``docker-compose.yml``'s ``web``
+service (its ``--workers``/``--threads`` are read from that file), the shipped settings
+(``DEBUG`` off, the default ``DB_CONN_MAX_AGE``), PostgreSQL, and R reviewer threads, each a plain
+project member with its own API token and its own keep-alive HTTP connection, doing
+``POST .../review/claim/`` then ``POST /api/v1/reviews/<token>/decision/`` with the first
+candidate, without pause. Projects (bench/_seed.py): ``review-20k`` and ``review-100k`` hold only
+waiting items; the 1M size is ``scale-1m`` (bench/scale.py's project: 1M waiting, 100k reviewed
+with decisions, 100k auto-accepted). Each cell starts from the same queue (``reset_project``
+puts back what earlier cells decided) and runs until ``--decisions`` decisions or ``--seconds``.
+
+Reported per cell: claim, decision and claim+decision (the pair a reviewer waits for) p50, p95
+and p99 in ms; decisions/s; double assignments (an item handed out twice: every claimed item is
+decided at once, so a second claim of it is one); failed requests. Per size: SQL statements per
+claim and per decision (one request of each through Django's test client in this process, same
+views and settings, counted with ``CaptureQueriesContext``).
+
+Floor, beside each cell: the claim query alone. The exact ``SELECT ... FOR UPDATE SKIP LOCKED``
+the claim ran (captured above) executed by R threads, each over its own persistent database
+connection, in a transaction that is rolled back (so it never empties the queue): what a claim
+cannot go below on this machine. ratio = claim p95 / floor p95.
+
+Targets (issue 14): claim + decision p95 <= 50 ms at 8 reviewers and 100k pending; p95 at 1M
+within 1.5x of p95 at 20k (8 reviewers). Both are printed with met/missed.
+"""
+
+from __future__ import annotations
+
+import _benchpath  # noqa: F401  (first: keeps bench/ off sys.path)
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import _seed
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_PAIR_P95_MS = 50.0
+TARGET_GROWTH = 1.5
+PROJECTS = {20_000: ("review-20k", {}), 100_000: ("review-100k", {}),
+            1_000_000: ("scale-1m", {"reviewed": 100_000, "accepted": 100_000})}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="20000,100000,1000000", help="waiting items (20000, 100000, 1000000)")
+    parser.add_argument("--reviewers", default="1,4,8,16", help="concurrent reviewers per cell (default 1,4,8,16)")
+    parser.add_argument("--decisions", type=int, default=1000, help="timed decisions per cell at most (default 1000)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="timed seconds per cell at most (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed claim+decision pairs per reviewer (default 3)")
+    parser.add_argument("--port", type=int, default=8160, help="gunicorn's port on 127.0.0.1 (default 8160)")
+    args = parser.parse_args(argv)
+    args.sizes = [int(size) for size in args.sizes.split(",")]
+    args.reviewers = [int(count) for count in args.reviewers.split(",")]
+    if not set(args.sizes) <= set(PROJECTS):
+        parser.error(f"--sizes: choose from {', '.join(map(str, PROJECTS))}")
+    return args
+
+
+def shipped_gunicorn() -> list[str]:
+    """The ``web`` service's gunicorn options from docker-compose.yml (workers, threads)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    line = re.search(r"gunicorn config\.wsgi[^\n\"]*", text).group(0)
+    workers = re.search(r"--workers (\d+)", line).group(1)
+    threads = re.search(r"--threads (\d+)", line).group(1)
+    return ["--workers", workers, "--threads", threads]
+
+
+# --- The server --------------------------------------------------------------------------------
+
+
+class Server:
+    """gunicorn on 127.0.0.1:port with the shipped options, its own var folder, its log kept."""
+
+    def __init__(self, port: int, var_dir: Path) -> None:
+        from django.core.management import call_command
+
+        call_command("collectstatic", interactive=False, verbosity=0)  # as bin/up and the Dockerfile do
+        var_dir.mkdir(parents=True, exist_ok=True)
+        self.port, self.log = port, var_dir / "gunicorn.log"
+        from django.conf import settings
+
+        # This process's key: sessions it makes (bench/scale.py logs in here) are valid there.
+        env = {**os.environ, "LOUPE_VAR_DIR": str(var_dir), "SECRET_KEY": settings.SECRET_KEY}
+        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi", "--bind", f"127.0.0.1:{port}",
+                   *shipped_gunicorn(), "--access-logfile", "-"]
+        self.command = " ".join(command[1:])
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log.open("wb"),
+                                        stderr=subprocess.STDOUT)
+        self._wait()
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited; see {self.log}:\n{self.log.read_text()[-2000:]}")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit("gunicorn did not answer /healthz within 60 s")
+
+    def stop(self) -> None:
+        if os.environ.get("LOUPE_BENCH_KEEP_LOG"):
+            print(self.log.read_text()[-5000:])
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --- Clients -----------------------------------------------------------------------------------
+
+
+class Client:
+    """One reviewer: an API token and one keep-alive HTTP connection."""
+
+    def __init__(self, port: int, token: str, slug: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.slug = slug
+
+    def post(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        try:
+            self.connection.request("POST", path, body=json.dumps(body or {}), headers=self.headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # gunicorn closed the idle keep-alive connection (after its 2 s keepalive): the
+            # request never reached it, so sending it again on a new connection is safe.
+            self.connection.close()
+            self.connection.request("POST", path, body=json.dumps(body or {}), headers=self.headers)
+            response = self.connection.getresponse()
+        data = response.read()
+        return response.status, (json.loads(data) if data else {})
+
+    def pair(self) -> tuple[float, float, int] | None:
+        """Claim, then decide with the first candidate: (claim s, decision s, item id)."""
+        started = time.perf_counter()
+        status, claim = self.post(f"/api/v1/projects/{self.slug}/review/claim/")
+        claimed = time.perf_counter()
+        if status == 204:
+            return None
+        if status != 200:
+            raise RuntimeError(f"claim answered {status}: {claim}")
+        token, label = claim["lease"]["token"], claim["candidates"][0]["label_id"]
+        status, decided = self.post(f"/api/v1/reviews/{token}/decision/", {"labels": [label], "seconds_spent": 1})
+        if status != 201:
+            raise RuntimeError(f"decision answered {status}: {decided}")
+        return claimed - started, time.perf_counter() - claimed, claim["item"]["id"]
+
+
+@dataclass
+class Cell:
+    size: int
+    reviewers: int
+    claims: list[float] = field(default_factory=list)
+    decisions: list[float] = field(default_factory=list)
+    pairs: list[float] = field(default_factory=list)
+    items: list[int] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def double_assignments(self) -> int:
+        return len(self.items) - len(set(self.items))
+
+
+def run_threads(bodies, seconds: float, total: int) -> float:
+    """Run each body (a callable returning False to stop) in its own thread until ``total``
+    calls in all or ``seconds`` have passed; returns the wall time."""
+    lock, left = threading.Lock(), [total]
+    deadline = [0.0]
+    barrier = threading.Barrier(len(bodies) + 1)
+
+    def loop(body):
+        barrier.wait()
+        while time.perf_counter() < deadline[0]:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            if body() is False:
+                return
+
+    threads = [threading.Thread(target=loop, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    deadline[0] = started + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str) -> None:
+    clients = [Client(args.port, token, slug) for token in tokens[: cell.reviewers]]
+    for client in clients:  # untimed: connections open, gunicorn threads and caches warm
+        for _ in range(args.warmup):
+            client.pair()
+
+    def body_for(client: Client):
+        def body():
+            try:
+                result = client.pair()
+            except Exception as exc:  # noqa: BLE001  (counted and shown, the cell goes on)
+                cell.errors.append(str(exc)[:200])
+                return False
+            if result is None:
+                return False
+            claim, decision, item = result
+            cell.claims.append(claim)
+            cell.decisions.append(decision)
+            cell.pairs.append(claim + decision)
+            cell.items.append(item)
+            return True
+        return body
+
+    cell.wall = run_threads([body_for(client) for client in clients], args.seconds, args.decisions)
+    for client in clients:
+        client.connection.close()
+    run_floor(cell, floor_sql, len(cell.claims))
+
+
+def run_floor(cell: Cell, sql: str, calls: int) -> None:
+    """The captured claim query, rolled back, over one persistent connection per thread."""
+    import psycopg
+    from django.db import connection as django_connection
+
+    params = django_connection.get_connection_params()
+    connections = [psycopg.connect(**params) for _ in range(cell.reviewers)]
+
+    def body_for(connection):
+        def body():
+            started = time.perf_counter()
+            with connection.transaction(force_rollback=True):
+                connection.execute(sql).fetchall()
+            cell.floor.append(time.perf_counter() - started)
+        return body
+
+    bodies = [body_for(connection) for connection in connections]
+    for body in bodies:
+        body()  # warm
+    cell.floor.clear()
+    run_threads(bodies, 30.0, max(calls, 200))
+    for connection in connections:
+        connection.close()
+
+
+# --- Statement counts and the floor's query ---------------------------------------------------
+
+
+def statements_per_request(project, reviewer) -> tuple[int, int, str]:
+    """One claim and one decision through Django's test client (same views, same settings):
+    SQL statements of each, and the claim's SELECT ... SKIP LOCKED as executed."""
+    from django.db import connection
+    from django.test import Client as DjangoClient
+    from django.test.utils import CaptureQueriesContext
+
+    from classify.auth import issue_token
+
+    client = DjangoClient(HTTP_AUTHORIZATION=f"Token {issue_token(reviewer)}", HTTP_HOST="127.0.0.1")
+    client.post(f"/api/v1/projects/{project.slug}/review/claim/")  # token use, caches: as in a session
+    first = client.post(f"/api/v1/projects/{project.slug}/review/claim/").json()
+    client.post(f"/api/v1/reviews/{first['lease']['token']}/decision/", {"labels": [first["candidates"][0]["label_id"]]},
+                content_type="application/json")
+    with CaptureQueriesContext(connection) as claim_queries:
+        claim = client.post(f"/api/v1/projects/{project.slug}/review/claim/").json()
+    with CaptureQueriesContext(connection) as decision_queries:
+        client.post(f"/api/v1/reviews/{claim['lease']['token']}/decision/",
+                    {"labels": [claim["candidates"][0]["label_id"]]}, content_type="application/json")
+    sql = next(q["sql"] for q in claim_queries.captured_queries if "SKIP LOCKED" in q["sql"])
+    return len(claim_queries.captured_queries), len(decision_queries.captured_queries), sql
+
+
+# --- Output ------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] * 1000 if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+def trio(values: list[float]) -> str:
+    return f"{pct(values, 50):6.1f} {pct(values, 95):6.1f} {pct(values, 99):6.1f}"
+
+
+HEADER = (f"{'pending':>9} {'rev':>3} | {'claim p50  p95    p99':>20} | {'decision p50 p95 p99':>20} | "
+          f"{'claim+dec p50 p95 p99':>21} | {'dec/s':>6} | {'double':>6} | {'floor p50 p95 p99':>20} | "
+          f"{'claim/floor p95':>15}")
+
+
+def print_cell(cell: Cell) -> None:
+    ratio = pct(cell.claims, 95) / pct(cell.floor, 95) if cell.floor and cell.claims else float("nan")
+    rate = len(cell.decisions) / cell.wall if cell.wall else 0.0
+    print(f"{cell.size:>9,} {cell.reviewers:>3} | {trio(cell.claims):>20} | {trio(cell.decisions):>20} | "
+          f"{trio(cell.pairs):>21} | {rate:6.1f} | {cell.double_assignments:>6} | {trio(cell.floor):>20} | "
+          f"{ratio:15.1f}" + (f"  ({len(cell.errors)} failed: {cell.errors[0]})" if cell.errors else ""),
+          flush=True)
+
+
+def print_targets(cells: list[Cell]) -> None:
+    by_key = {(cell.size, cell.reviewers): cell for cell in cells}
+    target = by_key.get((100_000, 8))
+    if target and target.pairs:
+        p95 = pct(target.pairs, 95)
+        print(f"target: claim+decision p95 <= {TARGET_PAIR_P95_MS:.0f} ms at 8 reviewers, 100k pending: "
+              f"{p95:.1f} ms -> {'met' if p95 <= TARGET_PAIR_P95_MS else 'MISSED'}")
+    small, large = by_key.get((20_000, 8)), by_key.get((1_000_000, 8))
+    if small and large and small.pairs and large.pairs:
+        growth = pct(large.pairs, 95) / pct(small.pairs, 95)
+        print(f"target: claim+decision p95 at 1M within {TARGET_GROWTH}x of 20k (8 reviewers): {growth:.2f}x -> "
+              f"{'met' if growth <= TARGET_GROWTH else 'MISSED'}")
+    doubles = sum(cell.double_assignments for cell in cells)
+    print(f"double assignments in {sum(len(cell.items) for cell in cells):,} decisions: {doubles}")
+
+
+# --- Main --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    var_dir = Path(tempfile.mkdtemp(prefix="loupe-review-http-"))
+    _seed.setup_django(var_dir / "bench")
+    from classify.auth import issue_token
+    from classify.models import ApiToken
+
+    server = None
+    cells: list[Cell] = []
+    issued: list = []
+    try:
+        projects = {}
+        for size in args.sizes:
+            slug, extra = PROJECTS[size]
+            projects[size] = project = _seed.project(slug)
+            _seed.ensure_items(project, pending=size, **extra)
+            _seed.reset_project(project)
+        server = Server(args.port, var_dir / "server")
+        print(f"gunicorn {server.command}  (DATABASE_URL {os.environ['DATABASE_URL']})")
+        print(HEADER)
+        for size in args.sizes:
+            project = projects[size]
+            reviewers = _seed.reviewers_of(project, max(args.reviewers))
+            claim_n, decision_n, floor_sql = statements_per_request(project, reviewers[0])
+            issued += reviewers
+            tokens = [issue_token(reviewer) for reviewer in reviewers]
+            for count in args.reviewers:
+                _seed.reset_project(project)
+                cell = Cell(size, count)
+                run_cell(args, cell, project.slug, tokens, floor_sql)
+                print_cell(cell)
+                cells.append(cell)
+            print(f"{size:>9,}     SQL statements per request: claim {claim_n}, decision {decision_n}", flush=True)
+            _seed.reset_project(project)
+        print_targets(cells)
+    finally:
+        if server is not None:
+            server.stop()
+        ApiToken.objects.filter(user__in=issued).delete()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
