@@ -344,7 +344,13 @@ class Item(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "status"]),
+            # Keyset pagination of a project's item list, newest first, with or without a status.
+            models.Index(fields=["project", "status", "id"], name="item_project_status_id"),
+            models.Index(fields=["project", "id"], name="item_project_id"),
+            # The admin's filename search ("starts with") at any table size.
+            models.Index(fields=["original_filename"], opclasses=["varchar_pattern_ops"], name="item_filename_prefix"),
+            # A class's latest human-labelled items (exemplars when a class has too few of its own).
+            models.Index(fields=["label", "labelled_at"], condition=Q(status="reviewed"), name="item_reviewed_by_label"),
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["project", "sha256"]),
             models.Index(fields=["project", "status", "margin"]),

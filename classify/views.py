@@ -75,17 +75,28 @@ def project_suggestions(request: HttpRequest) -> HttpResponse:
 
 
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """The upload area and the item list, newest first, PAGE_SIZE at a time. Pages are keyset
+    pages (``?before=<id>``: the items older than that one), so a page deep in a million-item
+    project costs what the first one does (an OFFSET would read every row before it)."""
     project = selectors.project_for(request.user, slug)
     status = request.GET.get("status", "")
-    items = selectors.items_for(request.user).filter(project=project)
-    if status in Item.Status.values:
+    if status not in Item.Status.values:
+        status = ""
+    items = selectors.items_for(request.user).filter(project=project).order_by("-pk")
+    if status:
         items = items.filter(status=status)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        items = items.filter(pk__lt=int(before))
+    page = list(items[: PAGE_SIZE + 1])
     labels = list(project.labels.all())
     cards = selectors.class_cards(project, labels, selectors.number_keys(labels))
     counts = selectors.status_counts(project)
     context = {
         "project": project,
-        "items": items[:PAGE_SIZE],
+        "items": page[:PAGE_SIZE],
+        "older": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
+        "paged": before.isdigit(),
         "counts": counts,
         "statuses": Item.Status.choices,
         "status": status,

@@ -157,3 +157,28 @@ def test_the_json_box_holds_only_the_other_backends_mappings(admin_client):
     page = client.get(f"/admin/classify/label/{label.pk}/change/").content.decode()
     assert "Other backends&#x27; mappings" in page
     assert "{&quot;colour&quot;: [&quot;#ff0000&quot;]}" in page and "&quot;local&quot;" not in page
+
+
+def test_the_item_list_searches_by_id_filename_start_and_sha256_within_the_admins_projects(admin_client):
+    import re
+
+    from classify.models import Item
+    from tests.base import make_review_item
+
+    client, project = admin_client
+    holiday = make_review_item(project, sha256="a" * 64, original_filename="holiday-001.jpg")
+    other = make_review_item(project, sha256="b" * 64, original_filename="work-002.jpg")
+    elsewhere = make_review_item(make_colour_project("elsewhere"), sha256="c" * 64, original_filename="holiday-9.jpg")
+
+    def found(query: str) -> set[int]:
+        body = client.get("/admin/classify/item/", {"q": query}).content.decode()
+        return {int(pk) for pk in re.findall(r'/admin/classify/item/(\d+)/change/', body)}
+
+    assert found("holiday") == {holiday.pk}  # the other project's holiday photo stays invisible
+    assert found(str(other.pk)) == {other.pk}
+    assert found("b" * 64) == {other.pk}
+    assert found("") == {holiday.pk, other.pk}
+    assert found(str(elsewhere.pk)) == set()
+    assert found("project=") == set() and Item.objects.count() == 3
+    filtered = client.get("/admin/classify/item/", {"project__id__exact": project.pk, "status__exact": "needs_review"})
+    assert filtered.status_code == 200 and project.name in filtered.content.decode()

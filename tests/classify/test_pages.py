@@ -137,3 +137,34 @@ def test_repeated_wrong_passwords_lock_the_login(world, settings):
     assert client.get(reverse("classify:home")).status_code == 302  # still not logged in
     other = Client().post(reverse("login"), {"username": "ada", "password": PASSWORD})
     assert other.status_code == 302  # other accounts are not affected
+
+
+class ItemListPagingTests:
+    def test_the_item_list_pages_by_keyset_newest_first_keeping_the_status_filter(self, world, monkeypatch):
+        import re
+
+        from classify import views
+        from classify.models import Item
+        from tests.base import make_review_item
+
+        monkeypatch.setattr(views, "PAGE_SIZE", 2)
+        project = world["project"]
+        waiting = [make_review_item(project, sha256=f"{n:064x}").pk for n in range(5)]
+        client = Client()
+        client.force_login(world["reviewer"])
+        url = reverse("classify:project", args=[project.slug])
+
+        def page(query: str) -> tuple[list[int], str | None]:
+            body = client.get(url + query).content.decode()
+            shown = [int(pk) for pk in re.findall(r'data-item-id="(\d+)"', body)]
+            older = re.search(r'href="\?([^"]*before=\d+)" rel="next"', body)
+            return shown, (older.group(1).replace("&amp;", "&") if older else None)
+
+        shown, older = page("?status=needs_review")
+        assert shown == waiting[:-3:-1] and older == f"status=needs_review&before={waiting[-2]}"
+        shown, older = page("?" + older)
+        assert shown == waiting[-3:-5:-1]
+        shown, older = page("?" + older)
+        assert shown == [waiting[0]] and older is None
+        everything = Item.objects.filter(project=project).order_by("-pk").values_list("pk", flat=True)
+        assert page("")[0] == list(everything[:2])
