@@ -8,7 +8,7 @@ Run from the repository root::
 
 Per worker count W: a fresh project of ``--items`` items, each a distinct small JPEG stored in
 the shared media folder (as S3 or a shared volume would be), made ``queued`` in bulk and their
-classification messages published through ``services.hand_to_queue`` (what intake does after
+classification messages published through ``queueing.hand_to_queue`` (what intake does after
 commit) once W ``celery -A config worker -Q classify_local --concurrency 1`` processes, each
 started in its own folder (its own ``LOUPE_VAR_DIR``), are ready; they work the backlog. Timed:
 from the first message published to the last item routed. Printed: items/s, the speed-up over one worker, and the
@@ -43,6 +43,7 @@ from bench._worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
+COLOUR_BACKEND = "colour=tests.colour_backend.ColourBackend"  # the test suite's deterministic backend
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def setup(var_dir: Path) -> dict[str, str]:
         os.environ.pop(name, None)
     media = var_dir / "media"
     os.environ.update({"DJANGO_SETTINGS_MODULE": "config.settings", "LOUPE_VAR_DIR": str(var_dir / "bench"),
-                       "MEDIA_ROOT": str(media), "LOUPE_ENABLE_TEST_BACKENDS": "1"})
+                       "MEDIA_ROOT": str(media), "LOUPE_EXTRA_BACKENDS": COLOUR_BACKEND})
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -73,7 +74,7 @@ def setup(var_dir: Path) -> dict[str, str]:
     if not settings.CELERY_BROKER_URL.startswith("redis"):
         raise SystemExit("scale-out needs a shared broker: set CELERY_BROKER_URL=redis://...")
     return {"DATABASE_URL": settings.DATABASE_URL, "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "MEDIA_ROOT": str(media), "LOUPE_ENABLE_TEST_BACKENDS": "1", "LOUPE_TORCH_THREADS": "1",
+            "MEDIA_ROOT": str(media), "LOUPE_EXTRA_BACKENDS": COLOUR_BACKEND, "LOUPE_TORCH_THREADS": "1",
             "DJANGO_SETTINGS_MODULE": "config.settings"}
 
 
@@ -82,10 +83,10 @@ def make_backlog(slug: str, n: int, backend: str) -> list[int]:
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    from classify import services
     from classify.models import Item, Label
+    from classify.services import projects
 
-    project = services.create_project(slug=slug, labels=list(COLOURS), backend=backend)
+    project = projects.create_project(slug=slug, labels=list(COLOURS), backend=backend)
     for name, colour in COLOURS.items():
         Label.objects.filter(project=project, name=name).update(mappings={"colour": [colour], "local": []})
     items = []
@@ -130,8 +131,8 @@ def by_worker(workers: list[Worker]) -> list[int]:
 
 
 def run(args, count: int, env: dict, folder: Path) -> float:
-    from classify import services
     from classify.models import Project
+    from classify.services import queueing
 
     slug = f"scaleout-{count}w-{int(time.time())}"
     ids = make_backlog(slug, args.items, args.backend)
@@ -142,7 +143,7 @@ def run(args, count: int, env: dict, folder: Path) -> float:
             worker.wait_ready()
         started = time.perf_counter()
         for item_id in ids:  # what intake does after each upload commits
-            services.hand_to_queue(item_id)
+            queueing.hand_to_queue(item_id)
         finished = wait_routed(ids, workers, timeout=3600)
         rate = len(ids) / (finished - started)
         verdict, _ = checks(ids)
