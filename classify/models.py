@@ -478,6 +478,29 @@ class ModelVersion(models.Model):
         return f"{self.project} {self.backend} {self.version}"
 
 
+class BacklogCount(models.Model):
+    """How many of a project's items wait for review, per class the model put them in and
+    escalation: what the review screens show (remaining, waiting per class) without counting a
+    million rows per request.
+
+    Kept by the database itself: triggers on ``classify_item`` (migration 0014) add and subtract
+    as items enter and leave ``needs_review`` or change class or escalation, in the same
+    transaction as the change, whoever makes it (a service, the admin, a bulk update, a delete).
+    Nothing in Python writes these rows.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    top_label = models.CharField(max_length=100, blank=True)
+    escalated = models.BooleanField(default=False)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "top_label", "escalated"], name="one_backlog_count")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.top_label or '-'}{' (escalated)' if self.escalated else ''}: {self.n}"
+
+
 class ApiToken(models.Model):
     """An API key. Only its SHA-256 is stored; the key itself is shown once.
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
@@ -29,10 +29,20 @@ def projects_for(user) -> QuerySet[Project]:
 
 
 def project_for(user, slug: str) -> Project:
-    """The project, or 404 when it does not exist *or* the user may not see it (no leak)."""
-    project = projects_for(user).filter(slug=slug).first()
+    """The project, or 404 when it does not exist *or* the user may not see it (no leak).
+
+    Whether the user administers it comes in the same query and is remembered on the user object
+    (``is_project_admin`` then asks nothing)."""
+    projects = projects_for(user).filter(slug=slug)
+    member = user.is_authenticated and not user.is_superuser
+    if member:
+        admin = Membership.objects.filter(project=OuterRef("pk"), user=user, role=Membership.Role.ADMIN)
+        projects = projects.annotate(user_is_admin=Exists(admin))
+    project = projects.first()
     if project is None:
         raise Http404("No such project.")
+    if member:
+        user.__dict__.setdefault("_loupe_admin_of", {})[project.pk] = project.user_is_admin
     return project
 
 

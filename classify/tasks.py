@@ -158,3 +158,9 @@ def advance_training_run(run_id: int, token: str) -> None:
     countdown = runs.run_step(run)
     if countdown is not None:
         runs.send(run.pk, run.token, countdown)
+
+
+@shared_task(name="classify.check_refit")
+def check_refit(project_id: int) -> None:
+    """Whether enough new human labels arrived for a refit (queued after a decision commits)."""
+    runs.check_refit(project_id)

@@ -319,6 +319,7 @@ CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in LOUPE_QUEUES]
 CELERY_TASK_ROUTES = {
     "classify.classify_item": {"queue": "classify_local"},
     "classify.advance_training_run": {"queue": "training"},
+    "classify.check_refit": {"queue": "training"},
     "reviewer.run_export": {"queue": "export"},
     "classify.run_bakeoff": {"queue": "bakeoff"},
 }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from classify import selectors as classify_selectors
@@ -66,22 +65,25 @@ def _seconds_spent(raw) -> float | None:
     return seconds
 
 
-def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
+def claim_json(item: Item, reviewer, *, labels: list[Label], exemplars: dict[int, selectors.Pictures]) -> dict:
+    """One claim as the API answers it. ``labels`` (the project's classes) and ``exemplars``
+    (``selectors.exemplar_urls``) are read once per request; the item's latest prediction comes
+    attached (``selectors.with_latest_predictions``)."""
     project = item.project
-    labels = list(project.labels.all())
     scores = selectors.item_scores(item)
     unknown = next(label for label in labels if label.is_unknown)
     payload = item_json(item)
     if item.audit:
         payload["status_reason"] = ""  # an auto-accept check is not announced to the reviewer
     keys = number_keys(labels)
+    candidates = selectors.candidates_for(item, labels, project.review_candidates, exemplars=exemplars)
     return {
         "lease": {"token": str(item.lease_token), "expires_at": item.lease_expires_at.isoformat()},
         "item": payload,
         "candidates": [
             {"key": keys.get(c.label.pk), "label": c.label.name, "label_id": c.label.pk, "score": c.score,
              "exemplars": c.pictures.urls, "exemplars_auto": c.pictures.auto}
-            for c in selectors.candidates_for(item, labels, project.review_candidates, cache=cache)
+            for c in candidates
         ],
         "unknown": {"label": unknown.name, "label_id": unknown.pk, "score": scores.get(unknown.name),
                     "key": UNKNOWN_KEY},
@@ -92,11 +94,24 @@ def claim_json(item: Item, reviewer, *, cache: dict | None = None) -> dict:
     }
 
 
-def stats_json(project: Project, reviewer, *, explain: bool = False) -> dict:
-    """The counters every answer carries; ``explain`` adds what is hidden from this reviewer and why
-    (the stats call the empty review screen makes), kept off the claim and decision path."""
-    stats = {"remaining": selectors.remaining(project, reviewer), "pace_today": selectors.pace_today(reviewer, project),
-             "by_class": selectors.waiting_by_class(project, reviewer)}
+def claims_json(project: Project, items: list[Item], reviewer, *, labels: list[Label] | None = None) -> list[dict]:
+    """Several claims in a constant number of queries: the classes, the latest predictions and
+    the exemplars once for all of them."""
+    labels = list(project.labels.all()) if labels is None else labels
+    exemplars = selectors.exemplar_urls(project, labels)
+    return [claim_json(item, reviewer, labels=labels, exemplars=exemplars)
+            for item in selectors.with_latest_predictions(items)]
+
+
+def stats_json(project: Project, reviewer, *, explain: bool = False, counts: dict[str, int] | None = None) -> dict:
+    """The counters every answer carries: one read of the backlog counts (kept by the database;
+    ``counts`` when read already) and one of the reviewer's own labels today, whatever the
+    backlog. ``explain`` adds what is hidden from this reviewer and why (the stats call the empty
+    review screen makes), kept off the claim and decision path."""
+    counts = selectors.backlog(project, reviewer) if counts is None else counts
+    stats = {"remaining": selectors.remaining(project, reviewer, counts=counts),
+             "pace_today": selectors.pace_today(reviewer, project),
+             "by_class": selectors.waiting_by_class(project, reviewer, counts=counts)}
     if explain:
         stats["hidden"] = selectors.hidden_from(project, reviewer)
     return stats
@@ -116,8 +131,7 @@ def claim(request: HttpRequest, slug: str) -> HttpResponse:
     items = services.claim_many(project=project, reviewer=request.user, limit=count)
     if not items:
         return HttpResponse(status=204)
-    cache: dict = {}
-    claims = [claim_json(item, request.user, cache=cache) for item in items]
+    claims = claims_json(project, items, request.user)
     body = claims[0] if count == 1 else {"claims": claims}
     return JsonResponse({**body, **stats_json(project, request.user)})
 
@@ -128,27 +142,26 @@ def grid_claim(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         body = _body(request)
         exclude = [int(pk) for pk in body.get("exclude") or []][:500]  # items this page flagged already
-        label = body.get("label") or busiest_class(project, request.user, exclude=exclude)
     except (TypeError, ValueError):
         return api_error(400, "exclude must be a list of item ids.")
     except services.ReviewError as exc:
         return _error(exc)
-    if not label:
-        return HttpResponse(status=204)
-    items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label,
-                                exclude=exclude)
-    if not items:
-        return HttpResponse(status=204)
-    cache: dict = {}
-    return JsonResponse({"label": label, "claims": [claim_json(item, request.user, cache=cache) for item in items],
-                         **stats_json(project, request.user)})
+    labels, counts = list(project.labels.all()), selectors.backlog(project, request.user)
+    wanted = [body["label"]] if body.get("label") else busiest_classes(labels, counts)
+    for label in wanted:
+        items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label,
+                                    exclude=exclude)
+        if items:  # leases do not change the backlog counts read above
+            return JsonResponse({"label": label, "claims": claims_json(project, items, request.user, labels=labels),
+                                 **stats_json(project, request.user, counts=counts)})
+    return HttpResponse(status=204)
 
 
-def busiest_class(project: Project, reviewer, *, exclude=()) -> str | None:
-    row = (selectors.reviewable_items(project, reviewer).exclude(pk__in=exclude).exclude(top_label="")
-           .exclude(top_label__in=project.labels.filter(is_unknown=True).values("name"))
-           .order_by().values("top_label").annotate(n=Count("pk")).order_by("-n", "top_label").first())
-    return row["top_label"] if row else None
+def busiest_classes(labels: list[Label], counts: dict[str, int]) -> list[str]:
+    """The classes (unknown aside) with waiting items, most first, from the backlog counts: the
+    grid tries them in turn, since the busiest may hold only items this reviewer cannot take."""
+    unknown = {label.name for label in labels if label.is_unknown}
+    return [name for name in selectors.waiting_by_class(None, None, counts=counts) if name not in unknown]
 
 
 @api_view(methods=("POST",))
@@ -160,21 +173,22 @@ def decision(request: HttpRequest, token: str) -> HttpResponse:
         stored = services.record_decision(token=token, reviewer=request.user, labels=labels, seconds_spent=seconds)
     except services.ReviewError as exc:
         return _error(exc)
-    stored.item.refresh_from_db()
     return JsonResponse({"decision": stored.pk, "item": stored.item_id, "status": stored.item.status,
-                         "labels": [label.name for label in stored.labels.all()],
+                         "labels": [label.name for label in labels],
                          **stats_json(stored.item.project, request.user)}, status=201)
 
 
 def _labels(request: HttpRequest, token: str, wanted) -> list[Label]:
-    """Labels by name or id, from the project of the item this lease is on (if it is the user's)."""
-    item = Item.objects.filter(lease_token=services._uuid(token), lease_owner=request.user).first()
-    if item is None:
+    """Labels by name or id, from the project of the item this lease is on (if it is the user's):
+    one query for the classes, through the lease."""
+    classes = list(Label.objects.filter(project__items__lease_token=services._uuid(token),
+                                        project__items__lease_owner=request.user))
+    if not classes:
         raise services.LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
     if isinstance(wanted, (str, int)):
         wanted = [wanted]
-    by_name = {label.name: label for label in item.project.labels.all()}
-    by_id = {str(label.pk): label for label in by_name.values()}
+    by_name = {label.name: label for label in classes}
+    by_id = {str(label.pk): label for label in classes}
     found = []
     for value in wanted:
         label = by_name.get(str(value)) or by_id.get(str(value))
@@ -219,7 +233,7 @@ def undo(request: HttpRequest, slug: str) -> HttpResponse:
         item = services.undo_last(project=project, reviewer=request.user)
     except services.ReviewError as exc:
         return _error(exc)
-    return JsonResponse({**claim_json(item, request.user), **stats_json(project, request.user)})
+    return JsonResponse({**claims_json(project, [item], request.user)[0], **stats_json(project, request.user)})
 
 
 @api_view(methods=("GET",))

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from classify.models import Exemplar, Item, Label, Prediction, Project
+from classify.models import BacklogCount, Exemplar, Item, Label, Prediction, Project
 from classify.selectors import LATEST_FIRST, is_project_admin, latest_prediction, stand_ins
 
 from .models import Decision
@@ -51,18 +53,31 @@ def ordered(items: QuerySet[Item], order: str) -> QuerySet[Item]:
     return items.order_by(F("margin").asc(nulls_first=True), "pk")
 
 
-def waiting_by_class(project: Project, reviewer) -> dict[str, int]:
-    """How many items this reviewer could claim, per class the model put them in (grid mode)."""
-    rows = reviewable_items(project, reviewer).order_by().values("top_label").annotate(n=Count("pk"))
-    return {row["top_label"]: row["n"] for row in rows if row["top_label"]}
+def backlog(project: Project, reviewer) -> dict[str, int]:
+    """Items waiting for a person, per class the model put them in (held by a colleague or not;
+    escalated ones only for the project's admins): one read of ``BacklogCount``, which the
+    database keeps as items move, so it costs the same at 100 items or a million. Who
+    administers the project is asked only when something is escalated."""
+    rows = list(BacklogCount.objects.filter(project=project, n__gt=0).values_list("top_label", "escalated", "n"))
+    admin = any(escalated for _, escalated, _ in rows) and is_project_admin(reviewer, project)
+    counts: dict[str, int] = {}
+    for top_label, escalated, n in rows:
+        if admin or not escalated:
+            counts[top_label] = counts.get(top_label, 0) + n
+    return counts
 
 
-def remaining(project: Project, reviewer) -> int:
-    """How many items wait for a person (held by a colleague or not)."""
-    items = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW)
-    if not is_project_admin(reviewer, project):
-        items = items.filter(escalated=False)
-    return items.count()
+def remaining(project: Project, reviewer, *, counts: dict[str, int] | None = None) -> int:
+    """How many items wait for a person (held by a colleague or not); from ``counts`` (``backlog``)
+    when the caller has read them already."""
+    return sum((backlog(project, reviewer) if counts is None else counts).values())
+
+
+def waiting_by_class(project: Project, reviewer, *, counts: dict[str, int] | None = None) -> dict[str, int]:
+    """How many items wait per class the model put them in (grid mode), largest first; items
+    without a class (their backend failed) are in ``remaining`` only."""
+    counts = backlog(project, reviewer) if counts is None else counts
+    return {name: counts[name] for name in sorted(counts, key=lambda name: (-counts[name], name)) if name}
 
 
 def pace_today(reviewer, project: Project) -> int:
@@ -107,18 +122,13 @@ class Candidate:
     pictures: Pictures
 
 
-def candidates_for(item: Item, labels: list[Label], limit: int, *, cache: dict | None = None) -> list[Candidate]:
-    """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0).
-
-    ``cache`` (label id → Pictures) lets several claims in one request share the exemplar lookups.
-    """
+def candidates_for(item: Item, labels: list[Label], limit: int, *, exemplars: dict[int, Pictures]) -> list[Candidate]:
+    """The classes to offer for keys 1-9: the model's ranking (unknown aside, it has key 0), with
+    each class's pictures from ``exemplars`` (``exemplar_urls``, once per request)."""
     scores = item_scores(item)
     known = [label for label in labels if not label.is_unknown]
     known.sort(key=lambda label: -(scores.get(label.name) or 0.0))
-    chosen = known[:limit]
-    cache = {} if cache is None else cache
-    cache.update(exemplar_urls([label for label in chosen if label.pk not in cache]))
-    return [Candidate(label, scores.get(label.name), cache.get(label.pk, Pictures([]))) for label in chosen]
+    return [Candidate(label, scores.get(label.name), exemplars.get(label.pk, Pictures([]))) for label in known[:limit]]
 
 
 def item_scores(item: Item) -> dict[str, float]:
@@ -126,23 +136,66 @@ def item_scores(item: Item) -> dict[str, float]:
     return dict(prediction.scores) if prediction else {}
 
 
-def exemplar_urls(labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> dict[int, Pictures]:
+def with_latest_predictions(items: list[Item]) -> list[Item]:
+    """Attach each item's latest prediction (for ``latest_prediction``) in one query for all."""
+    latest: dict[int, Prediction] = {}
+    for prediction in (Prediction.objects.filter(item_id__in=[item.pk for item in items])
+                       .select_related("reused_from").order_by("item_id", *LATEST_FIRST)):
+        latest.setdefault(prediction.item_id, prediction)
+    for item in items:
+        item._prefetched_objects_cache = {**getattr(item, "_prefetched_objects_cache", {}),
+                                          "predictions": [latest[item.pk]] if item.pk in latest else []}
+    return items
+
+
+EXEMPLAR_CACHE_SECONDS = 60
+
+
+def exemplar_urls(project: Project, labels: list[Label], per_class: int = EXEMPLARS_PER_CLASS) -> dict[int, Pictures]:
     """Up to ``per_class`` pictures of each class: its exemplars, else its latest human-labelled
-    items; with neither, its most confident auto-accepted items (marked ``auto``)."""
-    urls: dict[int, Pictures] = {}
-    for label in labels:
-        exemplars = Exemplar.objects.filter(label=label).order_by("-created_at").values_list("pk", flat=True)
-        found = [reverse("reviewer:exemplar_image", args=[pk]) for pk in exemplars[:per_class]]
-        if len(found) < per_class:
-            reviewed = Item.objects.filter(label=label, status=Item.Status.REVIEWED).order_by("-labelled_at")
-            found += [reverse("classify:item_image", args=[pk])
-                      for pk in reviewed.values_list("pk", flat=True)[: per_class - len(found)]]
-        if found:
-            urls[label.pk] = Pictures(found)
-        else:
-            urls[label.pk] = Pictures([reverse("classify:item_image", args=[pk]) for pk, _ in stand_ins(label, per_class)],
-                                      auto=True)
+    items; with neither, its most confident auto-accepted items (marked ``auto``). Shared by
+    every claim of the project for EXEMPLAR_CACHE_SECONDS (the cache), and on a miss found in two
+    queries whatever the number of classes (plus one per class with no human-labelled picture)."""
+    key = f"loupe:exemplars:{project.pk}:{project.created_at.timestamp():.6f}:{per_class}"
+    urls = cache.get(key)
+    if urls is None:
+        urls = _exemplar_urls(labels, per_class)
+        cache.set(key, urls, EXEMPLAR_CACHE_SECONDS)
     return urls
+
+
+def _exemplar_urls(labels: list[Label], per_class: int) -> dict[int, Pictures]:
+    urls: dict[int, list[str]] = {label.pk: [] for label in labels}
+    exemplars = Exemplar.objects.filter(label__in=labels).order_by("label_id", "-created_at", "-pk")
+    for label_id, pk in exemplars.values_list("label_id", "pk"):
+        if len(urls[label_id]) < per_class:
+            urls[label_id].append(reverse("reviewer:exemplar_image", args=[pk]))
+    short = [label for label in labels if len(urls[label.pk]) < per_class]
+    for label_id, pk in _latest_reviewed(short, per_class):
+        if len(urls[label_id]) < per_class:
+            urls[label_id].append(reverse("classify:item_image", args=[pk]))
+    pictures = {label_id: Pictures(found) for label_id, found in urls.items() if found}
+    for label in labels:
+        if label.pk not in pictures:
+            pictures[label.pk] = Pictures([reverse("classify:item_image", args=[pk])
+                                           for pk, _ in stand_ins(label, per_class)], auto=True)
+    return pictures
+
+
+def _latest_reviewed(labels: list[Label], per_class: int) -> list[tuple[int, int]]:
+    """(label id, item id) of each class's latest human-labelled items, newest first: one UNION
+    of per-class index walks where the database can limit inside a UNION (PostgreSQL), else one
+    query per class."""
+    per_label = [Item.objects.filter(label=label, status=Item.Status.REVIEWED).order_by("-labelled_at", "-pk")
+                 .values_list("label_id", "pk", "labelled_at")[:per_class] for label in labels]
+    if not per_label:
+        return []
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(per_label[0].union(*per_label[1:], all=True))
+    else:
+        rows = [row for query in per_label for row in query]
+    rows.sort(key=lambda row: (row[2], row[1]), reverse=True)
+    return [(label_id, pk) for label_id, pk, _ in rows]
 
 
 def last_undoable(project: Project, reviewer) -> Decision | None:

@@ -8,19 +8,20 @@ double submit store one decision.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, OuterRef, Q, Subquery, UUIDField, Value, When
 from django.utils import timezone
 
 from classify import events
-from classify.models import Item, Label, Project
-from classify.retrain.runs import maybe_schedule_refit
-from classify.selectors import is_project_admin, latest_prediction, projects_for
+from classify.models import Item, Label, Prediction, Project
+from classify.retrain.runs import schedule_refit_check
+from classify.selectors import LATEST_FIRST, is_project_admin, latest_prediction, projects_for
 from classify.services import learning
 from classify.services.lifecycle import transition
 
@@ -60,13 +61,14 @@ def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None 
 def claim_skip_locked(*, project: Project, reviewer, limit: int, top_label: str | None = None,
                       exclude: Sequence[int] = ()) -> list[Item]:
     """``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL): concurrent reviewers pass each other by,
-    and the locked rows are leased in the same short transaction."""
-    with transaction.atomic():
+    and the locked rows are leased in the same short transaction (no savepoint inside a caller's
+    transaction: nothing here is retried after an error)."""
+    with transaction.atomic(savepoint=False):
         for pivot in _pivots(project):
             candidates = _candidates(project, reviewer, top_label, exclude, pivot)
             locked = list(candidates.select_for_update(skip_locked=True, of=("self",))[:limit])
             if locked:
-                return [_lease_locked(item, project, reviewer) for item in locked]
+                return _lease(locked, project, reviewer)
     return []
 
 
@@ -79,13 +81,12 @@ def claim_conditional(*, project: Project, reviewer, limit: int, top_label: str 
     claimed: list[Item] = []
     for attempt in range(CLAIM_TRIES):
         pivot = pivot if attempt == 0 else None
-        ids = list(_candidates(project, reviewer, top_label, exclude, pivot).values_list("pk", flat=True)
-                   [: limit - len(claimed)])
-        if not ids and pivot is not None:
+        found = list(_candidates(project, reviewer, top_label, exclude, pivot)[: limit - len(claimed)])
+        if not found and pivot is not None:
             continue
-        if not ids:
+        if not found:
             break
-        claimed += [item for item in (_lease(item_id, project, reviewer, only_if_free=True) for item_id in ids) if item]
+        claimed += _lease(found, project, reviewer)
         if len(claimed) >= limit:
             break
     return claimed
@@ -108,27 +109,26 @@ def _candidates(project: Project, reviewer, top_label: str | None, exclude: Sequ
     return queryset
 
 
-def _lease(item_id: int, project: Project, reviewer, *, only_if_free: bool = False) -> Item | None:
+def _lease(items: list[Item], project: Project, reviewer) -> list[Item]:
+    """Lease candidates read a moment ago, each with its own token, in one conditional UPDATE
+    (still waiting, still free); the objects get their lease, not a second read. Returns the
+    ones leased: all of them when this transaction locked them (PostgreSQL), else those no
+    colleague took in between (one more query only then)."""
     now = timezone.now()
-    token = uuid.uuid4()
-    items = Item.objects.filter(pk=item_id, status=Item.Status.NEEDS_REVIEW)
-    if only_if_free:
-        items = items.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-    updated = items.update(lease_owner=reviewer, lease_token=token,
-                           lease_expires_at=now + timedelta(seconds=project.lease_seconds))
-    return Item.objects.select_related("project").get(pk=item_id) if updated else None
-
-
-def _lease_locked(item: Item, project: Project, reviewer) -> Item:
-    """Lease a row this transaction has locked: one UPDATE, and the object is kept, not re-read."""
-    now = timezone.now()
-    fields = {"lease_owner": reviewer, "lease_token": uuid.uuid4(),
-              "lease_expires_at": now + timedelta(seconds=project.lease_seconds)}
-    Item.objects.filter(pk=item.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(item, name, value)
-    item.project = project
-    return item
+    expires = now + timedelta(seconds=project.lease_seconds)
+    tokens = {item.pk: uuid.uuid4() for item in items}
+    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    leased = Item.objects.filter(free, pk__in=tokens, status=Item.Status.NEEDS_REVIEW).update(
+        lease_owner=reviewer, lease_expires_at=expires,
+        lease_token=Case(*[When(pk=pk, then=Value(token)) for pk, token in tokens.items()], output_field=UUIDField()),
+    )
+    if leased < len(items):
+        mine = set(Item.objects.filter(lease_token__in=tokens.values()).values_list("pk", flat=True))
+        items = [item for item in items if item.pk in mine]
+    for item in items:
+        item.lease_owner, item.lease_token, item.lease_expires_at = reviewer, tokens[item.pk], expires
+        item.project = project
+    return items
 
 
 def renew(*, tokens: Sequence[str], reviewer) -> list[str]:
@@ -173,15 +173,41 @@ def record_decision(*, token: str, reviewer, labels: Sequence[Label], seconds_sp
 
     With consensus, the item stays in review until ``reviews_needed`` people have decided; if they
     agree it is ``reviewed``, if not it is escalated to a project admin, whose decision is final.
+    The returned decision's ``item.status`` is where the item stands now. A fixed handful of
+    statements whatever the backlog; the refit check runs on the training worker after commit.
     """
-    with transaction.atomic():
-        item = _held(token, reviewer).select_for_update(of=("self",)).select_related("project").first()
-        if item is None:
-            raise LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
-        labels = _valid_labels(item, labels)
-        decision = _store(item, reviewer, Decision.Kind.LABEL, token, labels=labels, seconds_spent=seconds_spent)
-        _settle(item, reviewer)
+    refused: ReviewError | None = None
+    try:
+        # No savepoint in a caller's transaction (two statements fewer); so a refusal is raised
+        # after the block, leaving the caller's transaction usable.
+        with transaction.atomic(savepoint=False):
+            item = _with_shown_prediction(_held(token, reviewer).select_for_update(of=("self",))
+                                          .select_related("project")).first()
+            if item is None:
+                refused = LeaseLost("This item is no longer yours to decide (the lease ran out or a colleague has it).")
+            else:
+                try:
+                    labels = _valid_labels(item, labels)
+                except DecisionRefused as exc:
+                    refused = exc
+                else:
+                    decision = _store(item, reviewer, Decision.Kind.LABEL, token, labels=labels,
+                                      seconds_spent=seconds_spent)
+                    _settle(item, reviewer, decision, labels)
+    except IntegrityError:  # the lease's one decision exists already (a double submit)
+        raise LeaseLost("This decision was stored already.") from None
+    if refused is not None:
+        raise refused
+    decision.item = item
     return decision
+
+
+def _with_shown_prediction(items):
+    """The item's latest prediction's id and scores, in the same query as the item: what the
+    reviewer was shown, kept on the decision."""
+    latest = Prediction.objects.filter(item=OuterRef("pk")).order_by(*LATEST_FIRST)
+    return items.annotate(shown_prediction_id=Subquery(latest.values("pk")[:1]),
+                          shown_scores=Subquery(latest.values("scores")[:1]))
 
 
 def _valid_labels(item: Item, labels: Sequence[Label]) -> list[Label]:
@@ -198,72 +224,87 @@ def _valid_labels(item: Item, labels: Sequence[Label]) -> list[Label]:
 
 
 def _store(item: Item, reviewer, kind: str, token, *, labels=(), seconds_spent=None, supersedes=None) -> Decision:
-    prediction = latest_prediction(item)
-    try:
-        with transaction.atomic():
-            decision = Decision.objects.create(
-                item=item, reviewer=reviewer, kind=kind, label=labels[0] if labels else None,
-                prediction=prediction, scores_shown=prediction.scores if prediction else None,
-                lease_token=_uuid(token) if token else None, seconds_spent=seconds_spent, audit=item.audit,
-                supersedes=supersedes,
-            )
-    except IntegrityError:
-        raise LeaseLost("This decision was stored already.") from None
+    """The decision row and its labels (two INSERTs). The prediction shown comes from
+    ``_with_shown_prediction`` when the item was read with it, else one query. Callers run it in
+    their transaction and turn an ``IntegrityError`` (a second decision on one lease) into
+    ``LeaseLost``."""
+    if hasattr(item, "shown_prediction_id"):
+        prediction_id, scores = item.shown_prediction_id, item.shown_scores
+    else:
+        prediction = latest_prediction(item)
+        prediction_id, scores = (prediction.pk, prediction.scores) if prediction else (None, None)
+    if isinstance(scores, str):  # a JSON subquery comes back as text on SQLite
+        scores = json.loads(scores)
+    decision = Decision.objects.create(
+        item=item, reviewer=reviewer, kind=kind, label=labels[0] if labels else None, prediction_id=prediction_id,
+        scores_shown=scores, lease_token=_uuid(token) if token else None, seconds_spent=seconds_spent,
+        audit=item.audit, supersedes=supersedes,
+    )
     if labels:
-        decision.labels.set(labels)
+        Decision.labels.through.objects.bulk_create(
+            [Decision.labels.through(decision_id=decision.pk, label_id=label.pk) for label in labels])
     return decision
 
 
-def _settle(item: Item, reviewer) -> None:
-    """Release the lease and, once enough people have decided, finish the item."""
-    live = list(
-        Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False).select_related("reviewer")
-        .prefetch_related("labels").order_by("created_at", "pk")
-    )
+def _settle(item: Item, reviewer, decision: Decision, labels: list[Label]) -> None:
+    """Release the lease and, once enough people have decided, finish the item. With one review
+    needed (the usual case) this decision is the final one: no other decision is read."""
     release_fields = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
-    final = live[-1]
+    if item.reviews_needed <= 1 and not item.escalated:
+        _finish(item, [(decision, frozenset(labels))], reviewer, release_fields)
+        return
+    live = [(d, frozenset(d.labels.all())) for d in
+            Decision.objects.filter(item=item, kind=Decision.Kind.LABEL, undone=False).select_related("reviewer")
+            .prefetch_related("labels").order_by("created_at", "pk")]
     if item.escalated and is_project_admin(reviewer, item.project):
-        _finish(item, final, live, reviewer, release_fields)
+        _finish(item, live, reviewer, release_fields)
     elif len(live) < item.reviews_needed:
         Item.objects.filter(pk=item.pk).update(**release_fields)
-    elif len({frozenset(d.labels.all()) for d in live}) == 1:
-        _finish(item, final, live, reviewer, release_fields)
+    elif len({given for _, given in live}) == 1:
+        _finish(item, live, reviewer, release_fields)
     else:
         Item.objects.filter(pk=item.pk).update(
             escalated=True, status_reason="Reviewers disagreed: a project admin decides.", **release_fields
         )
+        item.escalated = True
 
 
-def _finish(item: Item, final: Decision, live: list[Decision], reviewer, release_fields: dict) -> None:
-    final_labels = frozenset(final.labels.all())
+def _finish(item: Item, live: list[tuple[Decision, frozenset]], reviewer, release_fields: dict) -> None:
+    """The item is reviewed with the last decision's labels (``live``: the live decisions, oldest
+    first, each with its labels); in consensus, each decision is marked agreeing or not."""
+    final, final_labels = live[-1]
     if len(live) > 1:
-        for decision in live:
-            Decision.objects.filter(pk=decision.pk).update(agrees=frozenset(decision.labels.all()) == final_labels)
+        for decision, given in live:
+            Decision.objects.filter(pk=decision.pk).update(agrees=given == final_labels)
     names = ", ".join(sorted(label.name for label in final_labels))
     if transition(
         item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {names} by {reviewer}.", label=final.label,
         labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
     ):
-        events.item_settled(item.pk, by=reviewer, answers=[human_answer(decision) for decision in live])
+        item.status = Item.Status.REVIEWED
+        events.item_settled(item.pk, by=reviewer, answers=[human_answer(decision, given) for decision, given in live])
     if item.audit and item.top_label:
         learning.check_live_precision(project=item.project, label_name=item.top_label)
-    maybe_schedule_refit(item.project)
+    schedule_refit_check(item.project)
 
 
-def human_answer(decision: Decision) -> dict:
-    """One decision as the ``item.settled`` event lists it (who, what, when, how long)."""
-    return {"reviewer": decision.reviewer.get_username(), "labels": sorted(label.name for label in decision.labels.all()),
+def human_answer(decision: Decision, labels: frozenset) -> dict:
+    """One decision (with its labels) as the ``item.settled`` event lists it (who, what, when, how long)."""
+    return {"reviewer": decision.reviewer.get_username(), "labels": sorted(label.name for label in labels),
             "at": decision.created_at.isoformat(), "seconds_spent": decision.seconds_spent}
 
 
 def skip(*, token: str, reviewer) -> Decision:
     """Pass on an item: it goes back to the queue, and not to this reviewer for an hour."""
-    with transaction.atomic():
-        item = _held(token, reviewer).select_for_update().first()
-        if item is None:
-            raise LeaseLost("This item is no longer yours to skip.")
-        decision = _store(item, reviewer, Decision.Kind.SKIP, token)
-        Item.objects.filter(pk=item.pk).update(lease_owner=None, lease_token=None, lease_expires_at=None)
+    try:
+        with transaction.atomic():
+            item = _held(token, reviewer).select_for_update().first()
+            if item is None:
+                raise LeaseLost("This item is no longer yours to skip.")
+            decision = _store(item, reviewer, Decision.Kind.SKIP, token)
+            Item.objects.filter(pk=item.pk).update(lease_owner=None, lease_token=None, lease_expires_at=None)
+    except IntegrityError:
+        raise LeaseLost("This decision was stored already.") from None
     return decision
 
 

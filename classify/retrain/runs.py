@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -38,6 +39,8 @@ from .data import human_label_count, labels_per_class
 from .outcomes import Done, NotPromoted, StepFailed, Wait
 
 log = logging.getLogger(__name__)
+# A queued refit check stops further ones for at most this long (seconds), should its message be lost.
+REFIT_CHECK_WAIT = 300
 State = TrainingRun.State
 Kind = TrainingRun.Kind
 
@@ -142,6 +145,37 @@ def start_local_training(*, project: Project, user=None) -> TrainingRun | None:
             return _start(TrainingRun(project=project, kind=Kind.LOCAL, created_by=user))
     except IntegrityError:
         return None
+
+
+def refit_check_key(project: Project) -> str:
+    return f"loupe:refit-check:{project.pk}:{project.created_at.timestamp():.6f}"
+
+
+def schedule_refit_check(project: Project) -> None:
+    """After a human label: have the training worker check, after commit, whether a refit is due
+    (``maybe_schedule_refit`` counts the project's labels, which a decision must not wait for).
+    At most one check waits per project: the cache key is taken here and dropped by the task."""
+    if project.refit_every == 0:
+        return
+    if not cache.add(refit_check_key(project), 1, timeout=REFIT_CHECK_WAIT):
+        return
+
+    def publish() -> None:
+        try:
+            enqueue("classify.check_refit", project.pk)
+        except Exception as exc:  # broker down: the next label after REFIT_CHECK_WAIT tries again
+            log.warning("could not queue a refit check for project %s: %s", project.pk, exc)
+
+    transaction.on_commit(publish)
+
+
+def check_refit(project_id: int) -> bool:
+    """The queued refit check: drop the project's key (so the next label queues another), then check."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return False
+    cache.delete(refit_check_key(project))
+    return maybe_schedule_refit(project)
 
 
 def maybe_schedule_refit(project: Project) -> bool:

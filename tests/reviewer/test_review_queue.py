@@ -413,7 +413,8 @@ class ApiTests:
         assert undone["item"]["id"] == claims[2]["item"]["id"] and undone["lease"]["token"] not in tokens
         stats = client.get(reverse("review_api:stats", args=[project.slug])).json()
         back_at = stats["hidden"].pop("skipped_back_at")
-        assert stats == {"remaining": 3, "pace_today": 0, "by_class": {"red": 1},  # an undone label does not count
+        # An undone label does not count; waiting counts every item in review, held or not.
+        assert stats == {"remaining": 3, "pace_today": 0, "by_class": {"red": 3},
                          "hidden": {"skipped": 1, "held": 0, "awaiting_others": 0}}  # my skip, hidden for an hour
         skip = Decision.objects.get(kind=Decision.Kind.SKIP)
         assert back_at == (skip.created_at + timedelta(hours=1)).isoformat()
@@ -447,7 +448,7 @@ class ApiTests:
         url = reverse("review_api:grid_claim", args=[project.slug])
         body = client.post(url, {"exclude": [first.pk]}, content_type="application/json").json()
         assert [claim["item"]["id"] for claim in body["claims"]] == [second.pk]
-        assert body["by_class"] == {"red": 1}  # the flagged one still waits for the single-item queue
+        assert body["by_class"] == {"red": 2}  # both still wait (one held here, the flagged one for the queue)
         assert client.post(url, {"exclude": ["x"]}, content_type="application/json").status_code == 400
 
     def test_grid_claim_defaults_to_the_busiest_class(self, api):

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0010_rollup_time_indexes'),
+        ('classify', '0012_reliability'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

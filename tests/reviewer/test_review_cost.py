@@ -1,0 +1,122 @@
+"""The review API in O(1) of the backlog: a fixed number of SQL statements per claim and per
+decision, however many items wait, and backlog counts the database keeps exact."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from classify.auth import issue_token
+from classify.models import BacklogCount, Item
+from reviewer.selectors import remaining
+from reviewer.services import claim_many, record_decision, undo_last
+from tests.base import make_colour_project, make_review_item, make_user
+
+pytestmark = pytest.mark.django_db
+
+MAX_STATEMENTS = 8
+
+
+def scores(**given: float) -> dict[str, float]:
+    base = {"red": 0.0, "green": 0.0, "blue": 0.0, "unknown": 0.0}
+    base.update(given)
+    base["unknown"] = round(1 - sum(v for k, v in base.items() if k != "unknown"), 6)
+    return base
+
+
+@pytest.fixture
+def queue():
+    rey = make_user("rey")
+    project = make_colour_project(reviewer=rey)
+    client = Client(HTTP_AUTHORIZATION=f"Token {issue_token(rey)}")
+    return project, rey, client
+
+
+def fill(project, n: int) -> None:
+    for index in range(n):
+        make_review_item(project, scores(red=0.5 + index % 5 / 100, green=0.2), sha256=f"{index:064x}")
+
+
+def claim(client, project, count: int = 1):
+    return client.post(reverse("review_api:claim", args=[project.slug]) + f"?count={count}")
+
+
+class StatementCountTests:
+    def test_a_claim_runs_a_fixed_handful_of_statements_whatever_the_backlog_and_prefetch(
+            self, queue, django_assert_max_num_queries):
+        project, _, client = queue
+        fill(project, 4)
+        claim(client, project)  # first use of the token, classes' exemplars: as in a session
+        with CaptureQueriesContext(connection) as small:
+            assert claim(client, project).status_code == 200
+        fill(project, 40)
+        with django_assert_max_num_queries(MAX_STATEMENTS):
+            assert claim(client, project).status_code == 200
+        with CaptureQueriesContext(connection) as prefetch:
+            body = claim(client, project, count=3).json()
+        assert len(body["claims"]) == 3 and body["remaining"] == 44
+        assert len(prefetch.captured_queries) == len(small.captured_queries) <= MAX_STATEMENTS
+
+    def test_a_decision_runs_a_fixed_handful_of_statements(self, queue, django_assert_max_num_queries):
+        project, _, client = queue
+        fill(project, 30)
+        for _ in range(2):
+            token = claim(client, project).json()["lease"]["token"]
+            with django_assert_max_num_queries(MAX_STATEMENTS):
+                answer = client.post(reverse("review_api:decision", args=[token]), {"labels": ["red"]},
+                                     content_type="application/json")
+            assert answer.status_code == 201 and answer.json()["status"] == "reviewed"
+        assert answer.json()["remaining"] == 28 and answer.json()["pace_today"] == 2
+
+    def test_a_grid_claim_runs_a_fixed_handful_of_statements_for_a_whole_page(
+            self, queue, django_assert_max_num_queries):
+        project, _, client = queue
+        fill(project, 30)
+        url = reverse("review_api:grid_claim", args=[project.slug])
+        claim(client, project)  # first use of the token, classes' exemplars: as in a session
+        with django_assert_max_num_queries(MAX_STATEMENTS):
+            body = client.post(url).json()
+        assert body["label"] == "red" and len(body["claims"]) == project.grid_size and body["remaining"] == 30
+
+
+def actual_counts(project) -> dict:
+    rows = (Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW).order_by()
+            .values_list("top_label", "escalated").annotate(n=Count("pk")))
+    return {(label, escalated): n for label, escalated, n in rows}
+
+
+def kept_counts(project) -> dict:
+    rows = BacklogCount.objects.filter(project=project, n__gt=0).values_list("top_label", "escalated", "n")
+    return {(label, escalated): n for label, escalated, n in rows}
+
+
+class BacklogCountTests:
+    def test_the_counts_follow_every_way_an_item_enters_or_leaves_review(self, queue):
+        project, rey, _ = queue
+        admin = make_user("ada")
+        fill(project, 6)
+        make_review_item(project, scores(green=0.9), sha256="e" * 64)
+        assert kept_counts(project) == actual_counts(project) == {("red", False): 6, ("green", False): 1}
+
+        item = claim_many(project=project, reviewer=rey, limit=1)[0]
+        record_decision(token=str(item.lease_token), reviewer=rey, labels=[project.labels.get(name="red")])
+        assert kept_counts(project) == actual_counts(project) == {("red", False): 5, ("green", False): 1}
+
+        undo_last(project=project, reviewer=rey)
+        assert kept_counts(project) == {("red", False): 6, ("green", False): 1}
+
+        Item.objects.filter(top_label="green").update(escalated=True)  # a bulk update, not a service
+        Item.objects.filter(pk=item.pk).update(top_label="blue")
+        assert kept_counts(project) == actual_counts(project) == {
+            ("red", False): 5, ("blue", False): 1, ("green", True): 1}
+
+        Item.objects.filter(project=project, top_label="red").first().delete()
+        Item.objects.filter(project=project, top_label="red").update(status=Item.Status.QUEUED)
+        assert kept_counts(project) == actual_counts(project) == {("blue", False): 1, ("green", True): 1}
+
+        project.memberships.create(user=admin, role="admin")
+        assert remaining(project, rey) == 1 and remaining(project, admin) == 2  # escalated: admins only
