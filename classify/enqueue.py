@@ -11,11 +11,10 @@ from __future__ import annotations
 from celery import current_app
 
 
-def enqueue(name: str, *args, countdown: float | None = None) -> None:
-    """Publish task ``name`` with ``args`` (after ``countdown`` seconds, if given). Raises what the
-    broker raises when it is unreachable: the caller decides what "not queued" means for it."""
+def enqueue(name: str, *args, countdown: float | None = None, queue: str | None = None) -> None:
+    """Publish task ``name`` with ``args`` (after ``countdown`` seconds, if given; to ``queue``
+    instead of the task's route, if given). Raises what the broker raises when it is unreachable:
+    the caller decides what "not queued" means for it."""
     task = current_app.tasks[name]
-    if countdown is None:
-        task.delay(*args)
-    else:
-        task.apply_async(args, countdown=countdown)
+    options = {key: value for key, value in (("countdown", countdown), ("queue", queue)) if value is not None}
+    task.apply_async(args, **options)

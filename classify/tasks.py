@@ -63,8 +63,14 @@ def claim_name(hostname: str | None, task_id: str | None) -> str:
     soft_time_limit=settings.LOUPE_TASK_SOFT_TIME_LIMIT, time_limit=settings.LOUPE_TASK_TIME_LIMIT,
 )
 def classify_item(self, item_id: int) -> None:
-    item = lifecycle.start_classification(item_id=item_id, claimed_by=claim_name(self.request.hostname, self.request.id))
+    """Classify the item, and with the local model up to ``LOUPE_BATCH_SIZE - 1`` other ready
+    items of its project in the same forward pass. Should the batch fail, the others go back to
+    the queue and this item takes the usual single-item path with its retry policy."""
+    claimed_by = claim_name(self.request.hostname, self.request.id)
+    item = lifecycle.start_classification(item_id=item_id, claimed_by=claimed_by)
     if item is None:
+        return
+    if _classified_in_a_batch(item, claimed_by):
         return
     try:
         classification.score_item(item)
@@ -99,6 +105,22 @@ def _reconnecting(write):
     except DatabaseError:
         connection.close()
         return write()
+
+
+def _classified_in_a_batch(item, claimed_by: str) -> bool:
+    classification.pin_backend(item)
+    if settings.LOUPE_BATCH_SIZE < 2 or not classification.batchable(item):
+        return False
+    mates = lifecycle.claim_batch_mates(item, limit=settings.LOUPE_BATCH_SIZE - 1, claimed_by=claimed_by)
+    if not mates:
+        return False
+    try:
+        classification.score_items([item, *mates])
+    except Exception as exc:
+        log.warning("a batch of %s items failed (%s); classifying item %s alone", 1 + len(mates), exc, item.pk)
+        lifecycle.release_batch_mates(mates, reason=f"Retrying alone after its batch failed: {exc}"[:300])
+        return False
+    return True
 
 
 @shared_task(name="classify.sweep")

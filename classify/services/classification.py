@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from classify import events, pipeline
-from classify.backends import BackendError, Scores
+from classify.backends import BackendError, Scores, classify_batch, runs_locally
 from classify.models import Item, Prediction, Project
 
 from . import budgets, hosting, learning
@@ -136,15 +137,60 @@ def _priority(project, routing: pipeline.Routing, rules: dict, *, audit: bool) -
 
 
 def reusable_prediction(item: Item, *, backend_name: str, model_version: str) -> Prediction | None:
-    return (
-        Prediction.objects.filter(
-            item__project_id=item.project_id, item__sha256=item.sha256, backend=backend_name,
-            model_version=model_version,
-        )
-        .exclude(item_id=item.pk)
-        .order_by("-created_at")
-        .first()
-    )
+    return reusable_predictions([item], backend_name=backend_name, model_version=model_version).get(item.pk)
+
+
+def reusable_predictions(items: list[Item], *, backend_name: str, model_version: str) -> dict[int, Prediction]:
+    """Per item, the latest prediction of the same backend and model version for another item of
+    its project with the same pixels (its scores are reused). One query, through the project's
+    content-hash index: twins first, then their predictions (filtering predictions by backend
+    and version first read every prediction of a million-item project)."""
+    project_id = items[0].project_id
+    ids = [item.pk for item in items]
+    twins = Item.objects.filter(project_id=project_id, sha256__in={item.sha256 for item in items}).exclude(pk__in=ids)
+    found: dict[str, Prediction] = {}
+    for prediction in (Prediction.objects.filter(item_id__in=twins.values("pk"), backend=backend_name,
+                                                 model_version=model_version)
+                       .select_related("item").order_by("-created_at", "-pk")):
+        found.setdefault(prediction.item.sha256, prediction)
+    return {item.pk: found[item.sha256] for item in items if item.sha256 in found}
+
+
+def batchable(item: Item) -> bool:
+    """Whether items like this one may be scored in a batch (``score_items``): a backend computing
+    on the worker, and no cascade in front of it (the cascade decides item by item)."""
+    return runs_locally(item.backend) and (not item.project.cascade or item.backend == settings.LOUPE_CASCADE_BACKEND)
+
+
+def score_items(items: list[Item]) -> list[Prediction | None]:
+    """``score_item`` for several claimed items of one project, pinned to a backend that runs on
+    the worker (no cascade, no budget: the worker checks ``batchable``): their images go through
+    the backend together (the local model: one forward pass) and the outcomes are recorded in one
+    transaction. Raises ``BackendError`` for the whole batch."""
+    first = items[0]
+    labels = list(first.project.labels.all())
+    pin_backend(first)
+    backend = build_backend(first.project, labels, name=first.backend, config=first.backend_config)
+    reused = reusable_predictions(items, backend_name=backend.name, model_version=backend.model_version)
+    fresh = [item for item in items if item.pk not in reused]
+    side = getattr(backend, "input_side", None)
+    started = time.perf_counter()
+    results = dict(zip([item.pk for item in fresh],
+                       classify_batch(backend, [load_image(item, min_side=side) for item in fresh]) if fresh else [],
+                       strict=True))
+    latency = (time.perf_counter() - started) * 1000.0 / max(1, len(fresh))
+    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
+    unknown = next(label.name for label in labels if label.is_unknown)
+    outcomes = []
+    with transaction.atomic():
+        for item in items:
+            earlier = reused.get(item.pk)
+            scores = results[item.pk] if earlier is None else Scores(earlier.scores, earlier.model_version,
+                                                                     raw=earlier.raw)
+            routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
+            outcomes.append(record_prediction(item, backend.name, scores, routing, 0.0 if earlier else latency,
+                                              rules, earlier, labels=labels))
+    return outcomes
 
 
 def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels,

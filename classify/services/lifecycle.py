@@ -73,6 +73,40 @@ def start_classification(*, item_id: int, claimed_by: str = "") -> Item | None:
     return item
 
 
+def claim_batch_mates(item: Item, *, limit: int, claimed_by: str = "") -> list[Item]:
+    """Claim up to ``limit`` more ready items of ``item``'s project for the same forward pass (a
+    worker of the local model classifies them together, ``LOUPE_BATCH_SIZE``).
+
+    Ready means queued for a first attempt (no backend pinned yet, no retry waiting out its
+    backoff) while ``item`` runs on the project's current backend; they are pinned to it in the
+    same conditional UPDATE that claims them, so a colleague worker can never take them too.
+    Their own messages then find them claimed and do nothing. Two queries.
+    """
+    project = item.project
+    if limit < 1 or item.backend != project.backend or item.backend_config != project.backend_config:
+        return []
+    ready = Item.objects.filter(project=project, status=Status.QUEUED, backend="", status_reason="")
+    ids = list(ready.exclude(pk=item.pk).order_by("pk").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return []
+    now, claim = timezone.now(), uuid.uuid4()
+    ready.filter(pk__in=ids).update(status=Status.CLASSIFYING, claim=claim, claimed_at=now, updated_at=now,
+                                    claimed_by=claimed_by[:255], attempts=F("attempts") + 1, backend=project.backend,
+                                    backend_config=project.backend_config)
+    mates = list(Item.objects.filter(pk__in=ids, claim=claim))
+    for mate in mates:
+        mate.project = project
+    return mates
+
+
+def release_batch_mates(mates: Iterable[Item], *, reason: str) -> None:
+    """Batch mates a failed forward pass did not finish: back to the queue, published again, so
+    each is retried on its own (a poison image then fails alone)."""
+    for mate in mates:
+        if requeue_after_error(mate, reason=reason):
+            hand_to_queue(mate.pk)
+
+
 def gave_up(attempts: int, last_problem: str) -> str:
     """The one wording of "this item used up its attempts"."""
     return f"Gave up after {attempts} attempt{'s' if attempts != 1 else ''}. Last problem: {last_problem}"

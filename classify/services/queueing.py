@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from classify.backends import runs_locally
 from classify.enqueue import enqueue
 from classify.models import Item
 
@@ -35,12 +36,20 @@ def hand_to_queue_later(item_id: int, countdown: float) -> None:
         log.warning("could not queue item %s: %s", item_id, exc)
 
 
+def classification_queue(item_id: int) -> str:
+    """The local model's queue for a backend that computes on the worker, else the cloud queue
+    (config/settings.py LOUPE_QUEUES): by the backend the item is pinned to, else its project's."""
+    row = Item.objects.filter(pk=item_id).values_list("backend", "project__backend").first()
+    backend = (row[0] or row[1]) if row else ""
+    return "classify_local" if runs_locally(backend) else "classify_cloud"
+
+
 def hand_to_queue(item_id: int) -> bool:
     """Publish the classification task. With the broker down, the item keeps its state and a
     reason saying so, and the sweeper publishes it later: the database is the source of truth.
     """
     try:
-        enqueue(CLASSIFY_TASK, item_id)
+        enqueue(CLASSIFY_TASK, item_id, queue=classification_queue(item_id))
     except Exception as exc:  # kombu raises various connection errors; all mean "not queued"
         log.warning("could not queue item %s: %s", item_id, exc)
         Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
