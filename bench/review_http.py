@@ -19,9 +19,12 @@ puts back what earlier cells decided) and runs until ``--decisions`` decisions o
 
 Reported per cell: claim, decision and claim+decision (the pair a reviewer waits for) p50, p95
 and p99 in ms; decisions/s; double assignments (an item handed out twice: every claimed item is
-decided at once, so a second claim of it is one); failed requests. Per size: SQL statements per
+decided at once, so a second claim of it is one); failed requests; and the server's CPU time per
+claim+decision pair (gunicorn's processes plus the PostgreSQL backends of this database, from
+/proc): on a shared machine latency includes waiting for a CPU, CPU time per request does not. Per size: SQL statements per
 claim and per decision (one request of each through Django's test client in this process, same
-views and settings, counted with ``CaptureQueriesContext``).
+views and settings, counted with ``CaptureQueriesContext``; outside a test, Django logs the
+transaction's BEGIN and COMMIT too, and they are counted).
 
 Floor, beside each cell: the claim query alone. The exact ``SELECT ... FOR UPDATE SKIP LOCKED``
 the claim ran (captured above) executed by R threads, each over its own persistent database
@@ -134,6 +137,31 @@ class Server:
             self.process.wait()
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc; 0 for a vanished one)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def server_pids(server: Server) -> list[int]:
+    """gunicorn's processes and the PostgreSQL backends serving this database (the benchmark's
+    own Django connection aside): the server side of every request."""
+    from django.db import connection
+
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        backends = [row[0] for row in cursor.fetchall()]
+    return [server.process.pid, *map(int, children), *backends]
+
+
 # --- Clients -----------------------------------------------------------------------------------
 
 
@@ -184,6 +212,8 @@ class Cell:
     items: list[int] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     wall: float = 0.0
+    server_cpu: float = 0.0  # CPU seconds of gunicorn and its PostgreSQL backends while timed
+    floor_cpu: float = 0.0  # CPU seconds of the floor's PostgreSQL backends
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -219,11 +249,13 @@ def run_threads(bodies, seconds: float, total: int) -> float:
     return time.perf_counter() - started
 
 
-def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str) -> None:
+def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str, server: Server) -> None:
     clients = [Client(args.port, token, slug) for token in tokens[: cell.reviewers]]
     for client in clients:  # untimed: connections open, gunicorn threads and caches warm
         for _ in range(args.warmup):
             client.pair()
+    pids = server_pids(server)
+    cpu_before = cpu_seconds(pids)
 
     def body_for(client: Client):
         def body():
@@ -243,6 +275,7 @@ def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str) -> 
         return body
 
     cell.wall = run_threads([body_for(client) for client in clients], args.seconds, args.decisions)
+    cell.server_cpu = cpu_seconds(pids) - cpu_before
     for client in clients:
         client.connection.close()
     run_floor(cell, floor_sql, len(cell.claims))
@@ -268,7 +301,10 @@ def run_floor(cell: Cell, sql: str, calls: int) -> None:
     for body in bodies:
         body()  # warm
     cell.floor.clear()
+    backends = [connection.info.backend_pid for connection in connections]
+    before = cpu_seconds(backends)
     run_threads(bodies, 30.0, max(calls, 200))
+    cell.floor_cpu = cpu_seconds(backends) - before
     for connection in connections:
         connection.close()
 
@@ -314,7 +350,7 @@ def trio(values: list[float]) -> str:
 
 HEADER = (f"{'pending':>9} {'rev':>3} | {'claim p50  p95    p99':>20} | {'decision p50 p95 p99':>20} | "
           f"{'claim+dec p50 p95 p99':>21} | {'dec/s':>6} | {'double':>6} | {'floor p50 p95 p99':>20} | "
-          f"{'claim/floor p95':>15}")
+          f"{'claim/floor p95':>15} | {'server CPU ms/pair':>18} | {'floor CPU ms':>12}")
 
 
 def print_cell(cell: Cell) -> None:
@@ -322,7 +358,9 @@ def print_cell(cell: Cell) -> None:
     rate = len(cell.decisions) / cell.wall if cell.wall else 0.0
     print(f"{cell.size:>9,} {cell.reviewers:>3} | {trio(cell.claims):>20} | {trio(cell.decisions):>20} | "
           f"{trio(cell.pairs):>21} | {rate:6.1f} | {cell.double_assignments:>6} | {trio(cell.floor):>20} | "
-          f"{ratio:15.1f}" + (f"  ({len(cell.errors)} failed: {cell.errors[0]})" if cell.errors else ""),
+          f"{ratio:15.1f} | {cell.server_cpu * 1000 / max(1, len(cell.pairs)):18.1f} | "
+          f"{cell.floor_cpu * 1000 / max(1, len(cell.floor)):12.2f}"
+          + (f"  ({len(cell.errors)} failed: {cell.errors[0]})" if cell.errors else ""),
           flush=True)
 
 
@@ -374,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             for count in args.reviewers:
                 _seed.reset_project(project)
                 cell = Cell(size, count)
-                run_cell(args, cell, project.slug, tokens, floor_sql)
+                run_cell(args, cell, project.slug, tokens, floor_sql, server)
                 print_cell(cell)
                 cells.append(cell)
             print(f"{size:>9,}     SQL statements per request: claim {claim_n}, decision {decision_n}", flush=True)

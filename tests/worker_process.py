@@ -24,16 +24,18 @@ from config.celery import app as celery_app
 
 #: Backends the test suite registers through LOUPE_EXTRA_BACKENDS, in this process and in a worker.
 TEST_BACKENDS = {"colour": "tests.colour_backend.ColourBackend"}
-READY = re.compile(r"celery@\S+ ready\.")
+READY = re.compile(r"\S+@\S+ ready\.")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 
-def celery_command() -> list[str]:
-    """The worker command line, with the ``celery`` script of the virtualenv running the tests."""
+def celery_command(*, queues: str = "", concurrency: int = 2) -> list[str]:
+    """The worker command line, with the ``celery`` script of the virtualenv running the tests:
+    every queue (as bin/up runs it), or only ``queues`` (as docker-compose.yml's workers do)."""
     script = Path(sys.executable).with_name("celery")
     return [
-        str(script), "-A", "config", "worker", "--pool", "prefork", "--concurrency", "2",
+        str(script), "-A", "config", "worker", "--pool", "prefork", "--concurrency", str(concurrency),
+        *(["-Q", queues, "-n", f"{queues.split(',')[0]}@%h"] if queues else []),
         "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]
 
@@ -103,9 +105,10 @@ def worker_environment(*, media_root: Path, loupe_settings: Mapping[str, object]
 class CeleryWorkerProcess:
     """One worker subprocess in its own process group, logging to a file."""
 
-    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, *, env: Mapping[str, str], log_path: Path, command: list[str] | None = None) -> None:
         self.env = dict(env)
         self.log_path = log_path
+        self.command = command or celery_command()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -115,7 +118,7 @@ class CeleryWorkerProcess:
     def start(self, timeout: float = START_TIMEOUT) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                celery_command(), cwd=settings.BASE_DIR, env=self.env, stdin=subprocess.DEVNULL,
+                self.command, cwd=settings.BASE_DIR, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
