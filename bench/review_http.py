@@ -23,8 +23,8 @@ decided at once, so a second claim of it is one); failed requests; and the serve
 claim+decision pair (gunicorn's processes plus the PostgreSQL backends of this database, from
 /proc): on a shared machine latency includes waiting for a CPU, CPU time per request does not. Per size: SQL statements per
 claim and per decision (one request of each through Django's test client in this process, same
-views and settings, counted with ``CaptureQueriesContext``; outside a test, Django logs the
-transaction's BEGIN and COMMIT too, and they are counted).
+views and settings, counted with ``CaptureQueriesContext``; the transaction's BEGIN and COMMIT
+are not counted).
 
 Floor, beside each cell: the claim query alone. The exact ``SELECT ... FOR UPDATE SKIP LOCKED``
 the claim ran (captured above) executed by R threads, each over its own persistent database
@@ -332,7 +332,9 @@ def statements_per_request(project, reviewer) -> tuple[int, int, str]:
         client.post(f"/api/v1/reviews/{claim['lease']['token']}/decision/",
                     {"labels": [claim["candidates"][0]["label_id"]]}, content_type="application/json")
     sql = next(q["sql"] for q in claim_queries.captured_queries if "SKIP LOCKED" in q["sql"])
-    return len(claim_queries.captured_queries), len(decision_queries.captured_queries), sql
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT")
+    count = lambda queries: sum(1 for q in queries if not q["sql"].startswith(control))  # noqa: E731
+    return count(claim_queries.captured_queries), count(decision_queries.captured_queries), sql
 
 
 # --- Output ------------------------------------------------------------------------------------

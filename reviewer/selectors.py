@@ -156,12 +156,16 @@ def exemplar_urls(project: Project, labels: list[Label], per_class: int = EXEMPL
     items; with neither, its most confident auto-accepted items (marked ``auto``). Shared by
     every claim of the project for EXEMPLAR_CACHE_SECONDS (the cache), and on a miss found in two
     queries whatever the number of classes (plus one per class with no human-labelled picture)."""
-    key = f"loupe:exemplars:{project.pk}:{project.created_at.timestamp():.6f}:{per_class}"
+    key = exemplar_cache_key(project, per_class)
     urls = cache.get(key)
     if urls is None:
         urls = _exemplar_urls(labels, per_class)
         cache.set(key, urls, EXEMPLAR_CACHE_SECONDS)
     return urls
+
+
+def exemplar_cache_key(project: Project, per_class: int = EXEMPLARS_PER_CLASS) -> str:
+    return f"loupe:exemplars:{project.pk}:{project.created_at.timestamp():.6f}:{per_class}"
 
 
 def _exemplar_urls(labels: list[Label], per_class: int) -> dict[int, Pictures]:

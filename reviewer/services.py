@@ -61,9 +61,8 @@ def claim_many(*, project: Project, reviewer, limit: int, top_label: str | None 
 def claim_skip_locked(*, project: Project, reviewer, limit: int, top_label: str | None = None,
                       exclude: Sequence[int] = ()) -> list[Item]:
     """``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL): concurrent reviewers pass each other by,
-    and the locked rows are leased in the same short transaction (no savepoint inside a caller's
-    transaction: nothing here is retried after an error)."""
-    with transaction.atomic(savepoint=False):
+    and the locked rows are leased in the same short transaction."""
+    with transaction.atomic():
         for pivot in _pivots(project):
             candidates = _candidates(project, reviewer, top_label, exclude, pivot)
             locked = list(candidates.select_for_update(skip_locked=True, of=("self",))[:limit])
@@ -178,9 +177,7 @@ def record_decision(*, token: str, reviewer, labels: Sequence[Label], seconds_sp
     """
     refused: ReviewError | None = None
     try:
-        # No savepoint in a caller's transaction (two statements fewer); so a refusal is raised
-        # after the block, leaving the caller's transaction usable.
-        with transaction.atomic(savepoint=False):
+        with transaction.atomic():
             item = _with_shown_prediction(_held(token, reviewer).select_for_update(of=("self",))
                                           .select_related("project")).first()
             if item is None:

@@ -106,7 +106,7 @@ def test_a_settlement_that_rolls_back_leaves_no_event(team, monkeypatch):
     red = Label.objects.get(project=project, name="red")
     make_review_item(project)
     token = str(claim_next(project=project, reviewer=rita).lease_token)
-    monkeypatch.setattr(review, "maybe_schedule_refit", lambda project: 1 / 0)  # fails after the event
+    monkeypatch.setattr(review, "schedule_refit_check", lambda project: 1 / 0)  # fails after the event
     with pytest.raises(ZeroDivisionError):
         review.record_decision(token=token, reviewer=rita, labels=[red])
     assert settled() == [] and Item.objects.get().status == Item.Status.NEEDS_REVIEW

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
@@ -351,9 +352,11 @@ class ApiTests:
         candidate = self.claim(client, project).json()["candidates"][0]
         assert candidate["label"] == "red" and candidate["exemplars_auto"] is True
         assert candidate["exemplars"] == [f"/items/{sure.pk}/image"]
-        # Once a person has labelled the class, its labelled items are shown instead.
+        # Once a person has labelled the class, its labelled items are shown instead (the pictures
+        # are shared by the project's claims for a minute: here that minute is over).
         labelled = make_review_item(project, scores(red=0.6))
         Item.objects.filter(pk=labelled.pk).update(status=Item.Status.REVIEWED, label=red)
+        cache.delete(selectors.exemplar_cache_key(project))
         Item.objects.filter(lease_owner__isnull=False).update(lease_owner=None, lease_token=None, lease_expires_at=None)
         candidate = next(c for c in self.claim(client, project).json()["candidates"] if c["label"] == "red")
         assert candidate["exemplars_auto"] is False and candidate["exemplars"] == [f"/items/{labelled.pk}/image"]
