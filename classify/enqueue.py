@@ -17,4 +17,7 @@ def enqueue(name: str, *args, countdown: float | None = None, queue: str | None 
     the caller decides what "not queued" means for it."""
     task = current_app.tasks[name]
     options = {key: value for key, value in (("countdown", countdown), ("queue", queue)) if value is not None}
-    task.apply_async(args, **options)
+    if options:
+        task.apply_async(args, **options)
+    else:
+        task.delay(*args)

@@ -49,7 +49,8 @@ def hand_to_queue(item_id: int) -> bool:
     reason saying so, and the sweeper publishes it later: the database is the source of truth.
     """
     try:
-        enqueue(CLASSIFY_TASK, item_id, queue=classification_queue(item_id))
+        queue = classification_queue(item_id)
+        enqueue(CLASSIFY_TASK, item_id, queue=None if queue == "classify_local" else queue)  # local: the task's route
     except Exception as exc:  # kombu raises various connection errors; all mean "not queued"
         log.warning("could not queue item %s: %s", item_id, exc)
         Item.objects.filter(pk=item_id, status__in=[Status.RECEIVED, Status.QUEUED]).update(
