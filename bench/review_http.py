@@ -82,10 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def shipped_gunicorn() -> list[str]:
     """The ``web`` service's gunicorn options from docker-compose.yml (workers, threads)."""
     text = (ROOT / "docker-compose.yml").read_text()
-    line = re.search(r"gunicorn config\.wsgi[^\n\"]*", text).group(0)
+    line = re.search(r"gunicorn (?:-c \S+ )?config\.wsgi[^\n\"]*", text).group(0)
     workers = re.search(r"--workers (\d+)", line).group(1)
     threads = re.search(r"--threads (\d+)", line).group(1)
-    return ["--workers", workers, "--threads", threads]
+    config = re.search(r"-c (\S+)", line)
+    return [*(["-c", config.group(1)] if config else []), "--workers", workers, "--threads", threads]
 
 
 # --- The server --------------------------------------------------------------------------------
@@ -104,8 +105,8 @@ class Server:
 
         # This process's key: sessions it makes (bench/scale.py logs in here) are valid there.
         env = {**os.environ, "LOUPE_VAR_DIR": str(var_dir), "SECRET_KEY": settings.SECRET_KEY}
-        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                   *shipped_gunicorn(), "--access-logfile", "-"]
+        command = [str(Path(sys.executable).with_name("gunicorn")), *shipped_gunicorn(), "config.wsgi",
+                   "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
         self.command = " ".join(command[1:])
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log.open("wb"),
                                         stderr=subprocess.STDOUT)
