@@ -359,7 +359,7 @@ if LOUPE_STUCK_CLASSIFYING_AFTER and LOUPE_STUCK_CLASSIFYING_AFTER <= LOUPE_TASK
 LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 LOUPE_TORCH_DEVICE = env_str("LOUPE_TORCH_DEVICE", "auto")  # auto (CUDA when present), cpu, cuda, cuda:N
 # A worker of the local model classifies up to this many ready items of a project in one forward
-# pass (measured in bench/pipeline.py, docs/benchmarks.md).
+# pass (bench/pipeline.py compares batch sizes; see docs/benchmarks.md for what is measured so far).
 LOUPE_BATCH_SIZE = env_int("LOUPE_BATCH_SIZE", 8)
 if LOUPE_BATCH_SIZE < 1:
     raise ImproperlyConfigured("LOUPE_BATCH_SIZE must be at least 1")
