@@ -77,8 +77,19 @@ def broker_backlog() -> int | None:
     add duplicates to a backlog."""
     try:
         with current_app.connection_for_read() as conn:
-            queue = current_app.conf.task_default_queue
-            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-    except Exception as exc:  # an unreachable broker, a queue not declared yet: unknown
+            conn.ensure_connection(max_retries=1)
+            return sum(_waiting(conn, queue) for queue in CLASSIFY_QUEUES)
+    except Exception as exc:  # an unreachable broker: unknown
         log.info("broker backlog unknown: %s", exc)
         return None
+
+
+CLASSIFY_QUEUES = ("classify_local", "classify_cloud")
+
+
+def _waiting(conn, queue: str) -> int:
+    """Messages in one queue; a queue never declared yet holds none."""
+    try:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except conn.channel_errors:
+        return 0

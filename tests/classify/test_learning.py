@@ -192,7 +192,7 @@ class PauseTests:
         Prediction.objects.create(item=item, backend="local", model_version="test", scores={top: 0.97},
                                   top_label=top, top_score=0.97, margin=0.9, latency_ms=1, thresholds={},
                                   decision="auto_accepted", reason="test")
-        lease = review._lease(item.pk, project, reviewer)
+        lease = review._lease([item], project, reviewer)[0]
         review.record_decision(token=str(lease.lease_token), reviewer=reviewer, labels=[project.labels.get(name=given)])
 
     def test_wrong_audits_pause_the_class_and_its_items_go_to_review_with_the_reason(self):
@@ -264,7 +264,7 @@ def test_sixteen_concurrent_deciders_start_one_refit(settings):
         Membership.objects.create(project=project, user=reviewer)
         items.append(add_item(project, None, 100 + n, truth=CLASSES[n % 3], status=Item.Status.NEEDS_REVIEW))
         reviewers.append(reviewer)
-    leases = [review._lease(item.pk, project, reviewer) for item, reviewer in zip(items, reviewers, strict=True)]
+    leases = [review._lease([item], project, reviewer)[0] for item, reviewer in zip(items, reviewers, strict=True)]
     barrier, errors = threading.Barrier(16), []
     from classify import tasks
 
