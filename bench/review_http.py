@@ -119,13 +119,13 @@ class Server:
                 raise SystemExit(f"gunicorn exited; see {self.log}:\n{self.log.read_text()[-2000:]}")
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", "/healthz")
+                connection.request("GET", "/livez")
                 if connection.getresponse().status == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.3)
-        raise SystemExit("gunicorn did not answer /healthz within 60 s")
+        raise SystemExit("gunicorn did not answer /livez within 60 s")
 
     def stop(self) -> None:
         if os.environ.get("LOUPE_BENCH_KEEP_LOG"):

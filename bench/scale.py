@@ -18,7 +18,7 @@ Timed (``--samples`` each, after 3 untimed): the project list, the project page 
 page of its item list (keyset pagination) and a page deep in the list, the needs-review
 filter, an item page, claim, decision, grid claim, the export page and starting an export (the
 form POST; the export itself runs on a worker, see bench/export.py), the admin item list and
-its search. Floor: ``GET /healthz`` over the same connection (gunicorn, Django's middleware,
+its search. Floor: ``GET /livez`` over the same connection (gunicorn, Django's middleware,
 one database round trip). Target (issue 14): every p95 <= 300 ms.
 
 With ``--explain N``, the N slowest SQL statements of each request (captured by running it once
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         cookie, csrf = session_cookie(admin)
         browser = Browser(args.port, cookie=cookie, csrf=csrf)
         api = Browser(args.port, token=issue_token(reviewer))
-        floor = time_page(Page("floor", "GET", "/healthz"), browser, args.samples)
+        floor = time_page(Page("floor", "GET", "/livez"), browser, args.samples)
         print(f"gunicorn {server.command}; project {SLUG}: {Item.objects.filter(project=project).count():,} items")
         print(f"{'page':<40} | {'p50 ms':>7} | {'p95 ms':>7} | {'floor p95':>9} | {'/floor':>6} | target")
         rows = []
