@@ -483,7 +483,7 @@ class BacklogCount(models.Model):
     escalation: what the review screens show (remaining, waiting per class) without counting a
     million rows per request.
 
-    Kept by the database itself: triggers on ``classify_item`` (migration 0014) add and subtract
+    Kept by the database itself: triggers on ``classify_item`` (migration 0015) add and subtract
     as items enter and leave ``needs_review`` or change class or escalation, in the same
     transaction as the change, whoever makes it (a service, the admin, a bulk update, a delete).
     Nothing in Python writes these rows.

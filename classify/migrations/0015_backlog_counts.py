@@ -93,7 +93,7 @@ def drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0013_scale_indexes'),
+        ('classify', '0014_scale_indexes'),
     ]
 
     operations = [

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0012_reliability'),
+        ('classify', '0013_cost_control'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
