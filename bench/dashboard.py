@@ -118,7 +118,7 @@ def create_fixture():
 ITEMS_SQL = """
 INSERT INTO classify_item (image, original, original_filename, source_format, sha256, width, height, status,
     status_reason, attempts, created_at, updated_at, project_id, audit, escalated, reviews_needed, top_label,
-    top_score, margin, backend, label_id, labelled_at, labelled_by_id, error_detail)
+    top_score, margin, backend, label_id, labelled_at, labelled_by_id, error_detail, claimed_by, idempotency_key)
 SELECT 'items/bench.jpg', '', '', 'JPEG', md5(g::text) || md5((g + 7)::text), 640, 480, status, '', 1, created,
     created, %(project)s, status = 'reviewed' AND top_score >= 0.8, false, 1,
     CASE WHEN status = 'rejected' THEN '' ELSE (%(names)s::text[])[li + 1] END,
@@ -126,7 +126,7 @@ SELECT 'items/bench.jpg', '', '', 'JPEG', md5(g::text) || md5((g + 7)::text), 64
     CASE WHEN status = 'auto_accepted' THEN (%(ids)s::bigint[])[li + 1]
          WHEN status = 'reviewed' THEN (%(ids)s::bigint[])[CASE WHEN r_right < 0.85 THEN li ELSE (li + 1) %% 10 END + 1] END,
     CASE WHEN status = 'reviewed' THEN created + r_wait * interval '6 hours' END,
-    CASE WHEN status = 'reviewed' THEN (%(users)s::int[])[g %% 6 + 1] END, ''
+    CASE WHEN status = 'reviewed' THEN (%(users)s::int[])[g %% 6 + 1] END, '', '', ''
 FROM (
     SELECT *, CASE WHEN r_status < 0.03 THEN 'rejected'
                    WHEN top_score >= 0.8 AND r_audit >= 0.05 THEN 'auto_accepted'
@@ -140,11 +140,11 @@ FROM (
 
 PREDICTIONS_SQL = """
 INSERT INTO classify_prediction (item_id, backend, model_version, scores, top_label, top_score, margin, latency_ms,
-    thresholds, decision, reason, created_at, cost_usd, saved_usd)
+    thresholds, decision, reason, created_at, cost_usd, saved_usd, provenance)
 SELECT id, 'rekognition', 'v1', jsonb_build_object(top_label, top_score, 'unknown', 1 - top_score), top_label, top_score,
     0.1, 20 + random() * 480, %(thresholds)s::jsonb,
     CASE WHEN top_score >= 0.8 THEN 'auto_accepted' ELSE 'needs_review' END, 'bench',
-    created_at + interval '1 second', 0.001, 0
+    created_at + interval '1 second', 0.001, 0, ''
 FROM classify_item WHERE project_id = %(project)s AND id > %(after)s AND status <> 'rejected'
 """
 
