@@ -49,8 +49,9 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from bench._rekognition_stub import RekognitionStub
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTBASE = int(os.environ.get("LOUPE_BENCH_PORTBASE", "8120"))
@@ -141,24 +142,11 @@ def upload_all(base: str, token: str, slug: str, count: int, clients: int, *, at
 # --- The throttling Rekognition stub ----------------------------------------------------------------
 
 
-class ThrottlingRekognition(BaseHTTPRequestHandler):
+def throttling(request: dict) -> tuple[int, dict]:
     """DetectLabels that answers ThrottlingException to half the calls, at random."""
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if random.random() < 0.5:
-            status, body = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
-        else:
-            status, body = 200, {"Labels": [{"Name": "Cat", "Confidence": 97.0}], "LabelModelVersion": "3.0"}
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
+    if random.random() < 0.5:
+        return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+    return 200, {"Labels": [{"Name": "Cat", "Confidence": 97.0}], "LabelModelVersion": "3.0"}
 
 
 # --- One configuration ------------------------------------------------------------------------------
@@ -167,8 +155,8 @@ class ThrottlingRekognition(BaseHTTPRequestHandler):
 class Loupe:
     """bin/up with the configuration's environment, and the faults that can be done to it."""
 
-    def __init__(self, config: str, folder: Path, *, quick: bool) -> None:
-        self.config, self.folder, self.quick = config, folder, quick
+    def __init__(self, config: str, folder: Path, *, quick: bool, database: str = PG_DB) -> None:
+        self.config, self.folder, self.quick, self.database = config, folder, quick, database
         self.var = folder / "var"
         self.port = PORTBASE + (0 if config == "embedded" else 2)
         self.redis = None
@@ -185,11 +173,11 @@ class Loupe:
         if config == "postgres":
             from tests.redis_server import RedisServer
 
-            subprocess.run(["psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"], check=True)
-            subprocess.run(["psql", PG_ADMIN, "-qc", f"CREATE DATABASE {PG_DB}"], check=True)
+            subprocess.run(["psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=True)
+            subprocess.run(["psql", PG_ADMIN, "-qc", f"CREATE DATABASE {database}"], check=True)
             self.redis = RedisServer(folder / "redis", port=PORTBASE + 1)
             self.redis.start()
-            self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+            self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
             self.env["CELERY_BROKER_URL"] = self.redis.url
         self.process: subprocess.Popen | None = None
 
@@ -299,7 +287,7 @@ class Loupe:
         return f"{len(files)} message files deleted"
 
     def terminate_connections(self) -> str:
-        sql = (f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{PG_DB}' "
+        sql = (f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{self.database}' "
                "AND pid <> pg_backend_pid()")
         killed = 0
         for _ in range(3):
@@ -440,15 +428,14 @@ def run_config(config: str, args) -> list[Row]:
         for name, fault in scenarios:
             rows.append(run_scenario(loupe, name, n, fault=fault, settle=settle))
         if not args.quick:
-            stub = ThreadingHTTPServer(("127.0.0.1", PORTBASE + 3), ThrottlingRekognition)
-            threading.Thread(target=stub.serve_forever, daemon=True).start()
+            stub = RekognitionStub(PORTBASE + 3, throttling).start()
             rows.append(run_scenario(loupe, "cloud backend throttled 50%", n, backend="rekognition", settle=settle))
         if args.bulk and config == "embedded":
             rows.append(run_scenario(loupe, f"{args.bulk} uploads, 4 clients", args.bulk, settle=settle * 2, sleep=0.01))
         return rows
     finally:
         if stub is not None:
-            stub.shutdown()
+            stub.stop()
         loupe.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
