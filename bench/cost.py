@@ -8,13 +8,14 @@ The real path: a Loupe started by ``bin/up`` (gunicorn with config/gunicorn.py, 
 process supervised) on PostgreSQL (a ``loupe_cost_bench`` database, recreated) and its own
 ``redis-server``; uploads over HTTP with an API token. The paid backend is the real ``rekognition``
 module against a local DetectLabels stub on ``AWS_ENDPOINT_URL_REKOGNITION`` that answers the true
-class (it reads it from the image's dominant channel) at 95% confidence, so every paid call is
+class (it reads it from a corner patch only it looks at) at 95% confidence, so every paid call is
 counted by the stub and priced by Loupe ($0.001 a call). The cascade's first stage
 (``LOUPE_CASCADE_BACKEND``) is the test suite's ``colour`` backend standing in for the local model:
 free, confident on easy images, unsure on hard ones.
 
 The workload, for N uploads: first 40% easy images (a saturated class colour under a random
-block pattern) and 30% hard ones (the class colour washed with grey), then, once those are final,
+block pattern; one in ten a lookalike, whose colour says another class than its true one) and 30%
+hard ones (the class colour washed with grey), then, once those are final,
 15% exact copies and 15% near-duplicates (the same pattern with faint pixel noise) of random
 earlier images. The bench knows each image's true class. Columns: items; paid calls (the stub's
 count) and dollars (recorded ``cost_usd``); calls and dollars saved against the floor; who answered
