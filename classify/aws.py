@@ -179,7 +179,12 @@ def confine_s3(uri: str, *, project, what: str, key_required: bool = False) -> t
     """(bucket, key) of ``uri`` when it is one of the project's prefixes or lies below one; else
     ``S3LocationRefused``. A key with an empty, ``.`` or ``..`` segment is refused too: S3 keeps
     them literally, but people (and other tools) read them as paths."""
-    prefixes = project_s3_prefixes(project)
+    return confine_to(uri, project_s3_prefixes(project), what=what, key_required=key_required)
+
+
+def confine_to(uri: str, prefixes, *, what: str, key_required: bool = False) -> tuple[str, str]:
+    """``confine_s3`` with the project's prefixes given (``project_s3_prefixes``): for backends,
+    which are handed them in their config and never read the database."""
     if not prefixes:
         raise S3LocationRefused(f"No S3 location is allowed on this installation (LOUPE_S3_ROOTS is empty), "
                                 f"so the {what} cannot be {uri!r}.")

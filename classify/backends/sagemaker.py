@@ -21,14 +21,26 @@ with the wrong class order would silently label everything wrongly.
 
 SageMaker bills the endpoint by instance-hour, not per call: ``price_per_call`` (default 0) lets an
 admin put a per-call share on each prediction if they want one.
+
+``invocation: "async"`` is for an asynchronous endpoint (one that can scale to zero instances when
+idle): the JPEG is staged on S3 under ``input_location`` (default ``<the project's first S3
+prefix>/sagemaker-async/``), ``InvokeEndpointAsync`` is called with it, and the answer is read from
+the ``OutputLocation`` SageMaker returns, polled with backoff (1 s, doubling, at most 15 s apart)
+for at most ``async_timeout`` seconds (default 900). Both locations must lie under the project's
+own S3 prefixes (``LOUPE_S3_ROOTS``), which the caller passes as ``s3_prefixes``: a backend never
+reads the database. An answer written to ``FailureLocation`` is a non-retryable error with its
+first line; no answer in time is a retryable one. The staged input is deleted once read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +54,11 @@ from .options import number, optional_text, region
 SERVICE = "sagemaker-runtime"
 CONTENT_TYPES = ("application/x-image", "image/jpeg")
 SETTINGS = ("endpoint_name", "region", "content_type", "accept", "class_order", "max_tps", "price_per_call",
-            "target_variant", "model_revision")
+            "target_variant", "model_revision", "invocation", "input_location", "async_timeout", "s3_prefixes")
+INVOCATIONS = ("realtime", "async")
+ASYNC_FIRST_POLL, ASYNC_MAX_POLL = 1.0, 15.0  # seconds between looks at OutputLocation: 1, 2, 4, 8, 15, 15, ...
+ASYNC_STAGING = "sagemaker-async/"
+log = logging.getLogger(__name__)
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 WRAPPER_KEYS = ("predictions", "prediction", "probabilities")
 LABEL_KEYS = ("label", "class")
@@ -83,6 +99,14 @@ class SageMakerBackend:
         self.model_names = _model_names(self.classes)  # project class → the model classes it stands for
         self.to_project = {model: project for project, names in self.model_names.items() for model in names}
         self.class_order = self._class_order(config.get("class_order"))
+        self.invocation = config.get("invocation") or "realtime"
+        if self.invocation not in INVOCATIONS:
+            raise invalid(f"invocation must be one of {', '.join(INVOCATIONS)}, not {self.invocation!r}")
+        if self.invocation == "realtime" and (config.get("input_location") or config.get("async_timeout")):
+            raise invalid("input_location and async_timeout are settings of invocation: async")
+        self.input_location = optional_text(config, "input_location", backend=self.name)
+        self.async_timeout = number(config, "async_timeout", 900, backend=self.name)
+        self.s3_prefixes = tuple(config.get("s3_prefixes") or ())
         self._client = None
 
     def _class_order(self, value: Any) -> tuple[str, ...]:
@@ -116,8 +140,12 @@ class SageMakerBackend:
         return self._client
 
     def classify(self, image: Image.Image) -> Scores:
-        response = self._invoke(_jpeg(image))
-        body = aws.call(SERVICE, response["Body"].read)  # the body streams: a timeout can come here too
+        if self.invocation == "async":
+            response = self._invoke_async(_jpeg(image))
+            body = response["Body"]
+        else:
+            response = self._invoke(_jpeg(image))
+            body = aws.call(SERVICE, response["Body"].read)  # the body streams: a timeout can come here too
         model_scores = parse_response(body, self.class_order)
         self._check_names(model_scores)
         known: dict[str, float] = {}
@@ -141,6 +169,66 @@ class SageMakerBackend:
             return aws.call(SERVICE, client.invoke_endpoint, **params)
         except BackendError as error:
             raise _with_model_details(error) from error.__cause__
+
+    def _invoke_async(self, jpeg: bytes) -> dict:
+        """Stage the JPEG, InvokeEndpointAsync, wait for the output: ``{"Body": the answer}``."""
+        bucket, key = self._staging_key()
+        s3 = aws.lazy_client("s3", self.region)
+        aws.call("s3", s3.put_object, Bucket=bucket, Key=key, Body=jpeg, ContentType="image/jpeg")
+        try:
+            params = {"EndpointName": self.endpoint_name, "InputLocation": f"s3://{bucket}/{key}",
+                      "ContentType": self.content_type, "Accept": self.accept, "InferenceId": key.rsplit("/", 1)[1]}
+            aws.pace(f"{self.name}:{self.endpoint_name}", self.max_tps)
+            try:
+                answer = aws.call(SERVICE, self.client.invoke_endpoint_async, **params)
+            except BackendError as error:
+                raise _with_model_details(error) from error.__cause__
+            return {"Body": self._await_output(s3, answer)}
+        finally:
+            try:
+                s3.delete_object(Bucket=bucket, Key=key)
+            except Exception:  # a leftover staged image is untidy, not a failed classification
+                log.warning("sagemaker: could not delete the staged input s3://%s/%s", bucket, key, exc_info=True)
+
+    def _staging_key(self) -> tuple[str, str]:
+        """(bucket, key) of a new staged input, under ``input_location`` within the project's prefixes."""
+        where = self.input_location or (f"{self.s3_prefixes[0]}{ASYNC_STAGING}" if self.s3_prefixes else "")
+        try:
+            bucket, prefix = aws.confine_to(where or "(none)", self.s3_prefixes, what="input_location of the "
+                                            "asynchronous SageMaker endpoint")
+        except aws.S3LocationRefused as refused:
+            raise invalid(str(refused)) from None
+        prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
+        return bucket, f"{prefix}{uuid.uuid4().hex}.jpg"
+
+    def _await_output(self, s3, answer: dict) -> bytes:
+        """The output object's bytes, polled with backoff; the failure object's first line as a
+        non-retryable error; no answer after waits adding up to ``async_timeout`` as a retryable one."""
+        output = self._confined(answer.get("OutputLocation"), "OutputLocation")
+        failure = self._confined(answer["FailureLocation"], "FailureLocation") if answer.get("FailureLocation") else None
+        waited, delay = 0.0, ASYNC_FIRST_POLL
+        while True:
+            body = _read_if_there(s3, *output)
+            if body is not None:
+                return body
+            if failure is not None and (reason := _read_if_there(s3, *failure)) is not None:
+                first = reason.decode("utf-8", "replace").strip().splitlines()[:1] or ["(empty)"]
+                raise invalid(f"the asynchronous endpoint failed on this image: {first[0][:300]}")
+            if waited + delay > self.async_timeout:
+                raise BackendError(f"sagemaker: no answer from the asynchronous endpoint {self.endpoint_name} "
+                                   f"within {self.async_timeout:g} s (is it scaling up from zero?)", retryable=True)
+            time.sleep(delay)
+            waited, delay = waited + delay, min(delay * 2, ASYNC_MAX_POLL)
+
+    def _confined(self, uri: Any, what: str) -> tuple[str, str]:
+        if not isinstance(uri, str) or not uri:
+            raise invalid(f"InvokeEndpointAsync returned no {what}")
+        try:
+            return aws.confine_to(uri, self.s3_prefixes, what=f"{what} of the asynchronous SageMaker endpoint",
+                                  key_required=True)
+        except aws.S3LocationRefused as refused:
+            raise invalid(f"{refused} Set the endpoint's AsyncInferenceConfig S3OutputPath/S3FailurePath "
+                          "under it.") from None
 
     def _check_names(self, model_scores: Mapping[str, float]) -> None:
         """Names that match nothing would send every image to unknown without a word: refuse."""
@@ -275,6 +363,21 @@ def _model_names(classes: Sequence[ClassSpec]) -> dict[str, tuple[str, ...]]:
             seen[model_name] = spec.name
         names[spec.name] = own
     return names
+
+
+def _read_if_there(s3, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None while it does not exist yet."""
+    from botocore.exceptions import ClientError  # botocore loads lazily, as in classify.aws
+
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise aws.backend_error(exc, "s3") from exc
+    except Exception as exc:
+        raise aws.backend_error(exc, "s3") from exc
+    return aws.call("s3", response["Body"].read)
 
 
 def _jpeg(image: Image.Image) -> bytes:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from classify import aws
 from classify.backends import ClassSpec, ModelArtifact, get_backend
 from classify.images import remember_source
 from classify.models import Exemplar, Item, Label, ModelVersion, Project
@@ -35,6 +36,9 @@ def build_backend(project: Project, labels: Sequence[Label], *, name: str = "", 
     one an item started with. The active fitted model of that backend comes along, if any."""
     name = name or project.backend
     config = project.backend_config if config is None else config
+    config = {key: value for key, value in config.items() if key != "s3_prefixes"}
+    if config.get("invocation") == "async":  # it stages data on S3: only under the project's own prefixes
+        config["s3_prefixes"] = aws.project_s3_prefixes(project)
     active = ModelVersion.objects.filter(project=project, backend=name, is_active=True).first()
     model = ModelArtifact(version=active.version, data=bytes(active.artifact)) if active else None
     return get_backend(name, classes=class_specs(project, labels, backend=name), config=config, model=model)
