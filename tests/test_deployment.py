@@ -20,9 +20,12 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
+WORKERS = {"worker", "worker-cloud", "worker-training", "worker-export", "worker-bakeoff"}
+
+
 def test_every_compose_service_restarts_unless_stopped():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "beat"} | WORKERS
     assert {name: service.get("restart") for name, service in services.items()} == dict.fromkeys(
         services, "unless-stopped")
 
@@ -30,7 +33,17 @@ def test_every_compose_service_restarts_unless_stopped():
 def test_the_web_containers_check_is_liveness_and_workers_get_time_to_finish():
     services = compose()["services"]
     assert "/livez" in " ".join(services["web"]["healthcheck"]["test"])
-    assert int(services["worker"]["stop_grace_period"].rstrip("s")) > settings.LOUPE_TASK_TIME_LIMIT
+    for name in WORKERS:
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > settings.LOUPE_TASK_TIME_LIMIT, name
+
+
+def test_the_compose_workers_consume_every_queue_between_them():
+    services = compose()["services"]
+    consumed = set()
+    for name in WORKERS:
+        command = services[name]["command"]
+        consumed |= set(command[command.index("-Q") + 1].split(","))
+    assert consumed == set(settings.LOUPE_QUEUES)
 
 
 def test_the_systemd_units_restart_every_process():

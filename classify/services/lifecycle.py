@@ -156,11 +156,22 @@ LOST_CLAIM_REASON = "The worker process stopped mid-task (killed, or out of memo
 def release_lost_claim(*, item_id: int, claimed_by: str) -> bool:
     """The pool process running this claim died: the worker's main process gives the item back
     at once (``queued``), so the message Celery delivers again can claim it instead of waiting
-    for the claim to go stale. Only that claim is released, never another worker's."""
+    for the claim to go stale. Only that claim is released, never another worker's.
+
+    Items the dead task had claimed as batch mates (same ``claimed_by``) go back too and are
+    published again: their own messages were already delivered and found them claimed, so
+    nothing else would pick them up before the claim went stale."""
     if not claimed_by:
         return False
-    return transition(item_id, to=Status.QUEUED, reason=LOST_CLAIM_REASON, only_from=[Status.CLASSIFYING],
-                      where={"claimed_by": claimed_by}, enqueued_at=timezone.now())
+    released = transition(item_id, to=Status.QUEUED, reason=LOST_CLAIM_REASON, only_from=[Status.CLASSIFYING],
+                          where={"claimed_by": claimed_by}, enqueued_at=timezone.now())
+    mates = list(Item.objects.filter(status=Status.CLASSIFYING, claimed_by=claimed_by).exclude(pk=item_id)
+                 .values_list("pk", flat=True))
+    for mate in mates:
+        if transition(mate, to=Status.QUEUED, reason=LOST_CLAIM_REASON, only_from=[Status.CLASSIFYING],
+                      where={"claimed_by": claimed_by}, enqueued_at=timezone.now()):
+            hand_to_queue(mate)
+    return released
 
 
 # --- The sweeper ---------------------------------------------------------------------------------

@@ -115,6 +115,19 @@ class ReleaseLostClaimTests:
         assert item.status == Item.Status.QUEUED and item.status_reason == lifecycle.LOST_CLAIM_REASON
         assert lifecycle.start_classification(item_id=item.pk, claimed_by="celery@box/t1") is not None
 
+    def test_batch_mates_of_the_dead_claim_go_back_and_are_published_again(self):
+        project = make_colour_project()
+        first, mate, other = (make(project, Item.Status.QUEUED) for _ in range(3))
+        claimed = lifecycle.start_classification(item_id=first.pk, claimed_by="celery@box/t1")
+        claimed.backend, claimed.backend_config = project.backend, project.backend_config  # pinned, as the task does
+        assert [m.pk for m in lifecycle.claim_batch_mates(claimed, limit=1, claimed_by="celery@box/t1")] == [mate.pk]
+        lifecycle.start_classification(item_id=other.pk, claimed_by="celery@box/t2")
+        with mock.patch.object(lifecycle, "hand_to_queue") as hand_to_queue:
+            assert lifecycle.release_lost_claim(item_id=first.pk, claimed_by="celery@box/t1")
+        statuses = dict(Item.objects.values_list("pk", "status"))
+        assert statuses == {first.pk: Item.Status.QUEUED, mate.pk: Item.Status.QUEUED, other.pk: Item.Status.CLASSIFYING}
+        hand_to_queue.assert_called_once_with(mate.pk)  # the first one's own message is delivered again by Celery
+
     def test_another_claim_is_never_released(self):
         project = make_colour_project()
         item = make(project, Item.Status.QUEUED)
