@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from classify.models import Item, Project
+from classify.models import Budget, Item, Project
+from classify.services import budgets
 
 from . import bins
 from .models import DriftAlarm, HourlyRollup, RefreshLog, StatusSnapshot, WorkerHeartbeat
@@ -40,6 +41,7 @@ class LoupeCollector:
         yield from _audit(slugs)
         yield from _drift(slugs)
         yield from _heartbeats()
+        yield from _budgets()
 
 
 def exposition() -> tuple[bytes, str]:
@@ -188,3 +190,24 @@ def _heartbeats():
     yield took
 
 
+
+
+def _budgets():
+    """Each budget's spend in its current period, so an alert can fire before Loupe's own 80% and
+    100% alerts do (docs/backends.md, Controlling cost). One sum per budget: budgets are few."""
+    labels = ["scope", "backend", "period"]
+    used = GaugeMetricFamily("loupe_budget_used_ratio", "Share of the budget spent in its current period "
+                             "(1 = used up).", labels=labels)
+    spent = GaugeMetricFamily("loupe_budget_spent_usd", "Spent in the budget's current period, US dollars.",
+                              labels=labels)
+    limit = GaugeMetricFamily("loupe_budget_limit_usd", "The budget's limit per period, US dollars.", labels=labels)
+    now = timezone.now()
+    for budget in Budget.objects.select_related("project").order_by("pk"):
+        status = budgets.status_of(budget, now)
+        key = [status.scope, budget.backend, budget.period]
+        used.add_metric(key, status.percent / 100)
+        spent.add_metric(key, float(status.spent))
+        limit.add_metric(key, float(budget.limit_usd))
+    yield used
+    yield spent
+    yield limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -140,6 +141,17 @@ class MetricsTests:
         assert 'loupe_audit_precision{class="red",project="colours"} 1.0' in body
         assert 'loupe_worker_heartbeat_age_seconds{kind="worker",worker="celery@test"}' in body
         assert "loupe_rollup_age_seconds " in body
+
+    def test_it_exports_each_budgets_spend_in_its_current_period(self, world):
+        from classify.services import budgets
+
+        budget = budgets.set_budget(project=world["project"], backend="colour", period="day", limit_usd=Decimal("0.01"))
+        status = budgets.status_of(budget, timezone.now())
+        assert status.spent > 0  # the seeded items of the last hours cost something today
+        body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+        labels = 'backend="colour",period="day",scope="project colours"'
+        assert f"loupe_budget_used_ratio{{{labels}}} {float(status.spent / Decimal('0.01'))}" in body
+        assert f"loupe_budget_limit_usd{{{labels}}} 0.01" in body
 
     def test_it_shows_how_long_the_oldest_item_has_waited_for_review(self, world):
         seed_item(world["project"], at=timezone.now() - timedelta(hours=2), top_label="red")
