@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench._rekognition_stub import RekognitionStub
+from tests.bin_up_process import read_var, stop_bin_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTBASE = int(os.environ.get("LOUPE_BENCH_PORTBASE", "8120"))
@@ -203,10 +204,7 @@ class Loupe:
             return False
 
     def text(self, name: str) -> str:
-        try:
-            return (self.var / name).read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_var(self.var, name)
 
     def worker_exits(self) -> int:
         return sum(1 for line in self.text("restarts.log").splitlines() if " worker " in line)
@@ -220,21 +218,7 @@ class Loupe:
 
     def stop(self) -> None:
         if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(60)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-            for name in ("worker", "web"):
-                try:
-                    os.killpg(int(self.text(f"{name}.pid")), signal.SIGKILL)
-                except (ValueError, ProcessLookupError, PermissionError):
-                    pass
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+            stop_bin_up(self.process, self.var, grace=60)
         if self.redis is not None:
             self.redis.kill()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.bin_up_process import read_var, stop_bin_up
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.worker
@@ -35,10 +36,7 @@ class BinUp:
                                             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self, name: str) -> str:
-        try:
-            return (self.var / name).read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_var(self.var, name)
 
     def wait_for(self, condition, what: str, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -48,21 +46,7 @@ class BinUp:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        for name in ("worker", "web"):  # the supervised groups, should anything be left
-            try:
-                os.killpg(int(self.text(f"{name}.pid")), signal.SIGKILL)
-            except (ValueError, ProcessLookupError, PermissionError):
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_bin_up(self.process, self.var, grace=30)
 
     def logged_in_page(self) -> str:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
