@@ -162,14 +162,15 @@ def _insert_items(cursor, project_id: int, status: str, start: int, count: int, 
         f"""
         INSERT INTO classify_item (image, original, original_filename, source_format, sha256, width, height,
             status, status_reason, attempts, created_at, updated_at, project_id, audit, escalated, reviews_needed,
-            top_label, top_score, margin, backend, label_id, labelled_by_id, labelled_at)
+            top_label, top_score, margin, backend, label_id, labelled_by_id, labelled_at, error_detail, claimed_by,
+            idempotency_key)
         SELECT 'items/' || %(project)s || '/bench.jpg', '', 'photo-' || g || '.jpg', 'JPEG',
             md5(%(project)s || ':' || g) || md5(g || ':' || %(project)s), 600 + g %% {POOL}, 480,
             %(status)s, 'seeded by bench/_seed.py', 1,
             now() - make_interval(secs => (%(end)s - g) * 0.5), now(), %(project)s, false, false, 1,
             p.top_label, p.top_score, p.margin, 'local',
             CASE WHEN %(labelled)s THEN l.id END, CASE WHEN %(status)s = 'reviewed' THEN %(decider)s END,
-            CASE WHEN %(labelled)s THEN now() - make_interval(secs => (%(end)s - g) * 0.5) END
+            CASE WHEN %(labelled)s THEN now() - make_interval(secs => (%(end)s - g) * 0.5) END, '', '', ''
         FROM generate_series(%(start)s, %(end)s - 1) AS g
         JOIN bench_pool p ON p.k = g %% {POOL}
         JOIN classify_label l ON l.project_id = %(project)s AND l.name = p.top_label
@@ -184,11 +185,11 @@ def _insert_predictions(cursor, project_id: int) -> None:
     cursor.execute(
         """
         INSERT INTO classify_prediction (item_id, backend, model_version, scores, top_label, top_score, margin,
-            latency_ms, thresholds, decision, reason, created_at, cost_usd, saved_usd)
+            latency_ms, thresholds, decision, reason, created_at, cost_usd, saved_usd, provenance)
         SELECT i.id, 'local', 'efficientnet-lite0-imagenet/zero-shot:bench', p.scores, p.top_label, p.top_score,
             p.margin, 40.0, '{}'::jsonb,
             CASE WHEN i.status = 'auto_accepted' THEN 'auto_accepted' ELSE 'needs_review' END,
-            'seeded by bench/_seed.py', i.created_at, 0, 0
+            'seeded by bench/_seed.py', i.created_at, 0, 0, ''
         FROM classify_item i JOIN bench_pool p ON p.k = i.width - 600
         WHERE i.project_id = %s ORDER BY i.id
         """,
