@@ -304,6 +304,7 @@ class Client:
 
 def measure_endpoints(project, user, port: int, n: int) -> list[float]:
     from dashboard import selectors
+    from dashboard.selectors.rollups import span_for
 
     client = Client(port, session_cookie(user))
     http_floor = percentile(client.times("/livez", n), 0.95)
@@ -322,7 +323,7 @@ def measure_endpoints(project, user, port: int, n: int) -> list[float]:
         worst.append(p95)
         query = ""
         if plot is not None:
-            build, span = selectors.PLOTS[plot[0]], selectors.span_for(plot[1])
+            build, span = selectors.PLOTS[plot[0]], span_for(plot[1])
             query_p95 = percentile(timed(lambda b=build, s=span: b(project, s), max(5, n // 2)), 0.95)
             query = f"{query_p95:11.1f} {p95 / query_p95:9.1f}"
         verdict = "ok" if p95 <= TARGET_MS else "OVER"
@@ -338,7 +339,8 @@ def scan_contrast(project) -> None:
     from django.utils import timezone
 
     from classify.models import Prediction
-    from dashboard import selectors
+    from dashboard.selectors.model import class_shares
+    from dashboard.selectors.rollups import span_for
 
     since = timezone.now() - timedelta(days=30)
 
@@ -347,7 +349,7 @@ def scan_contrast(project) -> None:
                     .annotate(day=TruncDay("created_at")).values("day", "top_label").annotate(n=Count("pk")))
 
     scanned = percentile(timed(scan, 3), 0.95)
-    rolled = percentile(timed(lambda: selectors.class_shares(project, selectors.span_for(30)), 3), 0.95)
+    rolled = percentile(timed(lambda: class_shares(project, span_for(30)), 3), 0.95)
     print(f"  contrast, class shares 30 d: from the prediction table {scanned:8.1f} ms, from the rollups "
           f"{rolled:6.1f} ms")
 

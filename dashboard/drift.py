@@ -1,7 +1,7 @@
 """Class-share drift, the pure part: does any class get a share of the predictions in the recent
 window that lies outside a band around its share in the baseline window before it?
 
-``dashboard.selectors.current_shifts`` reads the windows' class counts from the rollups;
+``dashboard.selectors.shifts.current_shifts`` reads the windows' class counts from the rollups;
 ``dashboard.services.drift.check_drift`` opens and closes the alarms.
 """
 

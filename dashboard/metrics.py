@@ -22,7 +22,7 @@ from classify.services import budgets
 
 from . import bins
 from .models import DriftAlarm, HourlyRollup, RefreshLog, StatusSnapshot, WorkerHeartbeat
-from .selectors import add_counts
+from .selectors.rollups import add_counts
 
 AUDIT_WINDOW = timedelta(days=30)
 # How long an item has waited in a status: since which of its times.

@@ -17,6 +17,7 @@ from classify.selectors import is_project_admin, project_for
 
 from . import metrics, selectors
 from .charts import render as render_chart
+from .selectors.rollups import Plot, span_for
 
 DEFAULT_DAYS = 7
 
@@ -46,7 +47,7 @@ def plot(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if build is None:
         raise Http404("No such plot.")
     days = _days(request)
-    result = build(project, selectors.span_for(days))
+    result = build(project, span_for(days))
     if request.GET.get("format") == "csv":
         return _csv(result, f"loupe-{project.slug}-{name}-{days}d.csv")
     charts = [mark_safe(render_chart(chart, ident=f"{name}-{index}")) for index, chart in enumerate(result.charts)]
@@ -58,7 +59,7 @@ class _Echo:
         return value
 
 
-def _csv(result: selectors.Plot, filename: str) -> StreamingHttpResponse:
+def _csv(result: Plot, filename: str) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
     lines = (writer.writerow(row) for row in [result.headers, *result.rows])
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from dashboard.drift import Shift
 from dashboard.models import DriftAlarm, HourlyRollup
-from dashboard.selectors import current_shifts, drift_windows
+from dashboard.selectors.shifts import current_shifts, drift_windows
 
 log = logging.getLogger(__name__)
 

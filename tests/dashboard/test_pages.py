@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from classify.models import Prediction
 from dashboard import selectors
+from dashboard.selectors import model, people, quality, rollups
 from dashboard.services.rollups import refresh_rollups, take_status_snapshot
 from reviewer.models import Decision
 from tests.base import make_colour_project, make_user
@@ -91,24 +92,24 @@ class DashboardPageTests:
         assert rows[1][:4] == ["red", "8", "8", "100.0%"]
 
     def test_the_plots_show_the_seeded_numbers(self, world):
-        project, span = world["project"], selectors.span_for(7)
-        shares = selectors.class_shares(project, span)
+        project, span = world["project"], rollups.span_for(7)
+        shares = model.class_shares(project, span)
         assert shares.headers[2:] == ["red", "green"]
         assert shares.rows[-1][2:] == ["66.7%", "33.3%"]
-        undo = selectors.undo_rate(project, span).rows
+        undo = people.undo_rate(project, span).rows
         assert ["rey", 16, 0, 8, "50.0%"] in undo
-        agreement = {row[0]: row[3] for row in selectors.agreement(project, span).rows}
+        agreement = {row[0]: row[3] for row in quality.agreement(project, span).rows}
         assert agreement == {"everyone": "50.0%", "rey": "100.0%", "ada": "0.0%"}
-        coverage = selectors.precision_coverage(project, span)
+        coverage = quality.precision_coverage(project, span)
         red = [row for row in coverage.rows if row[0] == "red" and row[1] == "0.90"][0]
         assert red[2:] == [8, 8, "100.0%", "100.0%"]
 
 
     @pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL sum of the bins is PostgreSQL's")
     def test_postgresql_adds_up_the_bins_as_python_does(self, world):
-        project, span = world["project"], selectors.span_for(7)
-        in_python = selectors.bin_totals_in_python(project, span, ["score", "reviewed", "correct"])
-        assert in_python and selectors.bin_totals_in_sql(project, span, ["score", "reviewed", "correct"]) == in_python
+        project, span = world["project"], rollups.span_for(7)
+        in_python = rollups.bin_totals_in_python(project, span, ["score", "reviewed", "correct"])
+        assert in_python and rollups.bin_totals_in_sql(project, span, ["score", "reviewed", "correct"]) == in_python
 
 
 class MetricsTests:

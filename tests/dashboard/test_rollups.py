@@ -164,7 +164,7 @@ class CommandTests:
 
 class WindowTests:
     def test_one_day_has_hourly_points_and_longer_windows_daily_ones(self):
-        from dashboard.selectors import span_for
+        from dashboard.selectors.rollups import span_for
 
         now = datetime(2026, 11, 9, 12, 30, tzinfo=UTC)
         day, week = span_for(1, now=now), span_for(7, now=now)
