@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from classify.admin import ViewOnlyAdmin
+from classify.admin.scoping import ViewOnlyAdmin
 
 from .models import Decision
 
