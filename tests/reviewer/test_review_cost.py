@@ -139,3 +139,24 @@ class BacklogCountTests:
 
         project.memberships.create(user=admin, role="admin")
         assert remaining(project, rey) == 1 and remaining(project, admin) == 2  # escalated: admins only
+
+
+class QueueOrderIndexTests:
+    """Each review order's claim walks an index in that order from the front: never a sort of
+    every waiting item (600 ms per claim at 100k waiting for the learning order without its
+    index). The planner is told sorting is off, so it sorts only when no index gives the order."""
+
+    @pytest.mark.parametrize("order", ["learning", "margin"])
+    def test_the_claim_reads_its_order_from_an_index_not_a_sort(self, queue, order):
+        project, rey, _ = queue
+        project.review_order = order
+        project.save(update_fields=["review_order"])
+        fill(project, 3)
+        with CaptureQueriesContext(connection) as captured:
+            claim_many(project=project, reviewer=rey, limit=1)
+        sql = next(q["sql"] for q in captured.captured_queries if "SKIP LOCKED" in q["sql"])
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute(f"EXPLAIN {sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "Sort" not in plan and "item_review_queue_" in plan, plan
