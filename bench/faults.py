@@ -37,6 +37,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -61,7 +62,7 @@ PG_DB = "loupe_faults_bench"
 RETRIES = (1, 2, 4, 8)
 QUICK_SETTINGS = {  # CI: the same mechanisms on a faster clock
     "LOUPE_SWEEP_EVERY_SECONDS": "2", "LOUPE_STUCK_RECEIVED_AFTER": "2", "LOUPE_STUCK_QUEUED_AFTER": "4",
-    "LOUPE_WORKER_HEARTBEAT_SECONDS": "1", "LOUPE_WORKER_SEEN_WITHIN": "6",
+    "LOUPE_WORKER_HEARTBEAT_SECONDS": "1", "LOUPE_WORKER_SEEN_WITHIN": "6", "LOUPE_WORKER_STALLED_AFTER": "6",
 }
 
 
@@ -393,15 +394,16 @@ def run_scenario(loupe: Loupe, name: str, uploads: int, *, fault=None, clients: 
 
 
 def run_config(config: str, args) -> list[Row]:
+    (ROOT / "var").mkdir(exist_ok=True)  # a fresh clone has none yet
     folder = Path(tempfile.mkdtemp(prefix=f"faults-{config}-", dir=ROOT / "var"))
     loupe = Loupe(config, folder, quick=args.quick)
-    stub = None
+    stub, rows = None, []
     try:
         loupe.start()
         setup_django(loupe)
         settle = 60 if args.quick else 300
         n = args.uploads
-        rows = [run_scenario(loupe, "baseline", n, settle=settle)]
+        rows.append(run_scenario(loupe, "baseline", n, settle=settle))
         scenarios = [("worker pool processes SIGKILL", loupe.kill_pool_process),
                      ("worker main process SIGKILL", loupe.kill_worker)]
         if config == "postgres":
@@ -421,7 +423,19 @@ def run_config(config: str, args) -> list[Row]:
         if stub is not None:
             stub.stop()
         loupe.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if any(row.lost or row.stuck or row.errors_stored or row.duplicates for row in rows):
+            report_logs(loupe)  # what the worker and the server said, for whoever reads the failure
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_logs(loupe: Loupe, lines: int = 300) -> None:
+    """Each log of the failed run on stderr (the run's folder is removed next), without the
+    routine lines of tasks received and succeeded, so the failure's story fits."""
+    for name in ("worker.log", "web.log", "restarts.log"):
+        story = [line for line in loupe.text(name).splitlines()
+                 if not re.search(r"\] (received|succeeded in)|\b(GET|POST) /", line)][-lines:]
+        print(f"--- {name} (last {len(story)} lines, routine ones left out) ---", *story, sep="\n", file=sys.stderr)
 
 
 # --- The table ----------------------------------------------------------------------------------------
@@ -447,6 +461,7 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=3000, help="uploads of the bulk scenario (embedded; 0: skip)")
     parser.add_argument("--quick", action="store_true", help="CI: embedded only, 16 uploads, fast sweeper settings")
     parser.add_argument("--json-out", help="also write the rows as JSON to this file")
+    parser.add_argument("--keep", action="store_true", help="keep each run's folder (logs, database) under var/")
     parser.add_argument("--run-config", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -460,7 +475,7 @@ def main() -> None:
     for config in args.configs.split(","):
         out = Path(tempfile.mkstemp(suffix=".json")[1])
         command = [sys.executable, __file__, "--run-config", config, "--json", str(out), "--uploads", str(args.uploads),
-                   "--bulk", str(args.bulk)] + (["--quick"] if args.quick else [])
+                   "--bulk", str(args.bulk)] + (["--quick"] if args.quick else []) + (["--keep"] if args.keep else [])
         subprocess.run(command, check=True)
         rows += [Row(**{k: v for k, v in row.items() if k != "answers"}) for row in json.loads(out.read_text())]
         out.unlink()

@@ -14,20 +14,38 @@ import os
 import threading
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from .models import WorkerHeartbeat
+from .pool_watch import PoolWatch, restart_wedged_worker
 
 log = logging.getLogger(__name__)
 
 
-def record_heartbeat(*, name: str, pid: int, started_at) -> None:
-    """Upsert the worker's row with the current time."""
+def record_heartbeat(*, name: str, pid: int, started_at, active_tasks: list[str] | None = None) -> None:
+    """Upsert the worker's row with the current time and the tasks it is running."""
     WorkerHeartbeat.objects.update_or_create(
-        name=name, defaults={"pid": pid, "started_at": started_at, "seen_at": timezone.now()}
+        name=name, defaults={"pid": pid, "started_at": started_at, "seen_at": timezone.now(),
+                             "active_tasks": active_tasks}
     )
+
+
+def running_task_ids() -> list[str] | None:
+    """Ids of the requests this worker's pool processes have accepted and not finished.
+
+    Read in the main process, where Celery keeps them (``celery.worker.state.active_requests``,
+    a set the event loop changes while this thread reads it: a copy taken during a change is
+    taken again). A task that died with its pool process leaves this set, so the sweeper can
+    free its claims even if the release on ``WorkerLostError`` did not happen."""
+    for _ in range(5):
+        try:
+            return sorted(request.id for request in list(worker_state.active_requests) if request.id)
+        except RuntimeError:  # the set changed size during the copy
+            continue
+    return None  # unknown this time: the sweeper then waits for the next beat
 
 
 def forget_worker(*, name: str) -> None:
@@ -47,12 +65,18 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def start(self, parent) -> None:
         self.name, self.pid, self.started_at = parent.hostname, os.getpid(), timezone.now()
+        self.watch = PoolWatch(concurrency=getattr(parent, "concurrency", None) or 1)
         self.thread = threading.Thread(target=self.run, name="loupe-heartbeat", daemon=True)
         self.thread.start()
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.beat(lambda: record_heartbeat(name=self.name, pid=self.pid, started_at=self.started_at))
+            self.beat(lambda: record_heartbeat(name=self.name, pid=self.pid, started_at=self.started_at,
+                                               active_tasks=running_task_ids()))
+            stalled = self.watch.check(after=settings.LOUPE_WORKER_STALLED_AFTER)
+            if settings.LOUPE_WORKER_STALLED_AFTER and stalled:
+                restart_wedged_worker(stalled)
+                return
             self.stopping.wait(settings.LOUPE_WORKER_HEARTBEAT_SECONDS)
 
     def stop(self, parent) -> None:

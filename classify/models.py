@@ -720,6 +720,9 @@ class WorkerHeartbeat(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
+    active_tasks = models.JSONField(
+        null=True, blank=True,
+        help_text="Ids of the tasks its pool processes were running at seen_at; empty: not reported.")
 
     def __str__(self) -> str:
         return self.name

@@ -327,6 +327,9 @@ CELERY_TASK_ROUTES = {
 # LOUPE_WORKER_SEEN_WITHIN seconds counts as gone (health, and the sweeper frees its claims).
 LOUPE_WORKER_HEARTBEAT_SECONDS = env_float("LOUPE_WORKER_HEARTBEAT_SECONDS", 10.0)
 LOUPE_WORKER_SEEN_WITHIN = env_int("LOUPE_WORKER_SEEN_WITHIN", 60)
+# A worker whose pool has left a task waiting beside a free pool process this long is wedged
+# (classify/pool_watch.py): it restarts itself. 0 turns the watch off.
+LOUPE_WORKER_STALLED_AFTER = env_float("LOUPE_WORKER_STALLED_AFTER", 60.0)
 # Health and the project page call classification stalled when items wait and no worker has
 # claimed anything for this long.
 LOUPE_STALL_AFTER = env_int("LOUPE_STALL_AFTER", 180)

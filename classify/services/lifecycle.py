@@ -191,7 +191,8 @@ def sweep_stuck_items(*, limit: int = 1000) -> SweepResult:
     - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER, while the broker holds fewer
       messages than there are such items: some messages are gone (a flushed or lost broker).
     - ``classifying`` under a claim of a worker that has not beaten for LOUPE_WORKER_SEEN_WITHIN
-      seconds (or was restarted since the claim), or for longer than LOUPE_STUCK_CLASSIFYING_AFTER.
+      seconds (or was restarted since the claim, or beats without the claiming task among those
+      it runs), or for longer than LOUPE_STUCK_CLASSIFYING_AFTER.
     A duplicate message is harmless: ``start_classification`` lets only one worker claim.
     """
     now = timezone.now()
@@ -235,7 +236,19 @@ def abandoned_claims(*, now, limit: int) -> list[Item]:
     ).order_by("claimed_at")[:limit]
 
     def abandoned(item: Item) -> bool:
-        beat = beats.get(item.claimed_by.rpartition("/")[0])
-        return item.claimed_at < too_old or beat is None or beat.started_at > item.claimed_at
+        worker, _, task_id = item.claimed_by.rpartition("/")
+        beat = beats.get(worker)
+        return (item.claimed_at < too_old or beat is None or beat.started_at > item.claimed_at
+                or task_ended(beat, task_id=task_id, claimed_at=item.claimed_at))
 
     return [item for item in candidates if abandoned(item)]
+
+
+def task_ended(beat: WorkerHeartbeat, *, task_id: str, claimed_at) -> bool:
+    """The worker is alive but no longer runs the task that made this claim (its pool process
+    died and the release on ``WorkerLostError`` did not happen). Judged only from a beat taken
+    a whole beat interval after the claim, so a task that has just started is never mistaken
+    for a dead one; a worker that does not report its tasks (``None``) is never judged."""
+    margin = timedelta(seconds=max(2.0, settings.LOUPE_WORKER_HEARTBEAT_SECONDS))
+    return (beat.active_tasks is not None and bool(task_id) and beat.seen_at >= claimed_at + margin
+            and task_id not in beat.active_tasks)

@@ -172,3 +172,27 @@ class HeartbeatStepTests:
         finally:
             step.stop(worker)
         assert not WorkerHeartbeat.objects.exists()
+
+    def test_each_beat_names_the_tasks_the_worker_is_running(self, transactional_db, settings):
+        """What the sweeper reads to free the claims of a task whose pool process died."""
+        from celery.worker import state as worker_state
+
+        class Running:  # what Celery keeps in active_requests: a request with its task id
+            def __init__(self, task_id: str) -> None:
+                self.id = task_id
+
+        settings.LOUPE_WORKER_HEARTBEAT_SECONDS = 0.05
+        running = [Running("t-2"), Running("t-1")]
+        worker_state.active_requests.update(running)
+        worker = SimpleNamespace(hostname="celery@unit")
+        step = Heartbeat(worker)
+        step.start(worker)
+        try:
+            deadline = time.monotonic() + 10
+            while not WorkerHeartbeat.objects.filter(name="celery@unit", active_tasks__isnull=False).exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert WorkerHeartbeat.objects.get().active_tasks == ["t-1", "t-2"]
+        finally:
+            step.stop(worker)
+            worker_state.active_requests.difference_update(running)

@@ -22,10 +22,10 @@ def make(project, status, **fields) -> Item:
     return Item.objects.create(project=project, sha256="b" * 64, width=1, height=1, image="x.jpg", status=status, **fields)
 
 
-def beat(name: str, *, started_seconds_ago: float, seen_seconds_ago: float = 1) -> None:
+def beat(name: str, *, started_seconds_ago: float, seen_seconds_ago: float = 1, active_tasks=None) -> None:
     now = timezone.now()
     WorkerHeartbeat.objects.create(name=name, pid=1, started_at=now - timedelta(seconds=started_seconds_ago),
-                                   seen_at=now - timedelta(seconds=seen_seconds_ago))
+                                   seen_at=now - timedelta(seconds=seen_seconds_ago), active_tasks=active_tasks)
 
 
 def ago(seconds: float):
@@ -91,6 +91,39 @@ class AbandonedClaimTests:
         lifecycle.sweep_stuck_items()
         item.refresh_from_db()
         assert item.status == Item.Status.CLASSIFYING and not published.called
+
+    def test_a_claim_of_a_live_worker_that_runs_the_claiming_task_is_left_alone(self, published):
+        project = make_colour_project()
+        beat("celery@busy", started_seconds_ago=3600, active_tasks=["t1"])
+        item = make(project, Item.Status.CLASSIFYING, claimed_at=ago(170), claimed_by="celery@busy/t1", attempts=1)
+        lifecycle.sweep_stuck_items()
+        item.refresh_from_db()
+        assert item.status == Item.Status.CLASSIFYING and not published.called
+
+    def test_claims_of_a_task_its_live_worker_no_longer_runs_are_requeued(self, published):
+        """A pool process killed (out of memory) while the release on WorkerLostError failed:
+        the worker beats on, but without the claiming task; its item and batch mates go back."""
+        project = make_colour_project()
+        beat("celery@box", started_seconds_ago=3600, active_tasks=["t2"])
+        dead = [make(project, Item.Status.CLASSIFYING, claimed_at=ago(70), claimed_by="celery@box/t1", attempts=1)
+                for _ in range(2)]
+        alive = make(project, Item.Status.CLASSIFYING, claimed_at=ago(70), claimed_by="celery@box/t2", attempts=1)
+        with mock.patch.object(lifecycle, "broker_backlog", return_value=0):
+            lifecycle.sweep_stuck_items()
+        statuses = dict(Item.objects.values_list("pk", "status"))
+        assert statuses == {dead[0].pk: Item.Status.QUEUED, dead[1].pk: Item.Status.QUEUED,
+                            alive.pk: Item.Status.CLASSIFYING}
+        assert sorted(call.args[0] for call in published.call_args_list) == sorted(item.pk for item in dead)
+
+    def test_a_beat_taken_too_soon_after_the_claim_does_not_judge_it(self, published):
+        """The task may not be among the worker's running tasks yet in a beat taken right after
+        it claimed: only a beat a whole interval later counts."""
+        project = make_colour_project()
+        beat("celery@box", started_seconds_ago=3600, seen_seconds_ago=0, active_tasks=[])
+        claimed_at = timezone.now() - timedelta(seconds=max(2.0, django_settings.LOUPE_WORKER_HEARTBEAT_SECONDS) / 2)
+        item = make(project, Item.Status.CLASSIFYING, claimed_at=claimed_at, claimed_by="celery@box/t1", attempts=1)
+        assert not lifecycle.task_ended(WorkerHeartbeat.objects.get(), task_id="t1", claimed_at=item.claimed_at)
+        assert lifecycle.task_ended(WorkerHeartbeat.objects.get(), task_id="t1", claimed_at=ago(3600))
 
     def test_a_claim_made_before_the_worker_restarted_is_requeued(self, published):
         """bin/up restarts a killed worker under the same name: the new one beats, but the
