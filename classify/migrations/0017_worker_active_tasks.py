@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0015_backlog_counts'),
+        ('classify', '0016_learning_queue_index'),
     ]
 
     operations = [
