@@ -5,6 +5,12 @@ predictions into accuracy, macro F1, per-class precision/recall, the share auto-
 project's current thresholds and its precision, latency percentiles and cost per 1,000 images.
 ``score_backends`` runs them over a project's items; ``start_bakeoff`` and ``execute_bakeoff_run``
 queue a stored run and carry it out in the worker.
+
+Every paid call of a bake-off counts against the project's budgets (``budgets.record_spend``), and
+none is made that would cross one: the run stops with what it has scored kept on the row
+(``BakeoffRun.progress``), waits with the reason until the budget's day or month ends, and the
+sweeper queues it again then (``resume_waiting_bakeoffs``); it goes on where it stopped. A
+bake-off never falls back to the local model: it is there to compare the backends.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import pipeline
-from .backends import BackendError
+from .backends import BackendError, runs_locally
 from .backends import choices as backend_choices
 from .enqueue import enqueue
-from .models import BakeoffRun, Item, Label, Project
+from .models import BakeoffRun, Item, Label, Project, Spend
 from .services import budgets
 from .services.scoring import build_backend, load_image
 
@@ -67,22 +73,55 @@ def labelled_items(project: Project, *, sample: int | None = None, seed: int = 0
     return items
 
 
-def evaluate(backend, images: Iterable[tuple], labels: Sequence[Label]) -> tuple[list[Outcome], str]:
-    """Score every (image, true label name) pair; returns the outcomes and the first error seen."""
+@dataclass
+class Tally:
+    """What one backend has scored so far in a bake-off (kept on the run while it waits)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    first_error: str = ""
+    done: int = 0  # how far along the run's item list (an item deleted meanwhile is passed over)
+
+    def as_dict(self) -> dict:
+        return {"outcomes": [asdict(o) for o in self.outcomes], "first_error": self.first_error, "done": self.done}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Tally:
+        return cls([Outcome(**o) for o in data.get("outcomes", [])], data.get("first_error", ""), data.get("done", 0))
+
+
+class BakeoffWaits(Exception):
+    """A call would cross a budget: the run waits until ``resume_at`` with what it has scored."""
+
+    def __init__(self, reason: str, resume_at, progress: dict) -> None:
+        super().__init__(reason)
+        self.reason, self.resume_at, self.progress = reason, resume_at, progress
+
+
+def evaluate(backend, images: Iterable[tuple], labels: Sequence[Label], *, tally: Tally | None = None,
+             charge=None) -> tuple[list[Outcome], str]:
+    """Score every (image, true label name) pair; returns the outcomes and the first error seen.
+
+    Outcomes go into ``tally`` as they come, so a caller keeps them when ``images`` raises to stop
+    (a budget used up); ``charge(cost)`` runs after each billed call, one that failed after being
+    billed (``BackendError.cost_usd``) included."""
     rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
-    outcomes, first_error = [], ""
+    tally = tally if tally is not None else Tally()
     for image, truth in images:
         try:
             scores, latency = pipeline.classify(image, backend)
         except BackendError as exc:
-            outcomes.append(Outcome(truth, None))
-            first_error = first_error or str(exc)
+            if charge is not None and exc.cost_usd:
+                charge(exc.cost_usd)
+            tally.outcomes.append(Outcome(truth, None))
+            tally.first_error = tally.first_error or str(exc)
             continue
+        if charge is not None and scores.cost_usd:
+            charge(scores.cost_usd)
         routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
-        outcomes.append(Outcome(truth, routing.top_label, routing.decision == "auto_accepted", latency,
-                                scores.cost_usd))
-    return outcomes, first_error
+        tally.outcomes.append(Outcome(truth, routing.top_label, routing.decision == "auto_accepted", latency,
+                                      scores.cost_usd))
+    return tally.outcomes, tally.first_error
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -123,11 +162,19 @@ def metrics(name: str, outcomes: Sequence[Outcome], *, model_version: str = "", 
 
 
 def score_backends(*, project: Project, backends: Sequence[str], configs: dict | None = None,
-                   sample: int | None = None, seed: int = 0) -> list[Report]:
+                   sample: int | None = None, seed: int = 0, progress: dict | None = None) -> list[Report]:
     """Score each backend on the project's human-labelled items; a backend that cannot even be
-    built (bad settings) gets a report with its error instead of stopping the others."""
-    configs = configs or {}
-    items = labelled_items(project, sample=sample, seed=seed)
+    built (bad settings) gets a report with its error instead of stopping the others.
+
+    ``progress`` (the run's, updated in place) holds the items chosen and, per backend, what was
+    scored before the run last waited: those items are not sent again. A paid backend's calls are
+    charged to the budgets and checked against them first; ``BakeoffWaits`` when one is used up."""
+    configs, progress = configs or {}, progress if progress is not None else {}
+    if "items" not in progress:
+        progress["items"] = [item.pk for item in labelled_items(project, sample=sample, seed=seed)]
+    ids = progress["items"]
+    chosen = Item.objects.filter(pk__in=ids, label__isnull=False).select_related("label").in_bulk()
+    items = [chosen[pk] for pk in ids if pk in chosen]
     labels = list(project.labels.all())
     reports = []
     for name in backends:
@@ -137,26 +184,68 @@ def score_backends(*, project: Project, backends: Sequence[str], configs: dict |
         except BackendError as exc:
             reports.append(Report(backend=name, images=len(items), errors=len(items), first_error=str(exc)))
             continue
-        images = ((load_image(item), item.label.name) for item in items)
-        outcomes, first_error = evaluate(backend, images, labels)
-        reports.append(metrics(name, outcomes, model_version=backend.model_version, first_error=first_error))
+        tally = Tally.from_dict(progress.get(name, {}))
+        paid = not runs_locally(name)
+        charge = (lambda cost, n=name: budgets.record_spend(project=project, backend=n, cost_usd=cost,
+                                                            kind=Spend.Kind.BAKEOFF)) if paid else None
+        try:
+            evaluate(backend, _pending(project, backend, ids, chosen, tally, paid=paid), labels, tally=tally,
+                     charge=charge)
+        except BakeoffWaits as wait:
+            progress[name] = tally.as_dict()
+            scored = "; ".join(f"{n}: {len(progress[n]['outcomes'])} of {len(items)}" for n in backends if n in progress)
+            raise BakeoffWaits(f"{wait.reason} Scored so far: {scored}.", wait.resume_at, progress) from None
+        progress[name] = tally.as_dict()
+        reports.append(metrics(name, tally.outcomes, model_version=backend.model_version,
+                               first_error=tally.first_error))
     return reports
 
 
+def _pending(project: Project, backend, ids: list[int], chosen: dict, tally: Tally, *, paid: bool):
+    """The (image, truth) pairs the backend has still to score. Before each paid call, the
+    budgets: ``BakeoffWaits`` when the call would cross one. ``tally.done`` moves past an item
+    once it is scored (the generator resumes only then) or found deleted."""
+    for pk in ids[tally.done:]:
+        item = chosen.get(pk)
+        if item is not None:
+            blocked = budgets.check(project, backend) if paid else None
+            if blocked is not None:
+                raise BakeoffWaits(budgets.waiting_reason(blocked), blocked.end, {})
+            yield load_image(item), item.label.name
+        tally.done += 1
+
+
 def execute_bakeoff_run(run: BakeoffRun) -> BakeoffRun:
-    """Run a stored bake-off and keep its results (or why it failed) on the row."""
-    BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.RUNNING)
+    """Run a stored bake-off and keep its results (or why it failed, or why it waits) on the row."""
+    BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.RUNNING, waiting_reason="", resume_at=None)
+    progress = dict(run.progress or {})
     try:
-        reports = score_backends(project=run.project, backends=run.backends, configs=run.configs, sample=run.sample)
+        reports = score_backends(project=run.project, backends=run.backends, configs=run.configs, sample=run.sample,
+                                 progress=progress)
+    except BakeoffWaits as wait:
+        log.info("bake-off %s waits: %s", run.pk, wait.reason)
+        BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.WAITING, waiting_reason=wait.reason[:500],
+                                                    resume_at=wait.resume_at, progress=wait.progress)
     except Exception as exc:
         log.exception("bake-off %s failed", run.pk)
         BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.FAILED, error=str(exc)[:500],
                                                     finished_at=timezone.now())
     else:
         BakeoffRun.objects.filter(pk=run.pk).update(state=BakeoffRun.State.DONE, finished_at=timezone.now(),
-                                                    results=[report.as_dict() for report in reports])
+                                                    results=[report.as_dict() for report in reports], progress={})
     run.refresh_from_db()
     return run
+
+
+def resume_waiting_bakeoffs() -> int:
+    """For the sweeper: queue again each bake-off whose budget period has ended. Returns how many."""
+    resumed = 0
+    for run_id in BakeoffRun.objects.filter(state=BakeoffRun.State.WAITING, resume_at__lte=timezone.now()).values_list(
+            "pk", flat=True):
+        if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.WAITING).update(state=BakeoffRun.State.QUEUED):
+            transaction.on_commit(lambda run_id=run_id: enqueue("classify.run_bakeoff", run_id))
+            resumed += 1
+    return resumed
 
 
 def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, sample: int | None, user) -> BakeoffRun:
@@ -167,24 +256,28 @@ def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, s
     return run
 
 
-def estimate(project: Project, *, sample: int | None = None) -> dict:
-    """What a bake-off would cost before it starts: per paid backend, the estimated price of one
-    call (``budgets.estimate_call``) times the items it would score. A backend that cannot be built
-    with the project's settings, or has no known price per call, is listed without a figure."""
+def estimate(project: Project, *, sample: int | None = None, backends: Sequence[str] | None = None,
+             configs: dict | None = None) -> dict:
+    """What a bake-off would cost before it starts: per paid backend (all of them, or ``backends``),
+    the estimated price of one call (``budgets.estimate_call``, the price the spend records) times
+    the items it would score, and the budget it would cross (``budgets.forecast``). A backend that
+    cannot be built with the project's settings, or has no known price per call, is listed
+    without a figure."""
     items = Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False).count()
     items = min(items, sample) if sample else items
     labels = list(project.labels.all())
     rows = []
-    for name, _ in backend_choices():
-        if name == "local":
+    for name in backends if backends is not None else [name for name, _ in backend_choices()]:
+        if runs_locally(name):
             continue
-        config = project.backend_config if name == project.backend else {}
+        config = (configs or {}).get(name, project.backend_config if name == project.backend else {})
         try:
             backend = build_backend(project, labels, name=name, config=config)
         except BackendError as exc:
             rows.append({"backend": name, "per_call": None, "total": None, "note": str(exc)[:200]})
             continue
         per_call = budgets.estimate_call(project, backend)
-        rows.append({"backend": name, "per_call": per_call, "total": per_call * items,
-                     "note": "" if per_call else "no price per call known (billed by the hour, or never used here)"})
+        note = (budgets.forecast(project, name, per_call=per_call, calls=items, waits=True) if per_call else
+                "no price per call known (billed by the hour, or never used here)")
+        rows.append({"backend": name, "per_call": per_call, "total": per_call * items, "note": note})
     return {"items": items, "rows": rows}

@@ -536,6 +536,7 @@ class BakeoffRun(models.Model):
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting for a budget"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
@@ -546,6 +547,11 @@ class BakeoffRun(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     error = models.CharField(max_length=500, blank=True)
     results = models.JSONField(default=list, blank=True)
+    waiting_reason = models.CharField(max_length=500, blank=True,
+                                      help_text="While waiting: which budget is used up and when the run resumes.")
+    resume_at = models.DateTimeField(null=True, blank=True, help_text="While waiting: when the sweeper queues it again.")
+    progress = models.JSONField(default=dict, blank=True,
+                                help_text="Kept while waiting: the items chosen, and per backend the outcomes so far.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -806,3 +812,26 @@ class Budget(models.Model):
     def __str__(self) -> str:
         scope = self.project.slug if self.project_id else "installation"
         return f"{scope}: {self.backend} ${self.limit_usd} {self.get_period_display()}"
+
+
+class Spend(models.Model):
+    """A paid call whose cost is on no prediction: a bake-off's call, a candidate model scoring
+    the comparison sample, a call billed although it failed (Bedrock's two bad replies). Budgets
+    add these to the predictions' ``cost_usd``, so every paid call counts."""
+
+    class Kind(models.TextChoices):
+        BAKEOFF = "bakeoff", "Bake-off"
+        COMPARISON = "comparison", "Candidate model comparison"
+        FAILED_CALL = "failed_call", "Billed call that gave no scores"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="spends")
+    backend = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["backend", "created_at"], name="spend_backend_created")]
+
+    def __str__(self) -> str:
+        return f"{self.project}: {self.backend} ${self.cost_usd} ({self.get_kind_display()})"

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from .backends import BackendError
-from .bakeoff import execute_bakeoff_run
+from .bakeoff import execute_bakeoff_run, resume_waiting_bakeoffs
 from .models import BakeoffRun
 from .retrain import runs
 from .services import budgets, classification, hosting, lifecycle, queueing
@@ -134,6 +134,9 @@ def sweep() -> None:
     resumed = runs.resume_overdue_runs()
     if resumed:
         log.info("sweeper: %s training run(s) resumed", resumed)
+    bakeoffs = resume_waiting_bakeoffs()
+    if bakeoffs:
+        log.info("sweeper: %s bake-off(s) resumed after their budget period ended", bakeoffs)
 
 
 @shared_task(name="classify.prune_broker")
@@ -168,6 +171,13 @@ def run_bakeoff(run_id: int) -> None:
     run = BakeoffRun.objects.select_related("project").filter(pk=run_id).first()
     if run is not None and run.state == BakeoffRun.State.QUEUED:
         execute_bakeoff_run(run)
+
+
+@shared_task(name="classify.reclassify_items", soft_time_limit=3600, time_limit=3660)
+def reclassify_items(project_id: int, scope: str, through_pk: int) -> None:
+    """A project admin's re-classification: its items re-queued a chunk at a time."""
+    count = classification.reclassify_scope(project_id=project_id, scope=scope, through_pk=through_pk)
+    log.info("re-classification of project %s (%s): %s item(s) re-queued", project_id, scope, count)
 
 
 @shared_task(name="classify.advance_training_run", soft_time_limit=3600, time_limit=3660)

@@ -21,7 +21,7 @@ from .forms import ApiTokenForm, BakeoffForm, BudgetForm, CustomLabelsTrainingFo
 from .models import Item, TrainingRun
 from .responses import stored_image_response
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
-from .services import budgets, learning, scoring
+from .services import budgets, classification, learning, scoring
 from .services.projects import create_project
 
 PAGE_SIZE = 200
@@ -139,6 +139,29 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
         "estimate": bakeoff.estimate(project), "budget_alerts": budgets.alerts(project),
     }
     return render(request, "classify/backends.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def reclassify_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Re-classify a project's items with its current backend (after switching backends), for
+    project admins: the estimate (items, cost, the budget it would cross) first, then the start."""
+    project = selectors.project_for(request.user, slug)
+    if not selectors.is_project_admin(request.user, project):
+        raise PermissionDenied("Only project admins re-classify items.")
+    scope = (request.POST or request.GET).get("scope", "")
+    if scope and scope not in classification.RECLASSIFY_SCOPES:
+        messages.error(request, "Choose which items to re-classify.")
+        return redirect("classify:reclassify", slug=project.slug)
+    if request.method == "POST" and scope:
+        count = classification.start_reclassify(project=project, scope=scope)
+        done = (f"{count:,} item(s) will be re-classified with {project.backend}: they are re-queued in the "
+                "background, each with the reason.")
+        messages.success(request, done if count else "No item to re-classify: nothing was queued.")
+        return redirect("classify:project", slug=project.slug)
+    context = {"project": project, "scopes": classification.RECLASSIFY_SCOPES.items(), "scope": scope,
+               "estimate": classification.estimate_reclassify(project, scope) if scope else None,
+               "budget_alerts": budgets.alerts(project)}
+    return render(request, "classify/reclassify.html", context)
 
 
 def _budget_action(request: HttpRequest, project, action: str) -> HttpResponse:

@@ -54,12 +54,14 @@ class BackendError(Exception):
 
     ``str(error)`` is the full detail (for project admins and logs: it may name ARNs, accounts,
     endpoints); ``summary`` is the short reason any member may see (the message itself when none
-    is given)."""
+    is given). ``cost_usd``: what the failed attempt was billed all the same (Bedrock's tokens of
+    two unusable replies), counted against the budgets."""
 
-    def __init__(self, message: str, *, retryable: bool, summary: str = "") -> None:
+    def __init__(self, message: str, *, retryable: bool, summary: str = "", cost_usd: float = 0.0) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.summary = summary or message
+        self.cost_usd = cost_usd
 
 
 class Backend(Protocol):

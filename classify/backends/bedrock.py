@@ -10,7 +10,8 @@ scaled to 1; what they leave below 1 goes to unknown; all zeros is refused.
 An LLM sometimes answers in prose. A reply that cannot be used is asked for once more within the
 same ``classify`` call (the bad reply and a correction go back to the model); a second bad reply is
 a non-retryable error, since retrying the task would only buy more of the same. The tokens of
-both calls are paid for and counted in ``Scores.cost_usd``.
+both calls are paid for and counted in ``Scores.cost_usd`` (or, when no scores come of them, in
+``BackendError.cost_usd``, which the budgets count too).
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ class BedrockBackend:
         messages = [{"role": "user", "content": [
             {"image": {"format": "jpeg", "source": {"bytes": jpeg}}}, {"text": self.instruction}]}]
         replies, tokens_in, tokens_out = [], 0, 0
+        cost = lambda: tokens_in / 1000 * self.price_in + tokens_out / 1000 * self.price_out  # noqa: E731
         for attempt in (1, 2):
-            response = self._converse(messages)
+            try:
+                response = self._converse(messages)
+            except BackendError as error:  # the correction failed: the first reply was billed
+                error.cost_usd = cost()
+                raise
             usage = response.get("usage") or {}
             tokens_in += int(usage.get("inputTokens") or 0)
             tokens_out += int(usage.get("outputTokens") or 0)
@@ -138,13 +144,14 @@ class BedrockBackend:
                 break
             except InvalidReply as problem:
                 if attempt == 2:
-                    raise invalid(f"the model's reply was not valid JSON scores twice: {problem}. "
-                                  f"Last reply: {_snippet(text)}") from None
+                    error = invalid(f"the model's reply was not valid JSON scores twice: {problem}. "
+                                    f"Last reply: {_snippet(text)}")
+                    error.cost_usd = cost()
+                    raise error from None
                 messages = messages + self._correction(text, problem)
-        cost = tokens_in / 1000 * self.price_in + tokens_out / 1000 * self.price_out
         raw = {"model_id": self.model_id, "calls": len(replies), "replies": replies, "stop_reason": stop_reason,
                "usage": {"inputTokens": tokens_in, "outputTokens": tokens_out}}
-        return Scores(distribution(known, self.classes), self.model_version, raw=raw, cost_usd=cost)
+        return Scores(distribution(known, self.classes), self.model_version, raw=raw, cost_usd=cost())
 
     def _correction(self, reply: str, problem: InvalidReply) -> list[dict]:
         """The bad reply and what was wrong with it. Roles must alternate and an empty text block is

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from classify import pipeline
 from classify.backends import BackendError
-from classify.models import Item, Label, Project
+from classify.models import Item, Label, Project, Spend
 from classify.selectors import latest_prediction
+from classify.services import budgets
 from classify.services.scoring import load_image
 
 COMPARED_STATUSES = (Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW, Item.Status.REVIEWED)
@@ -31,6 +32,7 @@ def compare_candidate(*, project: Project, candidate, items: Sequence[Item], lab
     versions (rows: before, columns: after), the auto-accept rate before/after at the current
     thresholds, and a warning for each class whose share moves by more than
     ``project.max_share_shift`` points. Items the candidate fails on are counted, not compared.
+    What the candidate's calls cost is counted against the project's budgets.
     """
     rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin) for label in labels}
     unknown = next(label.name for label in labels if label.is_unknown)
@@ -41,11 +43,18 @@ def compare_candidate(*, project: Project, candidate, items: Sequence[Item], lab
             scores = _stored(candidate, item) or candidate.classify(
                 load_image(item, min_side=getattr(candidate, "input_side", None)))
         except BackendError as exc:
+            _charge(project, candidate, exc.cost_usd)
             errors, first_error = errors + 1, first_error or str(exc)
             continue
+        _charge(project, candidate, scores.cost_usd)
         pairs.append((_route(latest.scores, rules, unknown), _route(scores.scores, rules, unknown)))
     return tabulate(pairs, classes=[label.name for label in labels], max_shift=project.max_share_shift,
                     errors=errors, first_error=first_error)
+
+
+def _charge(project: Project, candidate, cost_usd: float) -> None:
+    """A candidate's paid calls (a Custom Labels model with a price per call) count against the budgets."""
+    budgets.record_spend(project=project, backend=candidate.name, cost_usd=cost_usd, kind=Spend.Kind.COMPARISON)
 
 
 def _stored(candidate, item: Item):

@@ -1,13 +1,16 @@
 """Cloud budgets: per project or per installation, per backend, per day or calendar month (UTC).
 
-Before a paid call, ``check`` compares what the period has spent (the recorded ``cost_usd`` of the
-backend's predictions) plus the call's estimate with every budget that covers it. A call that would
-cross one does not happen: the item waits, queued with the reason, until the period ends
-(``OverBudget``), or the project's local model answers instead, as the project chooses
-(``Project.over_budget``). After each paid call, ``after_spend`` raises an alert the first time a
-period reaches 80% and 100%: a log line, a ``budget.alert`` event (webhooks), and the banner on the
-project and backends pages (``status``). Calls already in flight when a budget fills may overshoot
-it by their own cost.
+Before a paid call, ``check`` compares what the period has spent plus the call's estimate with every
+budget that covers it. The spend is the recorded ``cost_usd`` of the backend's predictions and of
+every paid call that left no prediction (``Spend`` rows, written by ``record_spend``: bake-offs,
+candidate comparisons, calls billed although they failed). A call that would cross a budget does
+not happen: the item waits, queued with the reason, until the period ends (``OverBudget``), or the
+project's local model answers instead, as the project chooses (``Project.over_budget``). After each
+paid call, ``after_spend`` raises an alert the first time a period reaches 80% and 100%: a log
+line, a ``budget.alert`` event (webhooks), and the banner on the project and backends pages
+(``alerts``). Calls already in flight when a budget fills may overshoot it by their own cost.
+``forecast`` says, before a bake-off, import or re-classification starts, after how many calls it
+would cross a budget.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from django.db.models import Avg, Q, Sum
 from django.utils import timezone
 
 from classify import events
-from classify.models import Budget, Event, Prediction, Project
+from classify.models import Budget, Event, Prediction, Project, Spend
 
 log = logging.getLogger(__name__)
 LEVELS = (80, 100)
@@ -73,11 +76,44 @@ def budgets_for(project: Project, backend: str):
 
 def status_of(budget: Budget, now: datetime) -> BudgetStatus:
     start, end = period_bounds(budget.period, now)
-    spent = Prediction.objects.filter(backend=budget.backend, created_at__gte=start, created_at__lt=end)
-    if budget.project_id:
-        spent = spent.filter(item__project_id=budget.project_id)
-    total = spent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    total = Decimal(0)
+    for spent, project_field in ((Prediction.objects, "item__project_id"), (Spend.objects, "project_id")):
+        spent = spent.filter(backend=budget.backend, created_at__gte=start, created_at__lt=end)
+        if budget.project_id:
+            spent = spent.filter(**{project_field: budget.project_id})
+        total += spent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
     return BudgetStatus(budget, total, start, end)
+
+
+def record_spend(*, project: Project, backend: str, cost_usd: float | Decimal, kind: str) -> None:
+    """Count a paid call that leaves no prediction (``Spend.Kind``) against the budgets, and
+    raise their alerts. A call that cost nothing is not recorded."""
+    cost = round(Decimal(str(cost_usd)), 6)
+    if cost <= 0:
+        return
+    Spend.objects.create(project=project, backend=backend, cost_usd=cost, kind=kind)
+    after_spend(project, backend)
+
+
+def forecast(project: Project, backend: str, *, per_call: Decimal, calls: int | None = None,
+             waits: bool = False) -> str:
+    """Before work that makes ``calls`` paid calls of ``per_call`` each (None: an unknown number,
+    as an S3 import's): which budget it would cross and after how many calls, or that the budgets
+    allow it. Empty when no budget covers the backend. What happens to the rest follows the
+    project's choice (``Project.over_budget``), unless ``waits`` (a bake-off always waits)."""
+    now, sentences = timezone.now(), []
+    fallback = not waits and project.over_budget == Project.OverBudget.LOCAL
+    rest = "the rest go to the local model until" if fallback else "the rest wait until"
+    for budget in budgets_for(project, backend):
+        current = status_of(budget, now)
+        left = max(Decimal(0), budget.limit_usd - current.spent)
+        fits = int(left // per_call) if per_call else None
+        if fits is None or (calls is not None and fits >= calls):
+            sentences.append(f"{current.describe()} allows it (${left:.2f} left)")
+        else:
+            sentences.append(f"{current.describe()} has ${left:.2f} left, about {fits:,} call(s): "
+                             f"{rest} {current.end:%Y-%m-%d %H:%M} UTC")
+    return ("; ".join(sentences) + ".") if sentences else ""
 
 
 def estimate_call(project: Project, backend) -> Decimal:

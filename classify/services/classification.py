@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from classify import events, pipeline
 from classify.backends import BackendError, Scores, classify_batch, runs_locally
-from classify.models import Item, Prediction, Project
+from classify.enqueue import enqueue
+from classify.models import Item, Prediction, Project, Spend
 
 from . import budgets, hosting, learning
 from .lifecycle import transition
@@ -74,7 +75,12 @@ def paid_answer(item: Item, labels, backend) -> Answer:
     backend, fallback = within_budget(item.project, labels, backend)
     if backend.name == "custom_labels":
         hosting.ensure_running(item.project, backend.arn)
-    scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
+    try:
+        scores, latency = pipeline.classify(load_image(item, min_side=getattr(backend, "input_side", None)), backend)
+    except BackendError as exc:  # billed all the same (Bedrock's two bad replies): the budgets count it
+        budgets.record_spend(project=item.project, backend=backend.name, cost_usd=exc.cost_usd,
+                             kind=Spend.Kind.FAILED_CALL)
+        raise
     return Answer(scores, latency, backend.name, f"local model: {fallback}" if fallback else "")
 
 
@@ -239,20 +245,85 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
         return prediction
 
 
-def reclassify(*, items: Iterable[Item]) -> int:
+def reclassify(*, items: Iterable[Item], reason: str = "Re-queued by an admin.") -> int:
     """Send items (failed, rejected, or already decided) through classification again."""
     count = 0
     for item in items:
-        if transition(item.pk, to=Status.QUEUED, reason="Re-queued by an admin.", attempts=0,
+        if transition(item.pk, to=Status.QUEUED, reason=reason, attempts=0,
                       enqueued_at=timezone.now(), backend="", backend_config=None):
             schedule_classification(item.pk)
             count += 1
     return count
 
 
-def estimate_per_item(project: Project) -> str:
-    """One sentence for a page or a command before an import: what each new image will likely
-    cost on the project's backend (``budgets.estimate_call``), and the budgets that apply."""
+# --- Re-classifying a project's items (a backfill) ------------------------------------------------
+
+RECLASSIFY_SCOPES = {
+    "other_backend": "Items the model decided (auto-accepted, waiting for review, failed) with another backend",
+    "machine": "Every item the model decided (auto-accepted, waiting for review, failed)",
+}
+RECLASSIFY_CHUNK = 500
+
+
+def reclassify_candidates(project: Project, scope: str):
+    """The items a re-classification of ``scope`` (``RECLASSIFY_SCOPES``) sends again. Never an item
+    a person settled (its human label stays) nor one intake rejected."""
+    items = Item.objects.filter(project=project, status__in=[Status.AUTO_ACCEPTED, Status.NEEDS_REVIEW, Status.FAILED])
+    return items.exclude(backend=project.backend) if scope == "other_backend" else items
+
+
+def estimate_reclassify(project: Project, scope: str) -> dict:
+    """Before a re-classification starts: how many items, what they will likely cost on the
+    project's backend (``budgets.estimate_call``, the price the spend records), and the budget it
+    would cross (``budgets.forecast``)."""
+    count = reclassify_candidates(project, scope).count()
+    if project.backend == "local":
+        return {"items": count, "sentence": f"{count:,} item(s), classified by the local model at no cost."}
+    try:
+        backend = build_backend(project, list(project.labels.all()))
+    except BackendError as exc:
+        return {"items": count, "sentence": f"{count:,} item(s) for {project.backend}, whose settings are "
+                                            f"incomplete: {exc}"}
+    per_call = budgets.estimate_call(project, backend)
+    if not per_call:
+        return {"items": count, "sentence": f"{count:,} item(s) for {backend.name}, at a cost per call Loupe does "
+                                            "not know (billed by the hour, or never used here)."}
+    forecast = budgets.forecast(project, backend.name, per_call=per_call, calls=count)
+    return {"items": count, "sentence": (
+        f"{count:,} item(s) for {backend.name} at about ${per_call:.4f} each: about ${per_call * count:.2f} "
+        "(identical pictures cost nothing)." + (f" Budgets: {forecast}" if forecast else " No budget limits it."))}
+
+
+def start_reclassify(*, project: Project, scope: str) -> int:
+    """Queue a re-classification of ``scope`` for a worker (after commit): the items there are now,
+    not those that arrive later. Returns how many. Each item then goes through classification
+    as usual, its budgets checked before each paid call (it waits or falls back, as the project chose)."""
+    candidates = reclassify_candidates(project, scope)
+    count, through = candidates.count(), candidates.order_by("-pk").values_list("pk", flat=True).first()
+    if through is not None:
+        transaction.on_commit(lambda: enqueue("classify.reclassify_items", project.pk, scope, through))
+    return count
+
+
+def reclassify_scope(*, project_id: int, scope: str, through_pk: int) -> int:
+    """The worker's half of ``start_reclassify``: re-queue the scope's items up to ``through_pk``,
+    a chunk at a time. Returns how many were re-queued."""
+    project = Project.objects.get(pk=project_id)
+    reason = f"Re-classifying with {project.backend} (asked by a project admin)."
+    count, after = 0, 0
+    while True:
+        chunk = list(reclassify_candidates(project, scope).filter(pk__gt=after, pk__lte=through_pk)
+                     .order_by("pk")[:RECLASSIFY_CHUNK])
+        if not chunk:
+            return count
+        count += reclassify(items=chunk, reason=reason)
+        after = chunk[-1].pk
+
+
+def estimate_per_item(project: Project, *, count: int | None = None) -> str:
+    """One sentence for a page or a command before an import (of ``count`` images, when known):
+    what each new image will likely cost on the project's backend (``budgets.estimate_call``),
+    and which budget the import would cross (``budgets.forecast``)."""
     if project.backend == "local":
         return "Imported images are classified by the local model, at no cost per image."
     try:
@@ -262,6 +333,9 @@ def estimate_per_item(project: Project) -> str:
     per_call = budgets.estimate_call(project, backend)
     price = (f"about ${per_call:.4f} per new image (${per_call * 1000:.2f} per 1,000)" if per_call else
              "a cost per image Loupe does not know (billed by the hour, or never used here)")
+    total = f" {count:,} image(s): about ${per_call * count:.2f} at most." if per_call and count is not None else ""
+    forecast = budgets.forecast(project, backend.name, per_call=per_call, calls=count) if per_call else ""
     limits = budgets.covering(project).filter(backend=backend.name).count()
-    return (f"Imported images are classified by {backend.name}: {price}; identical pictures cost nothing. "
-            + (f"{limits} budget(s) apply." if limits else "No budget limits it."))
+    budget = (f" Budgets: {forecast}" if forecast else f" {limits} budget(s) apply." if limits
+              else " No budget limits it.")
+    return f"Imported images are classified by {backend.name}: {price}; identical pictures cost nothing.{total}{budget}"

@@ -158,16 +158,25 @@ class BudgetPageTests:
 
 
 class ImportEstimateTests:
-    def test_the_integrations_page_and_the_import_command_say_what_each_image_will_cost(self, aws_env, tmp_path):
+    def test_the_integrations_page_and_the_import_command_say_what_it_costs_and_which_budget_it_crosses(
+        self, aws_env, clock, tmp_path
+    ):
         from django.core.management import call_command
 
         project = make_pets_project(price_per_call=0.004)
         Budget.objects.create(project=None, backend="rekognition", period="day", limit_usd=Decimal("5"))
+        Budget.objects.create(project=project, backend="rekognition", period="month", limit_usd=Decimal("0.006"))
         sentence = ("Imported images are classified by rekognition: about $0.0040 per new image ($4.00 per 1,000); "
-                    "identical pictures cost nothing. 1 budget(s) apply.")
+                    "identical pictures cost nothing.")
+        budgets = ("Budgets: the installation's daily budget of $5.00 for rekognition {0}; the project pets's "
+                   "monthly budget of $0.01 for rekognition has $0.01 left, about 1 call(s): the rest wait until "
+                   "2026-12-01 00:00 UTC.")
         page = html.unescape(admin_client(project)[0].get(reverse("integrations:page", args=[project.slug]))
                              .content.decode())
-        assert sentence in page
+        assert f"{sentence} {budgets.format('has $5.00 left, about 1,250 call(s): the rest wait until 2026-11-22 00:00 UTC')}" in page
+        for n in range(2):
+            (tmp_path / f"{n}.png").write_bytes(noisy_image((200, 120, 40), seed=n))
         out = io.StringIO()
         call_command("import_images", str(tmp_path), project=project.slug, no_progress=True, stdout=out)
-        assert out.getvalue().startswith(sentence + "\n")
+        assert out.getvalue().startswith(f"{sentence} 2 image(s): about $0.01 at most. "
+                                         f"{budgets.format('allows it ($5.00 left)')}\n")

@@ -242,3 +242,24 @@ def test_old_finished_events_are_forgotten_and_pending_ones_kept(project, settin
                             next_attempt_at=timezone.now() + timedelta(hours=1))
     tasks.sweep()
     assert set(Event.objects.values_list("pk", flat=True)) == {pending.pk, recent.pk}
+
+
+class BudgetAlertTests:
+    def test_a_budget_reaching_80_percent_sends_a_budget_alert_event_to_the_endpoints_that_want_it(
+        self, project, receiver, django_capture_on_commit_callbacks
+    ):
+        from decimal import Decimal
+
+        from classify.models import Budget, Spend
+        from classify.services import budgets
+
+        deliveries.create_endpoint(project=project, url=receiver.url(), event_types=["budget.alert"])
+        Budget.objects.create(project=project, backend="rekognition", period="day", limit_usd=Decimal("0.01"))
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():  # a bake-off's paid call
+            budgets.record_spend(project=project, backend="rekognition", cost_usd=0.009, kind=Spend.Kind.BAKEOFF)
+        (request,) = receiver.wait_for(1)
+        body = json.loads(request.body)
+        assert body["type"] == "budget.alert" and body["project"] == project.slug
+        assert {key: body["data"]["budget"][key] for key in ("scope", "backend", "period", "level", "spent_usd")} == {
+            "scope": "project", "backend": "rekognition", "period": "day", "level": 80, "spent_usd": "0.009000"}
+        assert only_delivery().state == Delivery.State.DELIVERED

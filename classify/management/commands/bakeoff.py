@@ -31,10 +31,19 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown backend(s): {', '.join(unknown)}; installed: {', '.join(backends_available())}")
         configs = parse_configs(config)
+        cost = bakeoff.estimate(target, sample=sample, backends=names, configs=configs)
+        for row in cost["rows"]:  # what it will cost, before it starts
+            price = (f"${row['per_call']:.4f} per call, ${row['total']:.2f} for {cost['items']} item(s)"
+                     if row["per_call"] else "")
+            self.stdout.write(f"{row['backend']}: " + "; ".join(part for part in (price, row["note"]) if part))
         run = BakeoffRun.objects.create(project=target, backends=names, configs=configs, sample=sample)
         run = bakeoff.execute_bakeoff_run(run)
         if run.state == BakeoffRun.State.FAILED:
             raise CommandError(f"bake-off failed: {run.error}")
+        if run.state == BakeoffRun.State.WAITING:
+            self.stdout.write(f"Bake-off #{run.pk} {run.waiting_reason[0].lower()}{run.waiting_reason[1:]} "
+                              "The worker's sweeper resumes it then; the results appear on the backends page.")
+            return
         self.print_table(run.results)
 
     def print_table(self, results: list[dict]) -> None:

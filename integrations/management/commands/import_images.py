@@ -33,8 +33,8 @@ class Command(BaseCommand):
         if target is None:
             raise CommandError(f"no project {project!r}")
         uploader = get_user_model().objects.filter(username=user).first() if user else None
-        self.stdout.write(classification.estimate_per_item(target))
         if source.startswith("s3://"):
+            self.stdout.write(classification.estimate_per_item(target))  # the number is known once listed
             self.import_s3(target, source, uploader, progress=not no_progress, force=force)
         else:
             self.import_folder(target, Path(source), uploader, progress=not no_progress)
@@ -43,6 +43,7 @@ class Command(BaseCommand):
         if not root.is_dir():
             raise CommandError(f"{root} is not a folder")
         paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        self.stdout.write(classification.estimate_per_item(target, count=len(paths)))
         imported, rejected = 0, []
         for path in tqdm(paths, unit="img", disable=not progress, desc=f"importing into {target.slug}"):
             try:
