@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from classify import aws
 from config.celery import app as celery_app
 from tests.worker_process import TEST_BACKENDS, WorkerForTest, WorkerService
 
@@ -28,6 +31,34 @@ def _test_settings(settings, tmp_path):
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+# --- AWS offline (botocore Stubber, moto) --------------------------------------------------------
+
+
+@pytest.fixture
+def aws_env(monkeypatch, settings):
+    """Fake credentials (signing works offline), no shared config, one attempt per client call (so
+    each stubbed response is one task attempt), and fresh clients."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
+                        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings.LOUPE_AWS_MAX_ATTEMPTS = 1
+    aws.client.cache_clear()
+    yield
+    aws.client.cache_clear()
+
+
+@pytest.fixture
+def moto_s3(aws_env):
+    """An S3 client on moto's in-process S3, with no bucket yet: each test module's own fixture
+    creates its bucket (and sets the S3 roots it may use), e.g. ``moto_s3.create_bucket(Bucket=BUCKET)``.
+    Every S3 client made meanwhile, ``classify.aws.client("s3")`` included, talks to the same moto."""
+    with mock_aws():
+        yield boto3.client("s3", region_name="us-east-1")
 
 
 # --- A real Celery worker (tests/test_worker.py, tests/test_browser.py) ------------------------

@@ -8,7 +8,6 @@ import io
 import json
 from datetime import UTC, datetime
 
-import boto3
 import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
@@ -18,7 +17,6 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from moto import mock_aws
 from PIL import Image
 
 from classify import aws
@@ -229,14 +227,12 @@ def rekognition(aws_env):
 
 
 @pytest.fixture
-def s3(aws_env):
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        for name in ("train", "test"):  # as an export wrote them: images under the project's prefix
-            line = {"source-ref": f"s3://{BUCKET}/digits/images/{name}-1.jpg", "class": 0}
-            client.put_object(Bucket=BUCKET, Key=f"digits/{name}.manifest", Body=json.dumps(line).encode())
-        yield client
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    for name in ("train", "test"):  # as an export wrote them: images under the project's prefix
+        line = {"source-ref": f"s3://{BUCKET}/digits/images/{name}-1.jpg", "class": 0}
+        moto_s3.put_object(Bucket=BUCKET, Key=f"digits/{name}.manifest", Body=json.dumps(line).encode())
+    return moto_s3
 
 
 def summary_file(f1: float) -> dict:

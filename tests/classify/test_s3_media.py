@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-import boto3
 import pytest
 from django.test import Client
 from django.urls import reverse
-from moto import mock_aws
 
 from classify.services import intake
 from tests.base import make_colour_project, make_user, noisy_image
@@ -19,19 +17,15 @@ BUCKET = "loupe-media-test"
 
 
 @pytest.fixture
-def s3_media(settings, monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        settings.STORAGES = {**settings.STORAGES, "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {"bucket_name": BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
-                        "querystring_expire": 300, "file_overwrite": False, "region_name": "us-east-1",
-                        "signature_version": "s3v4"},
-        }}
-        yield boto3.client("s3", region_name="us-east-1")
+def s3_media(settings, moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
+                    "querystring_expire": 300, "file_overwrite": False, "region_name": "us-east-1",
+                    "signature_version": "s3v4"},
+    }}
+    return moto_s3
 
 
 def test_uploads_are_stored_in_the_bucket_and_served_by_presigned_redirect(s3_media, django_capture_on_commit_callbacks):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from classify import aws
 from classify.backends import sagemaker
@@ -62,12 +60,10 @@ def answer(output_key: str = OUTPUT_KEY, failure_key: str | None = FAILURE_KEY) 
 
 
 @pytest.fixture
-def s3(aws_env, settings):
+def s3(moto_s3, settings):
     settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}/loupe"]
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return moto_s3
 
 
 @pytest.fixture

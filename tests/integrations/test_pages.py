@@ -138,29 +138,19 @@ def test_the_import_form_takes_only_the_projects_own_s3_locations(team, settings
     assert not S3Import.objects.exists()
 
 
-def test_an_import_from_the_page_runs_in_the_background_and_reports_progress(team, settings, monkeypatch,
+def test_an_import_from_the_page_runs_in_the_background_and_reports_progress(team, settings, moto_s3,
                                                                             django_capture_on_commit_callbacks):
-    import boto3
-    from moto import mock_aws
-
-    from classify import aws
     from tests.base import noisy_image
 
     project, admin, *_ = team
-    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
     settings.LOUPE_S3_ROOTS = ["s3://acme-loupe/projects"]
-    aws.client.cache_clear()
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="acme-loupe")
-        for n in range(3):
-            s3.put_object(Bucket="acme-loupe", Key=f"projects/colours/in/{n}.png",
-                          Body=noisy_image((200, 20, 20), seed=n))
-        s3.put_object(Bucket="acme-loupe", Key="projects/colours/in/bad.png", Body=b"nope")
-        with django_capture_on_commit_callbacks(execute=True):
-            client_for(admin).post(page_url(project), {"action": "import", "source": "s3://acme-loupe/projects/colours/in"})
-    aws.client.cache_clear()
+    moto_s3.create_bucket(Bucket="acme-loupe")
+    for n in range(3):
+        moto_s3.put_object(Bucket="acme-loupe", Key=f"projects/colours/in/{n}.png",
+                           Body=noisy_image((200, 20, 20), seed=n))
+    moto_s3.put_object(Bucket="acme-loupe", Key="projects/colours/in/bad.png", Body=b"nope")
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(admin).post(page_url(project), {"action": "import", "source": "s3://acme-loupe/projects/colours/in"})
     job = S3Import.objects.get()
     status = client_for(admin).get(f"{page_url(project)}imports/{job.pk}/status").json()
     assert status == {"id": job.pk, "state": "done", "state_display": "Done", "listed": 4, "listing_done": True,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from django.db import transaction
-from moto import mock_aws
 
 from classify import events
 from classify.models import Item, Label
@@ -20,20 +18,11 @@ BUCKET = "results-bucket"
 
 
 @pytest.fixture
-def s3(monkeypatch, settings):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
+def s3(moto_s3, settings):
     settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}/loupe"]
     settings.LOUPE_WEBHOOK_BACKOFF_SECONDS = 0
-    from classify import aws
-
-    aws.client.cache_clear()
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    aws.client.cache_clear()
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return moto_s3
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 
-import boto3
 import pytest
 from django.core.management import CommandError, call_command
-from moto import mock_aws
 
 from classify.models import Item
 from integrations import s3import
@@ -19,18 +17,9 @@ BUCKET = "team-images"
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from classify import aws
-
-    aws.client.cache_clear()
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    aws.client.cache_clear()
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return moto_s3
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from classify import aws
 from classify.models import Item, Label, Membership, Prediction
@@ -411,17 +410,10 @@ class RerunTests:
 
 
 @pytest.fixture
-def s3(monkeypatch, settings):
+def s3(moto_s3, settings):
     settings.LOUPE_S3_ROOTS = [f"s3://{BUCKET}/loupe"]  # project colours may use s3://BUCKET/loupe/colours/
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    aws.client.cache_clear()
-    with mock_aws():
-        client = aws.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    aws.client.cache_clear()
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return aws.client("s3")  # the export's own client: tests patch its class
 
 
 def keys(client, prefix="") -> set[str]:
