@@ -4,6 +4,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from classify import aws
@@ -59,6 +60,15 @@ def moto_s3(aws_env):
     Every S3 client made meanwhile, ``classify.aws.client("s3")`` included, talks to the same moto."""
     with mock_aws():
         yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def rekognition_stub(aws_env):
+    """A botocore Stubber on the Rekognition client Loupe uses (us-east-1); a test that leaves a
+    response it queued unconsumed fails."""
+    with Stubber(aws.client("rekognition", "us-east-1")) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
 
 
 # --- A real Celery worker (tests/test_worker.py, tests/test_browser.py) ------------------------

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from PIL import Image
 
 from classify import aws
@@ -32,13 +32,6 @@ CLASSES = (
 NOT_RUNNING = f"ProjectVersion arn {ARN} is not in RUNNING state"
 
 
-@pytest.fixture
-def stubber(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
-
-
 def detect_custom_labels(**confidences: float) -> dict:
     return {"CustomLabels": [{"Name": name, "Confidence": value} for name, value in confidences.items()]}
 
@@ -56,42 +49,42 @@ def rgb(size=(120, 90)) -> Image.Image:
 
 
 class DetectCustomLabelsScoringTests:
-    def test_each_class_scores_its_labels_confidence_and_unknown_takes_the_rest(self, stubber):
-        stubber.add_response("detect_custom_labels", detect_custom_labels(bicycle=91.25, car=6.5, coach=0.75),
+    def test_each_class_scores_its_labels_confidence_and_unknown_takes_the_rest(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(bicycle=91.25, car=6.5, coach=0.75),
                              expected())
         scores = backend().classify(rgb())
         assert scores.scores == {"bicycle": 0.9125, "car": 0.065, "bus": 0.0075, "unknown": 0.015}
         assert scores.cost_usd == 0.0
         assert scores.raw["CustomLabels"][0] == {"Name": "bicycle", "Confidence": 91.25}
 
-    def test_names_match_case_insensitively(self, stubber):
-        stubber.add_response("detect_custom_labels", detect_custom_labels(Bicycle=80.0, CAR=10.0, Coach=1.0),
+    def test_names_match_case_insensitively(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(Bicycle=80.0, CAR=10.0, Coach=1.0),
                              expected())
         assert backend().classify(rgb()).scores == {"bicycle": 0.8, "car": 0.1, "bus": 0.01, "unknown": 0.09}
 
-    def test_model_labels_that_are_no_class_are_ignored_and_classes_the_model_lacks_are_noted(self, stubber):
-        stubber.add_response("detect_custom_labels", detect_custom_labels(bicycle=70.0, tram=25.0), expected())
+    def test_model_labels_that_are_no_class_are_ignored_and_classes_the_model_lacks_are_noted(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(bicycle=70.0, tram=25.0), expected())
         scores = backend().classify(rgb())
         assert scores.scores == {"bicycle": 0.7, "car": 0.0, "bus": 0.0, "unknown": 0.3}
         assert scores.raw["not_in_model"] == ["bus", "car"]
 
-    def test_a_model_none_of_whose_labels_is_a_class_is_an_error_naming_them(self, stubber):
-        stubber.add_response("detect_custom_labels", detect_custom_labels(tram=60.0, ferry=40.0), expected())
+    def test_a_model_none_of_whose_labels_is_a_class_is_an_error_naming_them(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(tram=60.0, ferry=40.0), expected())
         with pytest.raises(BackendError) as error:
             backend().classify(rgb())
         assert not error.value.retryable
         assert "none of the model's labels (ferry, tram) is a class of this project" in str(error.value)
 
-    def test_an_empty_answer_means_everything_is_unknown(self, stubber):
-        stubber.add_response("detect_custom_labels", {"CustomLabels": []}, expected())
+    def test_an_empty_answer_means_everything_is_unknown(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", {"CustomLabels": []}, expected())
         assert backend().classify(rgb()).scores == {"bicycle": 0.0, "car": 0.0, "bus": 0.0, "unknown": 1.0}
 
-    def test_a_configured_price_per_call_is_the_cost(self, stubber):
-        stubber.add_response("detect_custom_labels", detect_custom_labels(bicycle=99.0), expected())
+    def test_a_configured_price_per_call_is_the_cost(self, rekognition_stub):
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(bicycle=99.0), expected())
         assert backend(price_per_call=0.0011).classify(rgb()).cost_usd == 0.0011
 
-    def test_the_model_not_running_is_a_clear_error_that_retrying_cannot_fix(self, stubber):
-        stubber.add_client_error("detect_custom_labels", "ResourceNotReadyException", NOT_RUNNING, 400,
+    def test_the_model_not_running_is_a_clear_error_that_retrying_cannot_fix(self, rekognition_stub):
+        rekognition_stub.add_client_error("detect_custom_labels", "ResourceNotReadyException", NOT_RUNNING, 400,
                                  expected_params=expected())
         with pytest.raises(BackendError) as error:
             backend().classify(rgb())
@@ -101,18 +94,18 @@ class DetectCustomLabelsScoringTests:
 
 
 class ImageBytesTests:
-    def test_a_large_noisy_image_is_made_smaller_until_it_is_under_4_mb(self, stubber):
+    def test_a_large_noisy_image_is_made_smaller_until_it_is_under_4_mb(self, rekognition_stub):
         noise = np.random.default_rng(1).integers(0, 256, (3000, 3000, 3), dtype=np.uint8)
         sent = JpegUnder(MAX_IMAGE_BYTES)
-        stubber.add_response("detect_custom_labels", detect_custom_labels(bicycle=50.0),
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(bicycle=50.0),
                              expected(Image={"Bytes": sent}))
         backend().classify(Image.fromarray(noise))
         width, height = Image.open(io.BytesIO(sent.seen)).size
         assert len(sent.seen) < 4_000_000 and width == height and 1500 < width < 3000
 
-    def test_an_ordinary_photo_goes_at_full_size(self, stubber):
+    def test_an_ordinary_photo_goes_at_full_size(self, rekognition_stub):
         sent = JpegUnder(MAX_IMAGE_BYTES)
-        stubber.add_response("detect_custom_labels", detect_custom_labels(bicycle=50.0),
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(bicycle=50.0),
                              expected(Image={"Bytes": sent}))
         photo = Image.open(io.BytesIO(photo_bytes("rocket"))).convert("RGB")
         backend().classify(photo)
@@ -176,12 +169,12 @@ def upload(project, django_capture_on_commit_callbacks) -> Item:
 
 class TaskPathTests:
     def test_a_throttled_call_is_retried_and_the_item_is_auto_accepted_with_its_cost(
-        self, stubber, django_capture_on_commit_callbacks
+        self, rekognition_stub, django_capture_on_commit_callbacks
     ):
         project = make_vehicles_project(price_per_call=0.002)
-        stubber.add_client_error("detect_custom_labels", "ThrottlingException", "Slow down", 400,
+        rekognition_stub.add_client_error("detect_custom_labels", "ThrottlingException", "Slow down", 400,
                                  expected_params=expected())
-        stubber.add_response("detect_custom_labels", detect_custom_labels(rocket=97.0, car=2.0), expected())
+        rekognition_stub.add_response("detect_custom_labels", detect_custom_labels(rocket=97.0, car=2.0), expected())
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.AUTO_ACCEPTED and item.label.name == "rocket" and item.attempts == 2
         prediction = item.predictions.get()
@@ -191,12 +184,12 @@ class TaskPathTests:
         assert prediction.cost_usd == Decimal("0.002")
 
     def test_throttling_that_outlasts_the_retries_sends_the_item_to_review(
-        self, stubber, settings, django_capture_on_commit_callbacks
+        self, rekognition_stub, settings, django_capture_on_commit_callbacks
     ):
         settings.LOUPE_BACKEND_RETRIES = 1
         project = make_vehicles_project()
         for _ in range(2):
-            stubber.add_client_error("detect_custom_labels", "ProvisionedThroughputExceededException", "Too many", 400)
+            rekognition_stub.add_client_error("detect_custom_labels", "ProvisionedThroughputExceededException", "Too many", 400)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 2
         assert item.status_reason.startswith("Backend unavailable: rekognition ProvisionedThroughputExceededException")
@@ -212,17 +205,17 @@ class TaskPathTests:
          "a parameter was refused: check the backend settings"),
     ])
     def test_an_error_retrying_cannot_fix_sends_the_item_to_review_at_once_with_advice(
-        self, stubber, django_capture_on_commit_callbacks, code, status, message, advice
+        self, rekognition_stub, django_capture_on_commit_callbacks, code, status, message, advice
     ):
         project = make_vehicles_project()
-        stubber.add_client_error("detect_custom_labels", code, message, status)
+        rekognition_stub.add_client_error("detect_custom_labels", code, message, status)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
         assert item.status_reason == f"Backend error: rekognition {code} ({advice})"
         assert item.error_detail.startswith(f"Backend error: rekognition {code}: ")
         assert not Prediction.objects.exists()
 
-    def test_a_missing_arn_sends_items_to_review_with_what_to_set(self, stubber, django_capture_on_commit_callbacks):
+    def test_a_missing_arn_sends_items_to_review_with_what_to_set(self, rekognition_stub, django_capture_on_commit_callbacks):
         project = make_vehicles_project()
         Project.objects.filter(pk=project.pk).update(backend_config={})
         project.refresh_from_db()

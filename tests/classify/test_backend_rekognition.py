@@ -13,7 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from PIL import Image
 
 from classify import aws
@@ -34,13 +34,6 @@ CLASSES = (
     ClassSpec("unknown", is_unknown=True),
 )
 DENIED = "User: arn:aws:iam::123456789012:user/loupe is not authorized to perform: rekognition:DetectLabels"
-
-
-@pytest.fixture
-def stubber(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
 
 
 def label(name: str, confidence: float | None, *, parents=(), aliases=(), categories=("Animals and Pets",)) -> dict:
@@ -95,14 +88,14 @@ class JpegUnder:
 
 
 class DetectLabelsScoringTests:
-    def test_a_cat_photo_scores_the_cat_class_with_the_cat_labels_confidence(self, stubber):
-        stubber.add_response("detect_labels", CAT_PHOTO, expected())
+    def test_a_cat_photo_scores_the_cat_class_with_the_cat_labels_confidence(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         scores = backend().classify(rgb())
         assert scores.scores == {"cat": 0.9871, "dog": 0.0, "person": 0.0, "unknown": 0.0129}
         assert scores.cost_usd == 0.001
 
-    def test_the_raw_record_keeps_names_confidences_parents_aliases_and_the_label_model_version(self, stubber):
-        stubber.add_response("detect_labels", {**CAT_PHOTO, "ResponseMetadata": {"RequestId": "req-1"}}, expected())
+    def test_the_raw_record_keeps_names_confidences_parents_aliases_and_the_label_model_version(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", {**CAT_PHOTO, "ResponseMetadata": {"RequestId": "req-1"}}, expected())
         raw = backend().classify(rgb()).raw
         assert raw["LabelModelVersion"] == "3.0" and raw["RequestId"] == "req-1"
         assert raw["matched"] == {"cat": "Cat"}
@@ -110,86 +103,86 @@ class DetectLabelsScoringTests:
                                     "Parents": ["Cat", "Mammal", "Pet", "Animal"], "Aliases": ["Kitty"]}
         assert all(set(entry) == {"Name", "Confidence", "Parents", "Aliases"} for entry in raw["Labels"])
 
-    def test_the_raw_record_keeps_the_strongest_labels_and_every_label_that_scored(self, stubber):
+    def test_the_raw_record_keeps_the_strongest_labels_and_every_label_that_scored(self, rekognition_stub):
         scenery = [label(f"Thing {n}", 90.0 - n, categories=[]) for n in range(30)]
-        stubber.add_response("detect_labels", detect_labels(*scenery, label("Cat", 3.0)), expected())
+        rekognition_stub.add_response("detect_labels", detect_labels(*scenery, label("Cat", 3.0)), expected())
         raw = backend().classify(rgb()).raw
         assert raw["label_count"] == 31
         assert [entry["Name"] for entry in raw["Labels"]] == [f"Thing {n}" for n in range(20)] + ["Cat"]
 
-    def test_a_mapped_name_matches_a_labels_alias_case_insensitively(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(
+    def test_a_mapped_name_matches_a_labels_alias_case_insensitively(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(
             label("Person", 97.5, aliases=["Human"], categories=["Person Description"]),
             label("Adult", 90.1, parents=["Person"]),
         ), expected())
         scores = backend().classify(rgb())
         assert scores.scores["person"] == 0.975 and scores.raw["matched"] == {"person": "Person"}
 
-    def test_a_child_counts_for_its_mapped_parent_with_its_own_confidence_when_the_parent_is_absent(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(
+    def test_a_child_counts_for_its_mapped_parent_with_its_own_confidence_when_the_parent_is_absent(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(
             label("Labrador Retriever", 88.0, parents=["Dog", "Pet", "Animal", "Mammal"]),
         ), expected())
         scores = backend().classify(rgb())
         assert scores.scores["dog"] == 0.88 and scores.raw["matched"] == {"dog": "Labrador Retriever"}
 
-    def test_a_present_parent_scores_with_its_own_confidence_not_its_childs(self, stubber):
+    def test_a_present_parent_scores_with_its_own_confidence_not_its_childs(self, rekognition_stub):
         vehicles = (ClassSpec("vehicle", mapping=("Vehicle",)), ClassSpec("unknown", is_unknown=True))
-        stubber.add_response("detect_labels", detect_labels(
+        rekognition_stub.add_response("detect_labels", detect_labels(
             label("Sports Car", 96.0, parents=["Car", "Vehicle", "Transportation"], categories=["Vehicles"]),
             label("Vehicle", 80.0, parents=["Transportation"], categories=["Vehicles"]),
         ), expected())
         scores = backend(vehicles).classify(rgb())
         assert scores.scores == {"vehicle": 0.8, "unknown": 0.2}
 
-    def test_classes_over_one_in_total_are_scaled_and_unknown_gets_nothing(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(label("Cat", 90.0), label("Puppy", 60.0)), expected())
+    def test_classes_over_one_in_total_are_scaled_and_unknown_gets_nothing(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(label("Cat", 90.0), label("Puppy", 60.0)), expected())
         scores = backend().classify(rgb()).scores
         assert scores == {"cat": 0.6, "dog": 0.4, "person": 0.0, "unknown": 0.0}
 
-    def test_no_labels_at_all_means_everything_is_unknown(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(), expected())
+    def test_no_labels_at_all_means_everything_is_unknown(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected())
         scores = backend().classify(rgb())
         assert scores.scores == {"cat": 0.0, "dog": 0.0, "person": 0.0, "unknown": 1.0}
         assert scores.raw["matched"] == {}
 
-    def test_labels_outside_the_mapping_are_ignored(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(
+    def test_labels_outside_the_mapping_are_ignored(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(
             label("Furniture", 99.0, categories=["Home and Indoors"]), label("Chair", 97.0, parents=["Furniture"]),
         ), expected())
         assert backend().classify(rgb()).scores["unknown"] == 1.0
 
-    def test_a_missing_or_nan_confidence_counts_as_zero(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(label("Cat", None), label("Dog", math.nan)), expected())
+    def test_a_missing_or_nan_confidence_counts_as_zero(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(label("Cat", None), label("Dog", math.nan)), expected())
         scores = backend().classify(rgb())
         assert scores.scores["unknown"] == 1.0
         assert [entry["Confidence"] for entry in scores.raw["Labels"]] == [0.0, 0.0]
 
-    def test_the_settings_go_into_the_request(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(), expected(MaxLabels=25, MinConfidence=40.0))
+    def test_the_settings_go_into_the_request(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected(MaxLabels=25, MinConfidence=40.0))
         backend(min_confidence=40, max_labels=25).classify(rgb())
 
-    def test_the_call_is_paced_with_the_configured_rate(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(), expected())
+    def test_the_call_is_paced_with_the_configured_rate(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected())
         with mock.patch.object(aws, "pace") as pace:
             backend(max_tps=5).classify(rgb())
         pace.assert_called_once_with("rekognition", 5.0)
 
-    def test_the_price_per_call_can_be_set(self, stubber):
-        stubber.add_response("detect_labels", detect_labels(), expected())
+    def test_the_price_per_call_can_be_set(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected())
         assert backend(price_per_call=0.0008).classify(rgb()).cost_usd == 0.0008
 
 
 class ImageBytesTests:
-    def test_a_small_image_goes_at_full_size(self, stubber):
+    def test_a_small_image_goes_at_full_size(self, rekognition_stub):
         sent = JpegUnder(MAX_IMAGE_BYTES)
-        stubber.add_response("detect_labels", detect_labels(), expected(Image={"Bytes": sent}))
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected(Image={"Bytes": sent}))
         backend().classify(rgb((640, 480)))
         assert Image.open(io.BytesIO(sent.seen)).size == (640, 480)
 
-    def test_an_image_too_large_as_jpeg_is_made_smaller_until_it_fits_in_5_mb(self, stubber):
+    def test_an_image_too_large_as_jpeg_is_made_smaller_until_it_fits_in_5_mb(self, rekognition_stub):
         noise = np.random.default_rng(0).integers(0, 256, (3500, 3500, 3), dtype=np.uint8)
         sent = JpegUnder(MAX_IMAGE_BYTES)
-        stubber.add_response("detect_labels", detect_labels(), expected(Image={"Bytes": sent}))
+        rekognition_stub.add_response("detect_labels", detect_labels(), expected(Image={"Bytes": sent}))
         backend().classify(Image.fromarray(noise))
         width, height = Image.open(io.BytesIO(sent.seen)).size
         assert len(sent.seen) <= 5 * 1024 * 1024 and width == height and 1500 < width < 3500
@@ -242,8 +235,8 @@ class SettingsTests:
         remapped = (ClassSpec("cat", mapping=("Cat", "Kitten")),) + CLASSES[1:]
         assert backend(remapped).model_version != version
 
-    def test_the_scores_carry_the_same_version_whatever_label_model_answered(self, stubber):
-        stubber.add_response("detect_labels", {**detect_labels(), "LabelModelVersion": "3.1"}, expected())
+    def test_the_scores_carry_the_same_version_whatever_label_model_answered(self, rekognition_stub):
+        rekognition_stub.add_response("detect_labels", {**detect_labels(), "LabelModelVersion": "3.1"}, expected())
         built = backend()
         assert built.classify(rgb()).model_version == built.model_version
 
@@ -269,11 +262,11 @@ def upload(project, django_capture_on_commit_callbacks, data: bytes | None = Non
 
 class TaskPathTests:
     def test_a_throttled_call_is_retried_and_the_item_is_auto_accepted_with_its_cost(
-        self, stubber, django_capture_on_commit_callbacks
+        self, rekognition_stub, django_capture_on_commit_callbacks
     ):
         project = make_pets_project()
-        stubber.add_client_error("detect_labels", "ThrottlingException", "Rate exceeded", 400, expected_params=expected())
-        stubber.add_response("detect_labels", CAT_PHOTO, expected())
+        rekognition_stub.add_client_error("detect_labels", "ThrottlingException", "Rate exceeded", 400, expected_params=expected())
+        rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.AUTO_ACCEPTED and item.label.name == "cat"
         assert item.attempts == 2
@@ -284,12 +277,12 @@ class TaskPathTests:
         assert prediction.raw["LabelModelVersion"] == "3.0"
 
     def test_throttling_that_outlasts_the_retries_sends_the_item_to_review(
-        self, stubber, settings, django_capture_on_commit_callbacks
+        self, rekognition_stub, settings, django_capture_on_commit_callbacks
     ):
         settings.LOUPE_BACKEND_RETRIES = 2
         project = make_pets_project()
         for _ in range(3):
-            stubber.add_client_error("detect_labels", "ThrottlingException", "Rate exceeded", 400)
+            rekognition_stub.add_client_error("detect_labels", "ThrottlingException", "Rate exceeded", 400)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 3
         assert item.status_reason == "Backend unavailable: rekognition ThrottlingException"
@@ -307,17 +300,17 @@ class TaskPathTests:
          "the service could not read the image"),
     ])
     def test_an_error_retrying_cannot_fix_sends_the_item_to_review_at_once_with_advice(
-        self, stubber, django_capture_on_commit_callbacks, code, status, message, advice
+        self, rekognition_stub, django_capture_on_commit_callbacks, code, status, message, advice
     ):
         project = make_pets_project()
-        stubber.add_client_error("detect_labels", code, message, status)
+        rekognition_stub.add_client_error("detect_labels", code, message, status)
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.NEEDS_REVIEW and item.attempts == 1
         assert item.status_reason == f"Backend error: rekognition {code} ({advice})"  # members: no ARN, no account
         assert item.error_detail == f"Backend error: rekognition {code}: {message} ({advice})"  # admins and logs
         assert not Prediction.objects.exists()
 
-    def test_a_class_left_unmapped_sends_items_to_review_without_a_call(self, stubber, django_capture_on_commit_callbacks):
+    def test_a_class_left_unmapped_sends_items_to_review_without_a_call(self, rekognition_stub, django_capture_on_commit_callbacks):
         project = make_pets_project()
         Label.objects.filter(project=project, name="dog").update(mappings={})
         item = upload(project, django_capture_on_commit_callbacks)
@@ -325,10 +318,10 @@ class TaskPathTests:
         assert item.status_reason.startswith("Backend error: class 'dog' has no Rekognition label names")
 
     def test_an_identical_image_reuses_the_scores_and_is_not_sent_or_billed_again(
-        self, stubber, django_capture_on_commit_callbacks
+        self, rekognition_stub, django_capture_on_commit_callbacks
     ):
         project = make_pets_project()
-        stubber.add_response("detect_labels", CAT_PHOTO, expected())
+        rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         first = upload(project, django_capture_on_commit_callbacks)
         second = upload(project, django_capture_on_commit_callbacks)
         reused = second.predictions.get()

@@ -10,14 +10,13 @@ import logging
 from decimal import Decimal
 
 import pytest
-from botocore.stub import Stubber
 from django.urls import reverse
 
-from classify import aws, tasks
+from classify import tasks
 from classify.models import Budget, Event, Item, Project
 from classify.services import queueing
 from tests.base import noisy_image
-from tests.classify.test_backend_rekognition import CAT_PHOTO, REGION, expected, make_pets_project, upload
+from tests.classify.test_backend_rekognition import CAT_PHOTO, expected, make_pets_project, upload
 from tests.classify.test_hosting import Clock
 from tests.classify.test_retrain import admin_client
 
@@ -27,13 +26,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def clock(monkeypatch):
     return Clock(monkeypatch)
-
-
-@pytest.fixture
-def stub(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture
@@ -51,13 +43,13 @@ def batch(project, django_capture_on_commit_callbacks, n: int) -> list[Item]:
 
 class BudgetTests:
     def test_a_budget_crossed_mid_batch_leaves_the_rest_queued_and_resumes_the_next_day(
-        self, stub, clock, later, caplog, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, caplog, django_capture_on_commit_callbacks
     ):
         clock.advance(hours=12)  # 22:00 UTC on 2026-11-21
         project = make_pets_project(price_per_call=0.004)
         Budget.objects.create(project=project, backend="rekognition", period="day", limit_usd=Decimal("0.01"))
         for _ in range(2):
-            stub.add_response("detect_labels", CAT_PHOTO, expected())
+            rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         with caplog.at_level(logging.WARNING, logger="classify.services.budgets"):
             items = batch(project, django_capture_on_commit_callbacks, 4)
 
@@ -77,19 +69,19 @@ class BudgetTests:
 
         clock.advance(hours=2, seconds=1)  # the next day: the waiting items go through
         for _ in range(2):
-            stub.add_response("detect_labels", CAT_PHOTO, expected())
+            rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         for item in items[2:]:
             tasks.classify_item.apply(args=(item.pk,))
             item.refresh_from_db()
             assert item.status == Item.Status.AUTO_ACCEPTED and item.attempts == 1
 
     def test_reaching_the_limit_alerts_once_at_100_percent_and_a_monthly_installation_budget_counts_every_project(
-        self, stub, clock, later, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, django_capture_on_commit_callbacks
     ):
         project = make_pets_project(price_per_call=0.004)
         Budget.objects.create(project=None, backend="rekognition", period="month", limit_usd=Decimal("0.008"))
         for _ in range(2):
-            stub.add_response("detect_labels", CAT_PHOTO, expected())
+            rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         items = batch(project, django_capture_on_commit_callbacks, 3)
         assert items[2].status == Item.Status.QUEUED
         assert items[2].status_reason == ("Waiting: the installation's monthly budget of $0.01 for rekognition is "
@@ -100,7 +92,7 @@ class BudgetTests:
         assert "Budget used up:" in page and "Items wait, queued, until 2026-12-01 00:00 UTC." in page
 
     def test_a_project_that_falls_back_is_answered_by_the_local_model(
-        self, stub, clock, later, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, django_capture_on_commit_callbacks
     ):
         project = make_pets_project(price_per_call=0.004)
         Project.objects.filter(pk=project.pk).update(over_budget=Project.OverBudget.LOCAL)
@@ -137,10 +129,10 @@ class BudgetPageTests:
         assert not Budget.objects.exists() and "Budget removed." in removed.content.decode()
 
     def test_reused_scores_are_never_held_back_and_installation_budgets_are_for_superusers(
-        self, stub, clock, later, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, django_capture_on_commit_callbacks
     ):
         project = make_pets_project(price_per_call=0.004)
-        stub.add_response("detect_labels", CAT_PHOTO, expected())
+        rekognition_stub.add_response("detect_labels", CAT_PHOTO, expected())
         first = batch(project, django_capture_on_commit_callbacks, 1)[0]
         Budget.objects.create(project=project, backend="rekognition", period="day", limit_usd=Decimal("0.004"))
         again = batch(project, django_capture_on_commit_callbacks, 1)[0]  # the same picture: reused, free

@@ -8,10 +8,8 @@ import html
 from decimal import Decimal
 
 import pytest
-from botocore.stub import Stubber
 from django.urls import reverse
 
-from classify import aws
 from classify.models import Item, Label, Project
 from tests.base import make_colour_project, noisy_image, photo_bytes
 from tests.classify.test_backend_rekognition import REGION, detect_labels, expected, label, upload
@@ -19,13 +17,6 @@ from tests.classify.test_retrain import admin_client
 
 pytestmark = pytest.mark.django_db
 PAID = {"red": "Red", "green": "Green", "blue": "Blue"}
-
-
-@pytest.fixture
-def stub(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def paid_project(*, cascade: bool) -> Project:
@@ -41,11 +32,11 @@ def paid_project(*, cascade: bool) -> Project:
 
 class CascadeTests:
     def test_only_unconfident_items_reach_the_paid_backend_and_a_settled_near_duplicate_reuses_its_label(
-        self, stub, settings, django_capture_on_commit_callbacks
+        self, rekognition_stub, settings, django_capture_on_commit_callbacks
     ):
         settings.LOUPE_CASCADE_BACKEND = "colour"
         project = paid_project(cascade=True)
-        stub.add_response("detect_labels", detect_labels(label("Green", 96.0)), expected())  # the one paid call
+        rekognition_stub.add_response("detect_labels", detect_labels(label("Green", 96.0)), expected())  # the one paid call
 
         easy = upload(project, django_capture_on_commit_callbacks, noisy_image((250, 5, 5), seed=1))
         hard = upload(project, django_capture_on_commit_callbacks, photo_bytes("chelsea"))  # a cat: no clear colour
@@ -69,10 +60,10 @@ class CascadeTests:
         assert "<td>the first stage (local model), confident</td><td>1</td><td>0.0040</td>" in page
         assert "<td>a paid backend</td><td>1</td>" in page
 
-    def test_without_the_cascade_every_item_is_a_paid_call(self, stub, settings, django_capture_on_commit_callbacks):
+    def test_without_the_cascade_every_item_is_a_paid_call(self, rekognition_stub, settings, django_capture_on_commit_callbacks):
         settings.LOUPE_CASCADE_BACKEND = "colour"
         project = paid_project(cascade=False)
-        stub.add_response("detect_labels", detect_labels(label("Red", 96.0)), expected())
+        rekognition_stub.add_response("detect_labels", detect_labels(label("Red", 96.0)), expected())
         item = upload(project, django_capture_on_commit_callbacks, noisy_image((250, 5, 5), seed=1))
         assert item.predictions.get().backend == "rekognition"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from django.urls import reverse
 from django.utils import timezone
 
-from classify import aws, tasks
+from classify import tasks
 from classify.models import HostedModel, Item, ModelVersion, TrainingRun
 from classify.retrain import runs
 from classify.services import hosting, intake, queueing
@@ -39,13 +39,6 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def stub(aws_env):
-    with Stubber(aws.client("rekognition", "us-east-1")) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
 def later(monkeypatch):
     """What the task hands back to the queue with a countdown (the broker is not under test here)."""
     sent = []
@@ -58,8 +51,8 @@ def running_model(project, **fields) -> HostedModel:
     return HostedModel.objects.create(project=project, project_version_arn=ARN, **{**values, **fields})
 
 
-def described(stub, status: str) -> None:
-    stub.add_response("describe_project_versions", {"ProjectVersionDescriptions": [
+def described(rekognition_stub, status: str) -> None:
+    rekognition_stub.add_response("describe_project_versions", {"ProjectVersionDescriptions": [
         {"ProjectVersionArn": ARN, "CreationTimestamp": T0, "Status": status}]},
         {"ProjectArn": PROJECT_ARN, "VersionNames": [VERSION]})
 
@@ -73,7 +66,7 @@ def upload(project, django_capture_on_commit_callbacks) -> Item:
 
 class IdleShutdownTests:
     def test_an_idle_model_is_stopped_then_started_again_when_work_arrives(
-        self, stub, clock, later, settings, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, settings, django_capture_on_commit_callbacks
     ):
         settings.LOUPE_MODEL_IDLE_MINUTES, settings.LOUPE_MODEL_START_MINUTES = 60, 10
         project = make_vehicles_project()
@@ -82,14 +75,14 @@ class IdleShutdownTests:
         clock.advance(minutes=59)
         tasks.sweep()  # not idle long enough: no call (the Stubber refuses any unexpected call)
         clock.advance(minutes=2)
-        stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
+        rekognition_stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
         tasks.sweep()
         model.refresh_from_db()
         assert model.state == HostedModel.State.STOPPED
         assert model.billed_seconds == 61 * 60 and model.status_message == "Stopped after 60 minutes without work."
 
         clock.advance(hours=5)  # an upload arrives for the stopped model
-        stub.add_response("start_project_version", {"Status": "STARTING"},
+        rekognition_stub.add_response("start_project_version", {"Status": "STARTING"},
                           {"ProjectVersionArn": ARN, "MinInferenceUnits": 1})
         item = upload(project, django_capture_on_commit_callbacks)
         assert item.status == Item.Status.QUEUED and item.attempts == 0
@@ -97,7 +90,7 @@ class IdleShutdownTests:
         assert later == [(item.pk, 30.0)]
 
         clock.advance(seconds=30)
-        described(stub, "STARTING")
+        described(rekognition_stub, "STARTING")
         tasks.classify_item.apply(args=(item.pk,))
         item.refresh_from_db()
         assert item.status == Item.Status.QUEUED and item.status_reason.endswith("about 10 minutes.")
@@ -108,8 +101,8 @@ class IdleShutdownTests:
         assert later[-1] == (item.pk, 40.0)
 
         clock.advance(minutes=7)
-        described(stub, "RUNNING")
-        stub.add_response("detect_custom_labels", {"CustomLabels": [{"Name": "rocket", "Confidence": 97.0}]},
+        described(rekognition_stub, "RUNNING")
+        rekognition_stub.add_response("detect_custom_labels", {"CustomLabels": [{"Name": "rocket", "Confidence": 97.0}]},
                           {"ProjectVersionArn": ARN, "Image": {"Bytes": ANY}, "MinConfidence": 0})
         tasks.classify_item.apply(args=(item.pk,))
         item.refresh_from_db()
@@ -122,7 +115,7 @@ class IdleShutdownTests:
         # 61 minutes before the stop, and 8 minutes since the restart.
         assert "<td>1.15</td>" in page and "Running" in page
 
-    def test_queued_work_keeps_an_idle_model_running(self, stub, clock, settings):
+    def test_queued_work_keeps_an_idle_model_running(self, rekognition_stub, clock, settings):
         settings.LOUPE_MODEL_IDLE_MINUTES = 60
         project = make_vehicles_project()
         model = running_model(project)
@@ -136,10 +129,10 @@ class IdleShutdownTests:
         model.refresh_from_db()
         assert model.state == HostedModel.State.RUNNING
         TrainingRun.objects.filter(pk=run.pk).update(state=TrainingRun.State.FAILED)
-        stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
+        rekognition_stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
         assert hosting.stop_idle_models() == 1
 
-    def test_idle_shutdown_off_never_stops_and_an_untracked_model_is_never_touched(self, stub, clock, settings):
+    def test_idle_shutdown_off_never_stops_and_an_untracked_model_is_never_touched(self, rekognition_stub, clock, settings):
         project = make_vehicles_project()
         running_model(project)
         clock.advance(days=2)
@@ -148,15 +141,15 @@ class IdleShutdownTests:
         hosting.ensure_running(project, ARN.replace("/1763719200000", "/1"))  # not started by Loupe: no call
 
     def test_a_model_that_fails_to_start_sends_the_item_to_review_with_rekognitions_reason(
-        self, stub, clock, later, django_capture_on_commit_callbacks
+        self, rekognition_stub, clock, later, django_capture_on_commit_callbacks
     ):
         project = make_vehicles_project()
         running_model(project, state=HostedModel.State.STOPPED, started_at=None)
-        stub.add_response("start_project_version", {"Status": "STARTING"},
+        rekognition_stub.add_response("start_project_version", {"Status": "STARTING"},
                           {"ProjectVersionArn": ARN, "MinInferenceUnits": 1})
         item = upload(project, django_capture_on_commit_callbacks)
         clock.advance(seconds=30)
-        stub.add_response("describe_project_versions", {"ProjectVersionDescriptions": [
+        rekognition_stub.add_response("describe_project_versions", {"ProjectVersionDescriptions": [
             {"ProjectVersionArn": ARN, "CreationTimestamp": T0, "Status": "FAILED",
              "StatusMessage": "The model could not be deployed."}]},
             {"ProjectArn": PROJECT_ARN, "VersionNames": [VERSION]})
@@ -177,11 +170,11 @@ class RejectedCandidateTests:
             project=project, kind=TrainingRun.Kind.CUSTOM_LABELS, state=TrainingRun.State.AWAITING_DECISION,
             candidate=candidate, start_model=True, aws={"project_version_arn": ARN}, step="compare")
 
-    def test_a_rejected_candidate_is_stopped_at_once(self, stub, clock):
+    def test_a_rejected_candidate_is_stopped_at_once(self, rekognition_stub, clock):
         project = make_vehicles_project()
         run = self.awaiting(project)
         clock.advance(minutes=90)
-        stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
+        rekognition_stub.add_response("stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": ARN})
         client, admin = admin_client(project)
         client.post(reverse("classify:decide_run", args=[project.slug, run.pk]), {"decision": "reject"})
         run.refresh_from_db()
@@ -190,10 +183,10 @@ class RejectedCandidateTests:
         model = HostedModel.objects.get()
         assert model.state == HostedModel.State.STOPPED and model.billed_seconds == 90 * 60
 
-    def test_a_refused_stop_leaves_the_rejection_and_says_to_stop_it_by_hand(self, stub, clock):
+    def test_a_refused_stop_leaves_the_rejection_and_says_to_stop_it_by_hand(self, rekognition_stub, clock):
         project = make_vehicles_project()
         run = self.awaiting(project)
-        stub.add_client_error("stop_project_version", "AccessDeniedException", "not authorized", 403)
+        rekognition_stub.add_client_error("stop_project_version", "AccessDeniedException", "not authorized", 403)
         runs.decide(run=run, approve=False, user=None)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.REJECTED

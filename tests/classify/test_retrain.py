@@ -19,7 +19,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from PIL import Image
 
-from classify import aws
 from classify.models import CloudResource, Event, Item, Label, Membership, ModelVersion, Prediction, Project, TrainingRun
 from classify.retrain import runs
 from classify.retrain.evaluation import classification_metrics, lowest_threshold, stratified_split
@@ -220,13 +219,6 @@ def _s3_roots(settings):
 
 
 @pytest.fixture
-def rekognition(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
-
-
-@pytest.fixture
 def s3(moto_s3):
     moto_s3.create_bucket(Bucket=BUCKET)
     for name in ("train", "test"):  # as an export wrote them: images under the project's prefix
@@ -347,12 +339,12 @@ class CustomLabelsWorkflowTests:
         return project
 
     def test_the_whole_workflow_trains_measures_compares_and_switches_the_project_on_approval(
-        self, rekognition, s3, monkeypatch, django_capture_on_commit_callbacks
+        self, rekognition_stub, s3, monkeypatch, django_capture_on_commit_callbacks
     ):
         project = self.make_project()
         s3.put_object(Bucket=BUCKET, Key=SUMMARY_KEY, Body=json.dumps(summary_file(0.93)).encode())
         version = frozen_version(monkeypatch)
-        flow = Workflow(rekognition, project).project_and_datasets()
+        flow = Workflow(rekognition_stub, project).project_and_datasets()
         flow.dataset(TRAIN_ARN, "CREATE_IN_PROGRESS").dataset(TEST_ARN, "CREATE_IN_PROGRESS")
         flow.dataset(TRAIN_ARN, "CREATE_COMPLETE").dataset(TEST_ARN, "CREATE_COMPLETE")
         flow.training(version).described("TRAINING_IN_PROGRESS").described("TRAINING_COMPLETED", f1=0.93)
@@ -391,11 +383,11 @@ class CustomLabelsWorkflowTests:
         assert ModelVersion.objects.get(backend="custom_labels", is_active=True) == candidate
 
     def test_a_failed_training_stops_the_run_with_rekognitions_reason(
-        self, rekognition, s3, monkeypatch, django_capture_on_commit_callbacks
+        self, rekognition_stub, s3, monkeypatch, django_capture_on_commit_callbacks
     ):
         project = self.make_project()
         version = frozen_version(monkeypatch)
-        flow = Workflow(rekognition, project).project_and_datasets(existing=True)
+        flow = Workflow(rekognition_stub, project).project_and_datasets(existing=True)
         flow.dataset(TRAIN_ARN, "CREATE_COMPLETE").dataset(TEST_ARN, "CREATE_COMPLETE")
         flow.training(version).described("TRAINING_FAILED", message="The manifest file contains too many invalid data objects.")
 
@@ -410,12 +402,12 @@ class CustomLabelsWorkflowTests:
         assert b"too many invalid data objects" in client.get(reverse("classify:models", args=[project.slug])).content
 
     def test_an_f1_below_the_bar_is_measured_but_not_started_or_offered(
-        self, rekognition, s3, monkeypatch, django_capture_on_commit_callbacks
+        self, rekognition_stub, s3, monkeypatch, django_capture_on_commit_callbacks
     ):
         project = self.make_project()
         s3.put_object(Bucket=BUCKET, Key=SUMMARY_KEY, Body=json.dumps(summary_file(0.62)).encode())
         version = frozen_version(monkeypatch)
-        flow = Workflow(rekognition, project).project_and_datasets()
+        flow = Workflow(rekognition_stub, project).project_and_datasets()
         flow.dataset(TRAIN_ARN, "CREATE_COMPLETE").dataset(TEST_ARN, "CREATE_COMPLETE")
         flow.training(version).described("TRAINING_COMPLETED", f1=0.62)  # then no start_project_version
 
@@ -428,21 +420,21 @@ class CustomLabelsWorkflowTests:
         assert project.backend == "local"
 
     def test_a_dataset_rekognition_rejects_fails_the_run_with_its_message(
-        self, rekognition, s3, monkeypatch, django_capture_on_commit_callbacks
+        self, rekognition_stub, s3, monkeypatch, django_capture_on_commit_callbacks
     ):
         project = self.make_project()
         frozen_version(monkeypatch)
-        flow = Workflow(rekognition, project).project_and_datasets()
+        flow = Workflow(rekognition_stub, project).project_and_datasets()
         flow.dataset(TRAIN_ARN, "CREATE_FAILED", message="The manifest file has no valid JSON lines.")
         run = start_run(project, django_capture_on_commit_callbacks)
         assert run.state == TrainingRun.State.FAILED
         assert run.reason == "The TRAIN dataset could not be created: The manifest file has no valid JSON lines. (CLIENT_ERROR)"
 
     def test_a_run_survives_a_lost_message_the_sweeper_resends_the_waiting_step(
-        self, rekognition, s3, monkeypatch, django_capture_on_commit_callbacks
+        self, rekognition_stub, s3, monkeypatch, django_capture_on_commit_callbacks
     ):
         project = self.make_project()
-        Workflow(rekognition, project).project_and_datasets().dataset(TRAIN_ARN, "CREATE_IN_PROGRESS").dataset(
+        Workflow(rekognition_stub, project).project_and_datasets().dataset(TRAIN_ARN, "CREATE_IN_PROGRESS").dataset(
             TEST_ARN, "CREATE_IN_PROGRESS")
         sent = []
         monkeypatch.setattr(runs, "send", lambda run_id, token, countdown=0: sent.append((run_id, token, countdown)))

@@ -46,13 +46,6 @@ def world(settings):
 
 
 @pytest.fixture
-def rekognition(aws_env):
-    with Stubber(aws.client("rekognition", REGION)) as stub:
-        yield stub
-        stub.assert_no_pending_responses()
-
-
-@pytest.fixture
 def s3_stub(aws_env):
     """The client exports use (the default region)."""
     with Stubber(aws.client("s3")) as stub:
@@ -155,7 +148,7 @@ class TrainingLocationTests:
                                               output_location=f"{ROOT}/alpha/output", region=REGION)
         assert not TrainingRun.objects.exists()
 
-    def test_a_stored_run_aimed_elsewhere_fails_before_any_aws_call(self, world, rekognition):
+    def test_a_stored_run_aimed_elsewhere_fails_before_any_aws_call(self, world, rekognition_stub):
         run = TrainingRun.objects.create(
             project=world["alpha"], kind=TrainingRun.Kind.CUSTOM_LABELS, step="project", region=REGION,
             train_manifest=f"{ROOT}/alpha/train.manifest", test_manifest=f"{ROOT}/alpha/test.manifest",
@@ -190,12 +183,12 @@ class RekognitionProjectTests:
                     "Bucket": "loupe-data", "Name": f"exports/alpha/{kind.lower()}.manifest"}}}})
 
     def test_the_name_comes_from_the_slug_whatever_the_admin_types(
-        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, s3_training, django_capture_on_commit_callbacks, monkeypatch
     ):
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
-        rekognition.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
+        rekognition_stub.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
                                  {"ProjectName": "loupe-alpha", "Feature": "CUSTOM_LABELS"})
-        self.datasets(rekognition, project_arn("loupe-alpha"), s3_training)
+        self.datasets(rekognition_stub, project_arn("loupe-alpha"), s3_training)
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch, rekognition_project="loupe-beta")
         assert run.rekognition_project == "loupe-alpha"
         record = CloudResource.objects.get()
@@ -203,11 +196,11 @@ class RekognitionProjectTests:
             world["alpha"], CloudResource.Kind.REKOGNITION_PROJECT, "loupe-alpha", project_arn("loupe-alpha"), REGION)
 
     def test_a_project_of_that_name_loupe_did_not_create_is_neither_reused_nor_emptied(
-        self, world, rekognition, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, django_capture_on_commit_callbacks, monkeypatch
     ):
         found = {"ProjectArn": project_arn("loupe-alpha"), "CreationTimestamp": WHEN, "Status": "CREATED",
                  "Datasets": [{"DatasetType": "TRAIN", "DatasetArn": "arn:someone-elses-train"}]}
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": [found]},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": [found]},
                                  {"ProjectNames": ["loupe-alpha"]})
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)  # then no delete_dataset
         run.refresh_from_db()
@@ -215,41 +208,41 @@ class RekognitionProjectTests:
         assert "Loupe did not create" in run.reason and not CloudResource.objects.exists()
 
     def test_another_projects_recorded_project_is_never_touched(
-        self, world, rekognition, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, django_capture_on_commit_callbacks, monkeypatch
     ):
         CloudResource.objects.create(project=world["beta"], kind=CloudResource.Kind.REKOGNITION_PROJECT,
                                      region=REGION, name="loupe-alpha", arn=project_arn("loupe-alpha"))
         found = {"ProjectArn": project_arn("loupe-alpha"), "CreationTimestamp": WHEN, "Status": "CREATED",
                  "Datasets": [{"DatasetType": "TRAIN", "DatasetArn": f"{project_arn('loupe-alpha')}/dataset/train/9"}]}
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": [found]},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": [found]},
                                  {"ProjectNames": ["loupe-alpha"]})
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)
         run.refresh_from_db()
         assert run.state == TrainingRun.State.FAILED and "Loupe did not create" in run.reason
 
     def test_its_own_recorded_project_is_reused_and_its_old_datasets_replaced(
-        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, s3_training, django_capture_on_commit_callbacks, monkeypatch
     ):
         arn = project_arn("loupe-alpha")
         CloudResource.objects.create(project=world["alpha"], kind=CloudResource.Kind.REKOGNITION_PROJECT,
                                      region=REGION, name="loupe-alpha", arn=arn)
         found = {"ProjectArn": arn, "CreationTimestamp": WHEN, "Status": "CREATED",
                  "Datasets": [{"DatasetType": "TRAIN", "DatasetArn": f"{arn}/dataset/train/0"}]}
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": [found]},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": [found]},
                                  {"ProjectNames": ["loupe-alpha"]})
-        rekognition.add_response("delete_dataset", {}, {"DatasetArn": f"{arn}/dataset/train/0"})
-        self.datasets(rekognition, arn, s3_training)
+        rekognition_stub.add_response("delete_dataset", {}, {"DatasetArn": f"{arn}/dataset/train/0"})
+        self.datasets(rekognition_stub, arn, s3_training)
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)
         assert run.steps[0]["detail"].startswith("Reusing project loupe-alpha")
 
     def test_a_recorded_name_now_holding_a_different_project_is_refused(
-        self, world, rekognition, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, django_capture_on_commit_callbacks, monkeypatch
     ):
         CloudResource.objects.create(project=world["alpha"], kind=CloudResource.Kind.REKOGNITION_PROJECT,
                                      region=REGION, name="loupe-alpha", arn=project_arn("loupe-alpha"))
         recreated = {"ProjectArn": project_arn("loupe-alpha").replace("1763720000000", "1999999999999"),
                      "CreationTimestamp": WHEN, "Status": "CREATED", "Datasets": []}
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": [recreated]},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": [recreated]},
                                  {"ProjectNames": ["loupe-alpha"]})
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)
         run.refresh_from_db()
@@ -257,10 +250,10 @@ class RekognitionProjectTests:
 
 
     def test_a_manifest_naming_another_projects_images_is_refused_before_any_dataset(
-        self, world, rekognition, s3_training, django_capture_on_commit_callbacks, monkeypatch
+        self, world, rekognition_stub, s3_training, django_capture_on_commit_callbacks, monkeypatch
     ):
-        rekognition.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
-        rekognition.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
+        rekognition_stub.add_response("describe_projects", {"ProjectDescriptions": []}, {"ProjectNames": ["loupe-alpha"]})
+        rekognition_stub.add_response("create_project", {"ProjectArn": project_arn("loupe-alpha")},
                                  {"ProjectName": "loupe-alpha", "Feature": "CUSTOM_LABELS"})
         manifest(s3_training, "exports/alpha/train.manifest", ["alpha/images/1.jpg", "beta/images/7.jpg"])
         run = self.start(world, django_capture_on_commit_callbacks, monkeypatch)  # then no create_dataset
