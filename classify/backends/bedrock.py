@@ -27,7 +27,7 @@ from PIL import Image
 from .. import aws
 from ..images import bounded, jpeg_bytes
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution, unknown_name
-from .options import number, region
+from .options import known, number, region
 
 SERVICE = "bedrock-runtime"
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -76,10 +76,7 @@ class BedrockBackend:
         self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None
     ) -> None:
         self.classes = tuple(classes)
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(SETTINGS))
-        if unknown:
-            raise invalid(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
+        config = known(config, SETTINGS, backend=self.name)
         self.model_id = config.get("model_id") or DEFAULT_MODEL
         if not isinstance(self.model_id, str) or re.search(r"\s", self.model_id) or len(self.model_id) > 300:
             raise invalid(f"model_id {self.model_id!r} is not a Bedrock model id, inference profile id or ARN")

@@ -18,6 +18,17 @@ def refused(backend: str, key: str, expected: str, value: Any) -> BackendError:
     return BackendError(f"{backend} backend setting {key!r} must be {expected}, not {value!r}", retryable=False)
 
 
+def known(config: Mapping[str, Any] | None, settings, *, backend: str) -> dict[str, Any]:
+    """The settings as a dict, refusing any key not in ``settings``: a misspelt key would
+    otherwise be ignored and its default used without a word."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(settings))
+    if unknown:
+        raise BackendError(f"{backend}: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(settings)}",
+                           retryable=False)
+    return config
+
+
 def number(config: Mapping[str, Any], key: str, default: float | None, *, backend: str, low: float = 0.0,
            high: float = math.inf, integer: bool = False) -> float | int | None:
     """A number within [low, high] (a whole one, returned as an int, with ``integer``); absent

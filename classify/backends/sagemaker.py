@@ -49,7 +49,7 @@ from PIL import Image
 from .. import aws
 from ..images import jpeg_bytes
 from .base import BackendError, ClassSpec, ModelArtifact, Scores, distribution
-from .options import number, optional_text, region
+from .options import known, number, optional_text, region
 
 SERVICE = "sagemaker-runtime"
 CONTENT_TYPES = ("application/x-image", "image/jpeg")
@@ -78,10 +78,7 @@ class SageMakerBackend:
         self, *, classes: Sequence[ClassSpec], config: Mapping[str, Any], model: ModelArtifact | None = None
     ) -> None:
         self.classes = tuple(classes)
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(SETTINGS))
-        if unknown:
-            raise invalid(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
+        config = known(config, SETTINGS, backend=self.name)
         self.endpoint_name = _endpoint_name(config.get("endpoint_name"))
         self.region = region(config, backend=self.name)
         self.content_type = config.get("content_type") or "application/x-image"
