@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, features
 
+from bench._photos import jittered, source_photo
 from classify import images, pipeline
 
 SOURCES = ("chelsea", "coffee", "rocket", "astronaut", "immunohistochemistry", "hubble_deep_field", "retina")
@@ -108,27 +109,6 @@ def kinds_for(n: int) -> list[Kind]:
     png = max(1, n - big - n // 3)
     mid = n - big - png
     return [KINDS[i % 2] for i in range(big)] + [KINDS[2]] * mid + [KINDS[3]] * png
-
-
-def source_photo(name: str) -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
-
-
-def jittered(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """``photo`` upscaled to cover ``size`` (plus a random zoom), randomly cropped, maybe
-    mirrored, with a brightness change and sensor-like noise, so every image has its own pixels."""
-    width, height = size
-    scale = max(width / photo.width, height / photo.height) * rng.uniform(1.0, 1.3)
-    big = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1), Image.Resampling.BICUBIC)
-    left = int(rng.integers(0, big.width - width + 1))
-    top = int(rng.integers(0, big.height - height + 1))
-    pixels = np.asarray(big.crop((left, top, left + width, top + height)), dtype=np.float32)
-    pixels *= np.float32(rng.uniform(0.85, 1.15))
-    pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(3.0)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
 def encode(upright: Image.Image, kind: Kind) -> bytes:

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench._photos import jittered, source_photo
 from bench._worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,26 +103,6 @@ def purge_queue() -> None:
 
 
 # --- Images ------------------------------------------------------------------------------------
-
-
-def source_photo(name: str) -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
-
-
-def jittered(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """``photo`` upscaled to cover ``size`` (plus a random zoom), randomly cropped, maybe
-    mirrored, with a brightness change and sensor-like noise, so every image has its own pixels."""
-    width, height = size
-    scale = max(width / photo.width, height / photo.height) * rng.uniform(1.0, 1.3)
-    big = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1), Image.Resampling.BICUBIC)
-    left = int(rng.integers(0, big.width - width + 1))
-    top = int(rng.integers(0, big.height - height + 1))
-    pixels = np.asarray(big.crop((left, top, left + width, top + height)), dtype=np.float32)
-    pixels = pixels * rng.uniform(0.85, 1.15) + rng.normal(0.0, 3.0, pixels.shape)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
 def make_jpegs(n: int, seed: int) -> list[bytes]:
