@@ -14,25 +14,11 @@ from django.urls import reverse
 
 from classify import tasks
 from classify.models import Budget, Event, Item, Project
-from classify.services import queueing
 from tests.base import noisy_image
 from tests.classify.test_backend_rekognition import CAT_PHOTO, expected, make_pets_project, upload
-from tests.classify.test_hosting import Clock
 from tests.classify.test_retrain import admin_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return Clock(monkeypatch)
-
-
-@pytest.fixture
-def later(monkeypatch):
-    sent = []
-    monkeypatch.setattr(queueing, "hand_to_queue_later", lambda item_id, countdown: sent.append((item_id, countdown)))
-    return sent
 
 
 def batch(project, django_capture_on_commit_callbacks, n: int) -> list[Item]:

@@ -3,47 +3,22 @@ sequence against botocore's Stubber on the real client, with the clock set by th
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from botocore.stub import ANY
 from django.urls import reverse
-from django.utils import timezone
 
 from classify import tasks
 from classify.models import HostedModel, Item, ModelVersion, TrainingRun
 from classify.retrain import runs
-from classify.services import hosting, intake, queueing
+from classify.services import hosting, intake
 from tests.base import photo_bytes
+from tests.classify.conftest import T0
 from tests.classify.test_backend_custom_labels import ARN, make_vehicles_project
 from tests.classify.test_retrain import admin_client
 
 pytestmark = pytest.mark.django_db
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 PROJECT_ARN = ARN.split("/version/")[0]
 VERSION = ARN.split("/")[3]
-
-
-class Clock:
-    def __init__(self, monkeypatch) -> None:
-        self.now = T0
-        monkeypatch.setattr(timezone, "now", lambda: self.now)
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return Clock(monkeypatch)
-
-
-@pytest.fixture
-def later(monkeypatch):
-    """What the task hands back to the queue with a countdown (the broker is not under test here)."""
-    sent = []
-    monkeypatch.setattr(queueing, "hand_to_queue_later", lambda item_id, countdown: sent.append((item_id, countdown)))
-    return sent
 
 
 def running_model(project, **fields) -> HostedModel:
