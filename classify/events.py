@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.module_loading import import_string
 
-from .models import Event, Item, Project, TrainingRun
+from .models import Event, Item, Prediction, Project, TrainingRun
 
 log = logging.getLogger(__name__)
 SETTLED_STATUSES = frozenset({Item.Status.AUTO_ACCEPTED, Item.Status.REVIEWED, Item.Status.REJECTED,
@@ -46,17 +46,25 @@ def item_settled(item_id: int, *, by=None, answers: list[dict] | None = None) ->
 
     ``by`` is the person whose decision settled it (None for the machine); ``answers`` are the
     human decisions it rests on, oldest first: ``{"reviewer", "labels", "at", "seconds_spent"}``.
+    Reads the item and its latest prediction; a caller holding both uses ``settled_event``.
     """
     item = Item.objects.select_related("project", "label").filter(pk=item_id).first()
     if item is None or item.status not in SETTLED_STATUSES:
         return None
-    return record_event(project_id=item.project_id, type=Event.Type.ITEM_SETTLED,
-                        data={"item": item_snapshot(item, by=by, answers=answers or [])})
-
-
-def item_snapshot(item: Item, *, by=None, answers: list[dict]) -> dict:
-    """The settled item as events and result files describe it."""
     prediction = item.predictions.order_by("-created_at", "-pk").first()
+    return settled_event(item, prediction=prediction, by=by, answers=answers or [])
+
+
+def settled_event(item: Item, *, prediction: Prediction | None, by=None, answers: list[dict]) -> Event:
+    """Record ``item.settled`` from what the caller has in hand, no read: ``item`` as the settling
+    UPDATE left it (status, reason, label, ``updated_at``, with its project) and its latest
+    ``prediction`` (only the fields the snapshot names are used). One INSERT."""
+    return record_event(project_id=item.project_id, type=Event.Type.ITEM_SETTLED,
+                        data={"item": item_snapshot(item, prediction=prediction, by=by, answers=answers)})
+
+
+def item_snapshot(item: Item, *, prediction: Prediction | None, by=None, answers: list[dict]) -> dict:
+    """The settled item as events and result files describe it, with its latest prediction."""
     labels = answers[-1]["labels"] if answers else ([item.label.name] if item.label else [])
     return {
         "id": item.pk, "project": item.project.slug, "status": item.status, "status_reason": item.status_reason,

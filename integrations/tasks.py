@@ -1,7 +1,8 @@
 """Thin Celery tasks for integrations, and the only module here that publishes them.
 
 ``handle_event`` is the outbox consumer named in ``settings.LOUPE_EVENT_CONSUMERS``: it runs after
-the settling transaction commits. Whatever cannot be published (the broker is down) stays in the
+the settling transaction commits and queues ``dispatch_event``, which creates the deliveries on a
+worker. Whatever cannot be published (the broker is down) stays in the
 database, undispatched or pending, and ``sweep`` publishes it later: nothing is lost.
 """
 
@@ -19,7 +20,19 @@ log = logging.getLogger(__name__)
 
 
 def handle_event(event_id: str) -> None:
-    """Create the event's deliveries (once) and queue them."""
+    """Hand the event to a worker (``dispatch_event``). It runs after the settling commit, often in
+    a web request (a reviewer's decision), which should not wait for the deliveries' transaction:
+    one message here, the fan-out on the worker. Not queued (the broker is down): the event stays
+    undispatched, and the sweeper dispatches it."""
+    try:
+        dispatch_event.delay(event_id)
+    except Exception as exc:  # as in queue_deliveries: not queued, nothing lost
+        log.warning("could not queue event %s (the sweeper will): %s", event_id, exc)
+
+
+@shared_task(name="integrations.dispatch_event")
+def dispatch_event(event_id: str) -> None:
+    """Create the event's deliveries (once: a second call adds nothing) and queue them."""
     queue_deliveries(deliveries.fan_out(event_id))
 
 
@@ -58,7 +71,7 @@ def sweep() -> None:
     resume imports whose runner died, forget old finished events."""
     events = deliveries.undispatched_events()
     for event_id in events:
-        handle_event(event_id)
+        dispatch_event(event_id)  # here, in the sweeper's own task
     overdue = deliveries.overdue_deliveries()
     queue_deliveries(overdue)
     stalled = s3import.stalled_imports()

@@ -103,14 +103,15 @@ def claims_json(project: Project, items: list[Item], reviewer, *, labels: list[L
             for item in selectors.with_latest_predictions(items)]
 
 
-def stats_json(project: Project, reviewer, *, explain: bool = False, counts: dict[str, int] | None = None) -> dict:
-    """The counters every answer carries: one read of the backlog counts (kept by the database;
-    ``counts`` when read already) and one of the reviewer's own labels today, whatever the
-    backlog. ``explain`` adds what is hidden from this reviewer and why (the stats call the empty
+def stats_json(project: Project, reviewer, *, explain: bool = False,
+               counters: tuple[dict[str, int], int] | None = None) -> dict:
+    """The counters every answer carries, in one query whatever the backlog (``selectors.counters``:
+    the backlog counts the database keeps and the reviewer's labels today; ``counters`` when read
+    already). ``explain`` adds what is hidden from this reviewer and why (the stats call the empty
     review screen makes), kept off the claim and decision path."""
-    counts = selectors.backlog(project, reviewer) if counts is None else counts
+    counts, pace = selectors.counters(project, reviewer) if counters is None else counters
     stats = {"remaining": selectors.remaining(project, reviewer, counts=counts),
-             "pace_today": selectors.pace_today(reviewer, project),
+             "pace_today": pace,
              "by_class": selectors.waiting_by_class(project, reviewer, counts=counts)}
     if explain:
         stats["hidden"] = selectors.hidden_from(project, reviewer)
@@ -146,14 +147,14 @@ def grid_claim(request: HttpRequest, slug: str) -> HttpResponse:
         return api_error(400, "exclude must be a list of item ids.")
     except services.ReviewError as exc:
         return _error(exc)
-    labels, counts = list(project.labels.all()), selectors.backlog(project, request.user)
-    wanted = [body["label"]] if body.get("label") else busiest_classes(labels, counts)
+    labels, counters = list(project.labels.all()), selectors.counters(project, request.user)
+    wanted = [body["label"]] if body.get("label") else busiest_classes(labels, counters[0])
     for label in wanted:
         items = services.claim_many(project=project, reviewer=request.user, limit=project.grid_size, top_label=label,
                                     exclude=exclude)
         if items:  # leases do not change the backlog counts read above
             return JsonResponse({"label": label, "claims": claims_json(project, items, request.user, labels=labels),
-                                 **stats_json(project, request.user, counts=counts)})
+                                 **stats_json(project, request.user, counters=counters)})
     return HttpResponse(status=204)
 
 

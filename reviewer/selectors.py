@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -58,7 +59,24 @@ def backlog(project: Project, reviewer) -> dict[str, int]:
     escalated ones only for the project's admins): one read of ``BacklogCount``, which the
     database keeps as items move, so it costs the same at 100 items or a million. Who
     administers the project is asked only when something is escalated."""
-    rows = list(BacklogCount.objects.filter(project=project, n__gt=0).values_list("top_label", "escalated", "n"))
+    rows = BacklogCount.objects.filter(project=project, n__gt=0).values_list("top_label", "escalated", "n")
+    return _visible_counts(list(rows), project, reviewer)
+
+
+def counters(project: Project, reviewer) -> tuple[dict[str, int], int]:
+    """``backlog`` and ``pace_today`` in one query, the counters every review answer carries: the
+    pace is a scalar subquery beside each ``BacklogCount`` row (computed once). With nothing
+    waiting there is no row to carry it, and the pace is asked on its own."""
+    pace = (_todays_labels(reviewer, project).order_by().values("reviewer")
+            .annotate(n=Count("pk")).values("n"))
+    rows = list(BacklogCount.objects.filter(project=project, n__gt=0)
+                .annotate(pace=Coalesce(Subquery(pace), 0)).values_list("top_label", "escalated", "n", "pace"))
+    if not rows:
+        return {}, pace_today(reviewer, project)
+    return _visible_counts([row[:3] for row in rows], project, reviewer), rows[0][3]
+
+
+def _visible_counts(rows: list[tuple[str, bool, int]], project: Project, reviewer) -> dict[str, int]:
     admin = any(escalated for _, escalated, _ in rows) and is_project_admin(reviewer, project)
     counts: dict[str, int] = {}
     for top_label, escalated, n in rows:
@@ -82,9 +100,13 @@ def waiting_by_class(project: Project, reviewer, *, counts: dict[str, int] | Non
 
 def pace_today(reviewer, project: Project) -> int:
     """The reviewer's labels in this project today that still stand (an undone one does not count)."""
+    return _todays_labels(reviewer, project).count()
+
+
+def _todays_labels(reviewer, project: Project) -> QuerySet[Decision]:
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     return Decision.objects.filter(reviewer=reviewer, item__project=project, kind=Decision.Kind.LABEL,
-                                   undone=False, created_at__gte=start).count()
+                                   undone=False, created_at__gte=start)
 
 
 def hidden_from(project: Project, reviewer, *, now: datetime | None = None) -> dict:

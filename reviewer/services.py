@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, OuterRef, Q, Subquery, UUIDField, Value, When
+from django.db.models import Case, JSONField, OuterRef, Q, Subquery, UUIDField, Value, When
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from classify import events
@@ -199,12 +200,30 @@ def record_decision(*, token: str, reviewer, labels: Sequence[Label], seconds_sp
     return decision
 
 
+SHOWN_FIELDS = ("scores", "backend", "model_version", "decision", "reason")
+
+
 def _with_shown_prediction(items):
-    """The item's latest prediction's id and scores, in the same query as the item: what the
-    reviewer was shown, kept on the decision."""
+    """The item's latest prediction, in the same query as the item (one JSON subquery): what the
+    reviewer was shown, kept on the decision, and what the ``item.settled`` event reports."""
     latest = Prediction.objects.filter(item=OuterRef("pk")).order_by(*LATEST_FIRST)
-    return items.annotate(shown_prediction_id=Subquery(latest.values("pk")[:1]),
-                          shown_scores=Subquery(latest.values("scores")[:1]))
+    shown = latest.annotate(shown=JSONObject(id="pk", **{name: name for name in SHOWN_FIELDS})).values("shown")[:1]
+    return items.annotate(shown_prediction=Subquery(shown, output_field=JSONField()))
+
+
+def _shown_prediction(item: Item) -> Prediction | None:
+    """The prediction ``_with_shown_prediction`` read with the item (an unsaved copy of the fields it
+    names), or one query for an item read without it."""
+    if not hasattr(item, "shown_prediction"):
+        return latest_prediction(item)
+    shown = item.shown_prediction
+    if isinstance(shown, str):  # a JSON subquery can come back as text (SQLite)
+        shown = json.loads(shown)
+    if not shown:
+        return None
+    if isinstance(shown["scores"], str):  # SQLite nests the JSON column as text
+        shown["scores"] = json.loads(shown["scores"])
+    return Prediction(pk=shown["id"], item_id=item.pk, **{name: shown[name] for name in SHOWN_FIELDS})
 
 
 def _valid_labels(item: Item, labels: Sequence[Label]) -> list[Label]:
@@ -225,13 +244,8 @@ def _store(item: Item, reviewer, kind: str, token, *, labels=(), seconds_spent=N
     ``_with_shown_prediction`` when the item was read with it, else one query. Callers run it in
     their transaction and turn an ``IntegrityError`` (a second decision on one lease) into
     ``LeaseLost``."""
-    if hasattr(item, "shown_prediction_id"):
-        prediction_id, scores = item.shown_prediction_id, item.shown_scores
-    else:
-        prediction = latest_prediction(item)
-        prediction_id, scores = (prediction.pk, prediction.scores) if prediction else (None, None)
-    if isinstance(scores, str):  # a JSON subquery comes back as text on SQLite
-        scores = json.loads(scores)
+    prediction = _shown_prediction(item)
+    prediction_id, scores = (prediction.pk, prediction.scores) if prediction else (None, None)
     decision = Decision.objects.create(
         item=item, reviewer=reviewer, kind=kind, label=labels[0] if labels else None, prediction_id=prediction_id,
         scores_shown=scores, lease_token=_uuid(token) if token else None, seconds_spent=seconds_spent,
@@ -274,12 +288,16 @@ def _finish(item: Item, live: list[tuple[Decision, frozenset]], reviewer, releas
         for decision, given in live:
             Decision.objects.filter(pk=decision.pk).update(agrees=given == final_labels)
     names = ", ".join(sorted(label.name for label in final_labels))
+    reason, now = f"Labelled {names} by {reviewer}.", timezone.now()
     if transition(
-        item.pk, to=Item.Status.REVIEWED, reason=f"Labelled {names} by {reviewer}.", label=final.label,
-        labelled_by=reviewer, labelled_at=timezone.now(), escalated=False, **release_fields,
+        item.pk, to=Item.Status.REVIEWED, reason=reason, label=final.label, labelled_by=reviewer, labelled_at=now,
+        updated_at=now, escalated=False, **release_fields,
     ):
-        item.status = Item.Status.REVIEWED
-        events.item_settled(item.pk, by=reviewer, answers=[human_answer(decision, given) for decision, given in live])
+        # The event from what is in hand: the item as this UPDATE left it, the prediction read with it.
+        item.status, item.status_reason, item.label, item.updated_at = Item.Status.REVIEWED, reason[:500], final.label, now
+        item.escalated = False
+        events.settled_event(item, prediction=_shown_prediction(item), by=reviewer,
+                             answers=[human_answer(decision, given) for decision, given in live])
     if item.audit and item.top_label:
         learning.check_live_precision(project=item.project, label_name=item.top_label)
     schedule_refit_check(item.project)

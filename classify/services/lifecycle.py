@@ -35,12 +35,15 @@ def transition(item_id: int, *, to: str, reason: str = "", detail: str = "", onl
     Returns False (and changes nothing) when the item is not in an allowed state: someone else
     moved it first. Extra ``fields`` are written in the same UPDATE. ``detail`` is the full error
     behind a short ``reason`` (for project admins and logs; cleared by any transition without one).
+    ``updated_at`` defaults to now; a caller that reports the moment elsewhere (the settlement
+    event) passes its own.
     """
+    updated_at = fields.pop("updated_at", None) or timezone.now()
     sources = [state for state, targets in ALLOWED_TRANSITIONS.items() if to in targets]
     if only_from is not None:
         sources = [state for state in sources if state in set(only_from)]
     updated = Item.objects.filter(pk=item_id, status__in=sources, **fields.pop("where", {})).update(
-        status=to, status_reason=reason[:500], error_detail=detail[:2000], updated_at=timezone.now(), **fields
+        status=to, status_reason=reason[:500], error_detail=detail[:2000], updated_at=updated_at, **fields
     )
     return updated == 1
 

@@ -192,6 +192,21 @@ class OutboxTests:
         tasks.sweep()
         assert only_delivery().state == Delivery.State.DELIVERED and len(receiver.received) == 1
 
+    def test_an_event_whose_dispatch_could_not_be_queued_is_dispatched_by_the_sweeper(
+            self, project, receiver, monkeypatch, django_capture_on_commit_callbacks):
+        deliveries.create_endpoint(project=project, url=receiver.url())
+
+        def broker_down(*args, **kwargs):
+            raise ConnectionError("broker unreachable")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(tasks.dispatch_event, "delay", broker_down)
+            event = emit(project, django_capture_on_commit_callbacks)  # the settling request goes on
+        assert not Delivery.objects.exists() and Event.objects.get().dispatched_at is None
+        Event.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+        tasks.sweep()
+        assert only_delivery().state == Delivery.State.DELIVERED and len(receiver.received) == 1
+
     def test_an_event_whose_consumer_never_ran_is_dispatched_by_the_sweeper(self, project, receiver):
         deliveries.create_endpoint(project=project, url=receiver.url())
         with transaction.atomic():  # committed, but the after-commit hook is not run (the process "died")

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from classify.auth import issue_token
-from classify.models import BacklogCount, Item
+from classify.models import BacklogCount, Event, Item, Prediction
+from config.celery import app as celery_app
 from reviewer.selectors import remaining
 from reviewer.services import claim_many, record_decision, undo_last
 from tests.base import make_colour_project, make_review_item, make_user
@@ -19,9 +20,6 @@ from tests.base import make_colour_project, make_review_item, make_user
 pytestmark = pytest.mark.django_db
 
 MAX_STATEMENTS = 8
-# A settled item's outbox event (integrations: item.settled) is written with the decision: the
-# item and its prediction read again, the event row.
-SETTLEMENT_EVENT_STATEMENTS = 3
 TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
 
 
@@ -81,16 +79,28 @@ class StatementCountTests:
         assert len(body["claims"]) == 3 and body["remaining"] == 44
         assert len(prefetch) == len(small)
 
-    def test_a_decision_runs_a_fixed_handful_of_statements(self, queue):
+    def test_a_decision_runs_a_fixed_handful_of_statements_its_event_and_after_commit_work_included(
+            self, queue, django_capture_on_commit_callbacks):
         project, _, client = queue
         fill(project, 30)
-        for _ in range(2):
-            token = claim(client, project).json()["lease"]["token"]
-            with max_statements(MAX_STATEMENTS + SETTLEMENT_EVENT_STATEMENTS):
-                answer = client.post(reverse("review_api:decision", args=[token]), {"labels": ["red"]},
-                                     content_type="application/json")
-            assert answer.status_code == 201 and answer.json()["status"] == "reviewed"
+        celery_app.conf.task_always_eager = False  # after commit, the request only publishes messages
+        try:
+            for _ in range(2):
+                token = claim(client, project).json()["lease"]["token"]
+                with max_statements(MAX_STATEMENTS), django_capture_on_commit_callbacks(execute=True):
+                    answer = client.post(reverse("review_api:decision", args=[token]), {"labels": ["red"]},
+                                         content_type="application/json")
+                assert answer.status_code == 201 and answer.json()["status"] == "reviewed"
+        finally:
+            celery_app.conf.task_always_eager = True
         assert answer.json()["remaining"] == 28 and answer.json()["pace_today"] == 2
+        # The item.settled events were written in those statements; their deliveries are the worker's.
+        settled = Event.objects.filter(type=Event.Type.ITEM_SETTLED)
+        assert settled.count() == 2 and not settled.filter(dispatched_at__isnull=False).exists()
+        event = settled.latest("created_at").data["item"]
+        assert (event["status"], event["labels"], event["settled_by"]) == ("reviewed", ["red"], "rey")
+        assert event["scores"] == Prediction.objects.get(item_id=event["id"]).scores and event["model"]["version"] == "test"
+        assert event["settled_at"] == Item.objects.get(pk=event["id"]).updated_at.isoformat()
 
     def test_a_grid_claim_runs_a_fixed_handful_of_statements_for_a_whole_page(self, queue):
         project, _, client = queue
