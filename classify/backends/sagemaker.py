@@ -210,10 +210,13 @@ class SageMakerBackend:
                 return body
             if failure is not None and (reason := _read_if_there(s3, *failure)) is not None:
                 first = reason.decode("utf-8", "replace").strip().splitlines()[:1] or ["(empty)"]
-                raise invalid(f"the asynchronous endpoint failed on this image: {first[0][:300]}")
+                error = invalid(f"the asynchronous endpoint failed on this image: {first[0][:300]}")
+                error.cost_usd = self.price_per_call  # the endpoint ran the invocation: its share is billed
+                raise error
             if waited + delay > self.async_timeout:
                 raise BackendError(f"sagemaker: no answer from the asynchronous endpoint {self.endpoint_name} "
-                                   f"within {self.async_timeout:g} s (is it scaling up from zero?)", retryable=True)
+                                   f"within {self.async_timeout:g} s (is it scaling up from zero?)", retryable=True,
+                                   cost_usd=self.price_per_call)  # accepted: it runs (and bills) all the same
             time.sleep(delay)
             waited, delay = waited + delay, min(delay * 2, ASYNC_MAX_POLL)
 

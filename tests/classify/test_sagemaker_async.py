@@ -189,3 +189,36 @@ class SageMakerAsyncTaskTests:
         assert item.status == Item.Status.AUTO_ACCEPTED and item.label.name == "cat"
         assert item.predictions.get().scores == {"cat": 0.9, "dog": 0.05, "unknown": pytest.approx(0.05)}
         assert staged(s3) == []
+
+    def test_each_asynchronous_invocation_counts_against_the_budget_a_failed_one_too_and_the_next_waits(
+        self, s3, stub, sleeps, project, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        from decimal import Decimal
+
+        from classify.models import Budget, Spend
+        from classify.services import queueing
+
+        later = []
+        monkeypatch.setattr(queueing, "hand_to_queue_later", lambda item_id, countdown: later.append(item_id))
+        Project.objects.filter(pk=project.pk).update(backend_config={**project.backend_config, "price_per_call": 0.01})
+        Budget.objects.create(project=project, backend="sagemaker", period="day", limit_usd=Decimal("0.028"))
+        stub.add_response("invoke_endpoint_async", answer(), request())
+        s3.put_object(Bucket=BUCKET, Key=OUTPUT_KEY, Body=json.dumps([0.9, 0.05]).encode())
+        with django_capture_on_commit_callbacks(execute=True):
+            first = intake.ingest_upload(project=project, data=solid_image((200, 30, 30)), filename="a.png")
+        assert first.predictions.get().cost_usd == Decimal("0.01")
+
+        s3.delete_object(Bucket=BUCKET, Key=OUTPUT_KEY)
+        stub.add_response("invoke_endpoint_async", answer(), request())
+        sleeps.then[len(sleeps) + 1] = lambda: s3.put_object(Bucket=BUCKET, Key=FAILURE_KEY, Body=b"ModelError: no")
+        with django_capture_on_commit_callbacks(execute=True):
+            failed = intake.ingest_upload(project=project, data=solid_image((30, 200, 30)), filename="b.png")
+        failed.refresh_from_db()
+        assert failed.status == Item.Status.NEEDS_REVIEW and not failed.predictions.exists()
+        assert [(s.kind, s.cost_usd) for s in Spend.objects.all()] == [(Spend.Kind.FAILED_CALL, Decimal("0.01"))]
+
+        with django_capture_on_commit_callbacks(execute=True):  # $0.02 spent + $0.01 > $0.028: no invocation
+            held = intake.ingest_upload(project=project, data=solid_image((30, 30, 200)), filename="c.png")
+        held.refresh_from_db()
+        assert held.status == Item.Status.QUEUED and held.status_reason.startswith(
+            "Waiting: the project pets's daily budget of $0.03 for sagemaker is used up") and later == [held.pk]
