@@ -206,7 +206,7 @@ class BedrockReplyTests:
             '{"cat": 0.9, "bird": 0.1}', 'unknown class names "bird" (the classes are "cat", "dog", "unknown")')))
         with pytest.raises(BackendError) as error:
             backend().classify(image())
-        assert not error.value.retryable
+        assert not error.value.retryable and error.value.cost_usd == pytest.approx(2 * ONE_CALL_COST)  # both billed
         assert str(error.value) == (
             "bedrock: the model's reply was not valid JSON scores twice: unknown class names \"bird\" (the classes "
             "are \"cat\", \"dog\", \"unknown\"). Last reply: \"{\\\"cat\\\": 0.9, \\\"bird\\\": 0.2}\"")
@@ -228,7 +228,7 @@ class BedrockErrorTests:
         stub.add_client_error("converse", "ThrottlingException", "slow down", 429)
         with pytest.raises(BackendError, match="ThrottlingException") as error:
             backend().classify(image())
-        assert error.value.retryable
+        assert error.value.retryable and error.value.cost_usd == pytest.approx(ONE_CALL_COST)  # the first reply's
 
 
 class BedrockSettingsTests:
