@@ -13,7 +13,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from .backends.imagenet import Suggestion, describe_mapping
-from .models import CloudResource, Exemplar, Item, Label, Membership, Prediction, Project
+from .models import CloudResource, Exemplar, Item, Label, Membership, Prediction, Project, Spend
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -106,6 +106,14 @@ def cost_totals(project: Project) -> dict:
         predictions=Count("pk"), reused=Count("pk", filter=Q(reused_from__isnull=False)),
         cost=Sum("cost_usd"), saved=Sum("saved_usd"),
     )
+
+
+def spend_by_kind(project: Project) -> list[dict]:
+    """Paid calls that left no prediction (``Spend``: bake-offs, comparisons, billed failures), per
+    kind and backend: their number and cost. The budgets count them with the predictions."""
+    rows = (Spend.objects.filter(project=project).values("kind", "backend")
+            .annotate(calls=Count("pk"), cost=Sum("cost_usd")).order_by("kind", "backend"))
+    return [{**row, "what": Spend.Kind(row["kind"]).label.lower()} for row in rows]
 
 
 def cascade_counts(project: Project) -> dict:

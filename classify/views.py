@@ -130,7 +130,7 @@ def backends_page(request: HttpRequest, slug: str) -> HttpResponse:
     runs = list(project.bakeoffs.all()[:10])
     context = {
         "project": project, "form": form, "runs": runs, "days": selectors.cost_by_day(project),
-        "totals": selectors.cost_totals(project),
+        "totals": selectors.cost_totals(project), "other_spend": selectors.spend_by_kind(project),
         "refresh": any(run.state in ("queued", "running") for run in runs),
         "budgets": [budgets.status_of(budget, timezone.now()) for budget in budgets.covering(project)],
         "budget_form": BudgetForm(), "over_budget_form": OverBudgetForm(

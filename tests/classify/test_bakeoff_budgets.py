@@ -76,6 +76,7 @@ class BakeoffBudgetTests:
         assert Event.objects.get(type=Event.Type.BUDGET_ALERT).data["budget"]["level"] == 80
         page = html.unescape(client.get(url).content.decode())
         assert "Waiting for a budget" in page and run.waiting_reason in page and "Budget 80% used:" in page
+        assert "Paid calls that left no prediction (counted by the budgets too):\n  2 rekognition call(s): bake-off, $0.0080." in page
 
         clock.advance(hours=1)  # still the same day: the sweeper leaves it waiting
         assert bakeoff.resume_waiting_bakeoffs() == 0
