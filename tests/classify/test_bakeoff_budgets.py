@@ -18,8 +18,8 @@ from classify import aws, bakeoff, tasks
 from classify.models import BakeoffRun, Budget, Event, Item, Spend
 from classify.services import budgets, intake
 from tests.base import noisy_image
+from tests.classify.conftest import Clock
 from tests.classify.test_backend_rekognition import CAT_PHOTO, REGION, expected, make_pets_project
-from tests.classify.test_hosting import Clock
 from tests.classify.test_retrain import admin_client
 
 pytestmark = pytest.mark.django_db

@@ -16,9 +16,9 @@ from classify import aws
 from classify.models import Budget, Item
 from classify.services import queueing
 from tests.base import make_user
+from tests.classify.conftest import Clock
 from tests.classify.test_backend_rekognition import CAT_PHOTO, REGION, expected, make_pets_project
 from tests.classify.test_bakeoff_budgets import labelled_cats
-from tests.classify.test_hosting import Clock
 from tests.classify.test_retrain import admin_client
 
 pytestmark = pytest.mark.django_db
