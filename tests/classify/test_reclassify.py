@@ -14,7 +14,6 @@ from django.urls import reverse
 
 from classify import aws
 from classify.models import Budget, Item
-from classify.services import queueing
 from tests.base import make_user
 from tests.classify.conftest import Clock
 from tests.classify.test_backend_rekognition import CAT_PHOTO, REGION, expected, make_pets_project
@@ -29,13 +28,6 @@ def clock(monkeypatch):
     clock = Clock(monkeypatch)
     clock.advance(hours=12)  # 22:00 UTC on 2026-11-21
     return clock
-
-
-@pytest.fixture
-def later(monkeypatch):
-    sent = []
-    monkeypatch.setattr(queueing, "hand_to_queue_later", lambda item_id, countdown: sent.append((item_id, countdown)))
-    return sent
 
 
 def decided_by(project, backend: str, items: list[Item], status=Item.Status.AUTO_ACCEPTED) -> None:
