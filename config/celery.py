@@ -13,8 +13,6 @@ app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Each worker writes its heartbeat row (/metrics); by name: loaded at worker start, after Django setup.
-app.steps["worker"].add("dashboard.heartbeat:HeartbeatStep")
 
 
 @app.on_after_finalize.connect

@@ -380,7 +380,6 @@ LOUPE_DRIFT_BAND = env_float("LOUPE_DRIFT_BAND", 0.10)
 LOUPE_DRIFT_MIN_PREDICTIONS = env_int("LOUPE_DRIFT_MIN_PREDICTIONS", 50)
 if not 0 < LOUPE_DRIFT_BAND < 1:
     raise ImproperlyConfigured("LOUPE_DRIFT_BAND must be between 0 and 1 (a share, e.g. 0.1 = 10 points)")
-LOUPE_HEARTBEAT_SECONDS = env_int("LOUPE_HEARTBEAT_SECONDS", 30)
 # /metrics answers a request that carries "Authorization: Bearer <LOUPE_METRICS_TOKEN>" (when
 # set) or comes from an address in LOUPE_METRICS_ALLOW (addresses or networks); anything else 404s.
 LOUPE_METRICS_TOKEN = env_str("LOUPE_METRICS_TOKEN", "")

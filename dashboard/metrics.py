@@ -17,11 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from classify.models import Budget, Item, Project
+from classify.models import Budget, Item, Project, WorkerHeartbeat
 from classify.services import budgets
 
 from . import bins
-from .models import DriftAlarm, HourlyRollup, RefreshLog, StatusSnapshot, WorkerHeartbeat
+from .models import DriftAlarm, HourlyRollup, RefreshLog, StatusSnapshot
 from .selectors.rollups import add_counts
 
 AUDIT_WINDOW = timedelta(days=30)
@@ -175,9 +175,10 @@ def _drift(slugs):
 def _heartbeats():
     now = timezone.now()
     age = GaugeMetricFamily("loupe_worker_heartbeat_age_seconds", "Seconds since each Celery worker last wrote "
-                            "its heartbeat (seen in the last 7 days).", labels=["worker", "kind"])
+                            "its heartbeat (seen in the last 7 days; gone after a warm shutdown).",
+                            labels=["worker", "kind"])
     for beat in WorkerHeartbeat.objects.filter(seen_at__gte=now - timedelta(days=7)).order_by("name"):
-        age.add_metric([beat.name, beat.kind], (now - beat.seen_at).total_seconds())
+        age.add_metric([beat.name, "worker"], (now - beat.seen_at).total_seconds())
     yield age
     last = RefreshLog.objects.order_by("-started_at").first()
     refreshed = GaugeMetricFamily("loupe_rollup_age_seconds", "Seconds since the last rollup refresh started "

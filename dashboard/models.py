@@ -1,5 +1,5 @@
 """What the dashboard and /metrics read instead of scanning items: hourly rollups, drift alarms,
-worker heartbeats.
+status snapshots (worker heartbeats are classify's ``WorkerHeartbeat``, one row per worker).
 
 ``HourlyRollup`` is one long table of numbers per project, hour, metric and key (a class, a
 backend or a reviewer id); a histogram metric keeps its counts per bin in one row. A periodic
@@ -81,18 +81,6 @@ class DriftAlarm(models.Model):
     @property
     def shift(self) -> float:
         return self.recent_share - self.baseline_share
-
-
-class WorkerHeartbeat(models.Model):
-    """The last sign of life of a Celery worker (or beat), written by the process itself."""
-
-    name = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=16, default="worker")
-    seen_at = models.DateTimeField()
-    started_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.name}"
 
 
 class RefreshLog(models.Model):

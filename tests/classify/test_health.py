@@ -165,13 +165,13 @@ class HeartbeatStepTests:
             while WorkerHeartbeat.objects.filter(name="celery@unit").count() == 0:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            first = WorkerHeartbeat.objects.get().seen_at
-            while WorkerHeartbeat.objects.get().seen_at == first:  # it keeps beating
+            first = WorkerHeartbeat.objects.get(name="celery@unit").seen_at
+            while WorkerHeartbeat.objects.get(name="celery@unit").seen_at == first:  # it keeps beating
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
         finally:
             step.stop(worker)
-        assert not WorkerHeartbeat.objects.exists()
+        assert not WorkerHeartbeat.objects.filter(name="celery@unit").exists()
 
     def test_each_beat_names_the_tasks_the_worker_is_running(self, transactional_db, settings):
         """What the sweeper reads to free the claims of a task whose pool process died."""
@@ -192,7 +192,7 @@ class HeartbeatStepTests:
             while not WorkerHeartbeat.objects.filter(name="celery@unit", active_tasks__isnull=False).exists():
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            assert WorkerHeartbeat.objects.get().active_tasks == ["t-1", "t-2"]
+            assert WorkerHeartbeat.objects.get(name="celery@unit").active_tasks == ["t-1", "t-2"]
         finally:
             step.stop(worker)
             worker_state.active_requests.difference_update(running)

@@ -129,9 +129,9 @@ class MetricsTests:
         assert Client().get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer ").status_code == 404
 
     def test_it_exports_items_queues_latency_cost_audit_and_workers(self, world):
-        from dashboard.services.heartbeats import beat
+        from classify.heartbeat import record_heartbeat
 
-        beat(name="celery@test")
+        record_heartbeat(name="celery@test", pid=1, started_at=timezone.now())
         body = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
         assert 'loupe_items{project="colours",status="auto_accepted"} 8.0' in body
         assert 'loupe_items{project="colours",status="reviewed"} 16.0' in body
@@ -166,14 +166,14 @@ def test_the_grafana_dashboard_queries_only_metrics_that_metrics_exports(world, 
     import re
     from pathlib import Path
 
+    from classify.heartbeat import record_heartbeat
     from dashboard.models import DriftAlarm
-    from dashboard.services.heartbeats import beat
     from dashboard.services.rollups import record_retry
 
     board = json.loads((Path(settings.BASE_DIR) / "docs" / "grafana-dashboard.json").read_text())
     queried = {name for panel in board["panels"] for target in panel["targets"]
                for name in re.findall(r"\bloupe_[a-z_]+", target["expr"])}
-    beat(name="celery@test")
+    record_heartbeat(name="celery@test", pid=1, started_at=timezone.now())
     record_retry(item_id=world["project"].items.first().pk, error="BackendError")
     DriftAlarm.objects.create(project=world["project"], label="red", baseline_share=0.3, recent_share=0.7, band=0.1,
                               started_at=timezone.now(), checked_at=timezone.now())
