@@ -501,6 +501,35 @@ class BacklogCount(models.Model):
         return f"{self.project_id}/{self.top_label or '-'}{' (escalated)' if self.escalated else ''}: {self.n}"
 
 
+class StatusCount(models.Model):
+    """How many of a project's items are in each status (and, within it, carry each label):
+    what the project list, the item list's tabs and the classes' "N labelled" show, without
+    counting a million rows per page.
+
+    Kept by the database itself, like ``BacklogCount``: triggers on ``classify_item`` (migration
+    0016) record every insert, delete and change of status or project in the same transaction,
+    whoever makes it. On PostgreSQL each statement appends its net change as rows of this table
+    (a ledger: appending takes no lock another transaction waits for, so concurrent uploads,
+    workers and the sweeper never queue or deadlock on a counter row); the sweeper folds them
+    into one row per key (``services.counts.compact_status_counts``). On SQLite, which has
+    one writer at a time, the triggers keep one row per key. Either way a count is the **sum**
+    of its rows (``selectors.status_counts``), exact at every commit. Nothing in
+    Python writes these rows but the compaction.
+    """
+
+    # No database constraint: deleting a project deletes and updates its items first, whose
+    # triggers still write its counts; a trigger on the project table removes them with its row.
+    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    status = models.CharField(max_length=16)
+    # The items' label (their human or accepted class): how many reviewed items each class has.
+    # No database constraint: a deleted class's rows sum to zero once its items let go of it.
+    label = models.ForeignKey(Label, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.status}/{self.label_id or '-'}: {self.n:+}"
+
+
 class ApiToken(models.Model):
     """An API key. Only its SHA-256 is stored; the key itself is shown once.
 

@@ -13,7 +13,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from .backends.imagenet import Suggestion, describe_mapping
-from .models import CloudResource, Exemplar, Item, Label, Membership, Prediction, Project, Spend
+from .models import CloudResource, Exemplar, Item, Label, Membership, Prediction, Project, Spend, StatusCount
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -86,10 +86,28 @@ def latest_prediction(item: Item) -> Prediction | None:
 
 
 def status_counts(project: Project) -> dict[str, int]:
-    counts = {status: 0 for status in Item.Status.values}
-    for row in Item.objects.filter(project=project).values("status").annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
+    """The project's number of items per status (every status, zeros included)."""
+    return status_counts_of([project])[project.pk]
+
+
+def status_counts_of(projects: Iterable[Project]) -> dict[int, dict[str, int]]:
+    """Per project id, its number of items per status: one small query on ``StatusCount`` (the
+    counts the item table's triggers keep, summed), whatever the projects' sizes."""
+    counts = {project.pk: dict.fromkeys(Item.Status.values, 0) for project in projects}
+    rows = (StatusCount.objects.filter(project_id__in=list(counts)).order_by()
+            .values_list("project_id", "status").annotate(total=Sum("n")))
+    for project_id, status, total in rows:
+        counts[project_id][status] = total
     return counts
+
+
+def item_count(projects: QuerySet[Project], *, status: str | None = None) -> int:
+    """How many items these projects hold (in ``status`` when given), exactly, from the kept
+    counts: what a list of a million items shows as its size without counting them."""
+    rows = StatusCount.objects.filter(project__in=projects)
+    if status is not None:
+        rows = rows.filter(status=status)
+    return rows.aggregate(total=Sum("n"))["total"] or 0
 
 
 def cost_by_day(project: Project, *, days: int = 30) -> list[dict]:
@@ -182,8 +200,8 @@ class ClassCard:
 def class_cards(project: Project, labels: Sequence[Label], keys: dict[int, int]) -> list[ClassCard]:
     """The project's classes (unknown aside) with their mapping, exemplars and stand-in pictures."""
     known = [label for label in labels if not label.is_unknown]
-    counts = dict(Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__in=known)
-                  .values_list("label").annotate(n=Count("pk")).values_list("label", "n"))
+    counts = dict(StatusCount.objects.filter(project=project, status=Item.Status.REVIEWED, label__in=known)
+                  .order_by().values_list("label").annotate(n=Sum("n")).values_list("label", "n"))
     cards = []
     for label in known:
         mapping = describe_mapping(label.name, label.mappings.get("local", [])) if project.backend == "local" else None

@@ -26,7 +26,7 @@ from .backends import BackendError
 from .bakeoff import execute_bakeoff_run, resume_waiting_bakeoffs
 from .models import BakeoffRun
 from .retrain import runs
-from .services import budgets, classification, hosting, lifecycle, queueing
+from .services import budgets, classification, counts, hosting, lifecycle, queueing
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ def sweep() -> None:
     result = lifecycle.sweep_stuck_items()
     if result.requeued or result.failed:
         log.info("sweeper: %s re-queued, %s failed", result.requeued, result.failed)
+    counts.compact_status_counts()
     stopped = hosting.stop_idle_models()
     if stopped:
         log.info("sweeper: %s idle Custom Labels model(s) stopped", stopped)

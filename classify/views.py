@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    projects = [(project, selectors.status_counts(project)) for project in selectors.projects_for(request.user)]
+    projects = list(selectors.projects_for(request.user))
+    counts = selectors.status_counts_of(projects)
+    projects = [(project, counts[project.pk]) for project in projects]
     return render(request, "classify/home.html", {"projects": projects})
 
 

@@ -182,3 +182,29 @@ def test_the_item_list_searches_by_id_filename_start_and_sha256_within_the_admin
     assert found("project=") == set() and Item.objects.count() == 3
     filtered = client.get("/admin/classify/item/", {"project__id__exact": project.pk, "status__exact": "needs_review"})
     assert filtered.status_code == 200 and project.name in filtered.content.decode()
+
+
+def test_the_item_list_size_comes_from_the_kept_counts_and_is_exact(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from classify.models import Item
+    from tests.base import make_review_item
+
+    client, project = admin_client
+    for n, name in enumerate(["holiday-1.jpg", "holiday-2.jpg", "work-3.jpg"]):
+        make_review_item(project, sha256=f"{n:064x}", original_filename=name)
+    Item.objects.filter(original_filename="work-3.jpg").update(status=Item.Status.REVIEWED)
+    make_review_item(make_colour_project("elsewhere"), sha256="e" * 64)  # not ada's: never counted
+
+    def size(**params) -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/admin/classify/item/", params)
+        counts = [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"] and '"classify_item"' in q["sql"]]
+        return response.context["cl"].result_count, counts
+
+    assert size() == (3, [])
+    assert size(status__exact="needs_review") == (2, [])
+    assert size(project__id__exact=project.pk, status__exact="reviewed", o="-1") == (1, [])
+    searched, counted = size(q="holiday")  # a search is counted (estimated on PostgreSQL when large)
+    assert searched == 2 and counted
