@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -263,31 +262,28 @@ def exportable_items(project: Project, *, include_auto: bool = False) -> QuerySe
     named tuples: no model instances, whose file fields form reference cycles that only the
     cycle collector frees (memory would grow with the project's size).
 
-    ``predicted_at`` is the latest prediction's time (an auto-accepted item's "labelled" time) and
-    ``duplicate_status`` the status of the item it duplicates, if any.
+    ``labelled`` is when the item got its label: a person's decision, else (an auto-accepted
+    item) its latest prediction, else its upload; the prediction is looked up only for items
+    without a decision time. ``duplicate_status`` is the status of the item it duplicates, if any.
     """
     statuses = [Item.Status.REVIEWED, *([Item.Status.AUTO_ACCEPTED] if include_auto else [])]
     predicted_at = Prediction.objects.filter(item=OuterRef("pk")).order_by(*LATEST_FIRST).values("created_at")[:1]
     return (
         Item.objects.filter(project=project, status__in=statuses).order_by("pk")
-        .annotate(predicted_at=Subquery(predicted_at), duplicate_status=F("duplicate_of__status"))
-        .values_list("id", "status", "image", "width", "height", "top_score", "labelled_at", "created_at",
-                     "duplicate_of_id", "label_id", "predicted_at", "duplicate_status", named=True)
+        .annotate(labelled=Coalesce("labelled_at", Subquery(predicted_at), "created_at"),
+                  duplicate_status=F("duplicate_of__status"))
+        .values_list("id", "status", "image", "width", "height", "top_score", "labelled", "duplicate_of_id",
+                     "label_id", "duplicate_status", named=True)
     )
 
 
-def decided_label_ids(item_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Per item, the label ids of its latest live LABEL decision (items without one are absent).
-
-    Plain tuples, one query per batch: no model instances (and no reference cycles) per item.
-    """
-    rows = (Decision.labels.through.objects
-            .filter(decision__item_id__in=item_ids, decision__kind=Decision.Kind.LABEL, decision__undone=False)
+def decided_labels(project: Project) -> QuerySet:
+    """``(item id, decision id, label id)`` for every class of every live LABEL decision of the
+    project's reviewed items, in item id order and, per item, newest decision first: read in one
+    pass beside ``exportable_items`` (both in id order), so an export asks one query for all the
+    decisions, not one per batch of items. Plain tuples (no model instances)."""
+    return (Decision.labels.through.objects
+            .filter(decision__item__project=project, decision__item__status=Item.Status.REVIEWED,
+                    decision__kind=Decision.Kind.LABEL, decision__undone=False)
             .order_by("decision__item_id", "-decision__created_at", "-decision_id")
             .values_list("decision__item_id", "decision_id", "label_id"))
-    latest: dict[int, int] = {}
-    labels: dict[int, list[int]] = {}
-    for item_id, decision_id, label_id in rows:
-        if latest.setdefault(item_id, decision_id) == decision_id:
-            labels.setdefault(item_id, []).append(label_id)
-    return labels

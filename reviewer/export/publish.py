@@ -25,8 +25,8 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same data gives the s
 def images(work_path: Path) -> Iterator[tuple[str, str]]:
     """(stored name, key relative to the export prefix) for every exported image."""
     with work_path.open(encoding="utf-8") as work:
-        for item_id, name, extension, _names, _line in read_work(work):
-            yield name, image_key(item_id, extension)
+        for item_id, name, extension, _classes, _line in read_work(work):
+            yield json.loads(name), image_key(int(item_id), extension)
 
 
 

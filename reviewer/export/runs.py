@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.files import File
@@ -25,6 +27,7 @@ from .rules import ExportFailed, Options
 from .split import build
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_SECONDS = 1.0
 
 
 def default_source_prefix(project: Project) -> str:
@@ -64,8 +67,7 @@ def execute_export(*, export: Export) -> Export:
     rows.update(total=exportable_items(export.project, include_auto=options.include_auto).count())
     try:
         with tempfile.TemporaryDirectory(prefix="loupe-export-") as folder:
-            paths, work, counts, report = build(export.project, options, Path(folder),
-                                                progress=lambda n: rows.update(progress=n))
+            paths, work, counts, report = build(export.project, options, Path(folder), progress=_progress(rows))
             counts["published"] = _deliver(export, options, paths, work, report, Path(folder))
     except ExportFailed as exc:
         rows.update(state=Export.State.FAILED, error=str(exc)[:500], report=exc.report, counts=exc.counts,
@@ -74,10 +76,25 @@ def execute_export(*, export: Export) -> Export:
         log.exception("export %s failed", export.pk)
         rows.update(state=Export.State.FAILED, error=_failure(exc)[:500], finished_at=timezone.now())
     else:
-        rows.update(state=Export.State.DONE, counts=counts, report=report, file=export.file.name or "",
+        rows.update(state=Export.State.DONE, progress=counts["examined"], counts=counts, report=report,
+                    file=export.file.name or "",
                     finished_at=timezone.now())
     export.refresh_from_db()
     return export
+
+
+def _progress(rows) -> Callable[[int], None]:
+    """Keep the items examined so far on the row for the page, at most once per
+    ``PROGRESS_EVERY_SECONDS`` (each is a committed UPDATE, a disk flush)."""
+    last = -PROGRESS_EVERY_SECONDS
+
+    def report(examined: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
+            last = time.monotonic()
+            rows.update(progress=examined)
+
+    return report
 
 
 def _confine(project: Project, target: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -41,9 +41,16 @@ class Splitter:
             self.sizes[self.stratum(combo.split("\x1f"))] += count
         self.seen: Counter = Counter()
         self.test_per_label: Counter = Counter()
+        self.offsets: dict[str, int] = {}
 
     def stratum(self, names: Iterable[str]) -> str:
         return min(names, key=lambda name: (self.label_counts[name], name))
+
+    def offset_of(self, stratum: str) -> int:
+        """``offset`` of the stratum, hashed once per stratum."""
+        if stratum not in self.offsets:
+            self.offsets[stratum] = self.offset(stratum, self.sizes[stratum])
+        return self.offsets[stratum]
 
     def quota(self, size: int) -> int:
         if self.fraction <= 0 or size < 2:
@@ -54,10 +61,11 @@ class Splitter:
         digest = hashlib.sha256(f"{self.seed}\x1f{stratum}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % size
 
-    def is_test(self, names: list[str]) -> bool:
-        stratum = self.stratum(names)
+    def is_test(self, names: Sequence[str], stratum: str | None = None) -> bool:
+        """``stratum``: ``self.stratum(names)`` when the caller knows it already."""
+        stratum = stratum or self.stratum(names)
         size, quota = self.sizes[stratum], self.quota(self.sizes[stratum])
-        position = (self.seen[stratum] + self.offset(stratum, size)) % size
+        position = (self.seen[stratum] + self.offset_of(stratum)) % size
         self.seen[stratum] += 1
         chosen = (position + 1) * quota // size > position * quota // size
         if not chosen or any(self.test_per_label[name] >= MAX_TEST_PER_LABEL for name in names):
@@ -66,21 +74,33 @@ class Splitter:
         return True
 
 
-def split(work: IO[str], census: Census, options: Options, folder: Path) -> dict[str, Path]:
+def split(work: IO[str], census: Census, options: Options, folder: Path) -> tuple[dict[str, Path], dict]:
     """Write ``train.manifest`` (and ``test.manifest`` with a split) into ``folder``; returns
-    {name: path} and fills ``census`` counts per set. Lines keep the items' id order."""
+    {name: path} and, per set, its lines and images per class (``manifest_stats``, counted as the
+    lines are written). Lines keep the items' id order."""
     splitter = Splitter(census.labels, census.combos, options.test_split, options.seed)
+    strata = [splitter.stratum(names) if names else "" for names in census.classes]
     paths = {"train": folder / "train.manifest"}
     if options.test_split > 0:
         paths["test"] = folder / "test.manifest"
     files = {name: path.open("w", encoding="utf-8", newline="\n") for name, path in paths.items()}
+    per_set = {name: Counter() for name in paths}
     try:
-        for _item_id, _name, _extension, names, line in read_work(work):
-            files["test" if "test" in files and splitter.is_test(names) else "train"].write(line + "\n")
+        for _item_id, _name, _extension, number, line in read_work(work):
+            names = census.classes[number]
+            chosen = "test" if "test" in files and splitter.is_test(names, strata[number]) else "train"
+            files[chosen].write(line + "\n")
+            per_set[chosen][number] += 1
     finally:
         for handle in files.values():
             handle.close()
-    return paths
+    stats = {}
+    for name, counts in per_set.items():
+        per_label: Counter = Counter()
+        for number, lines in counts.items():
+            per_label.update(dict.fromkeys(census.classes[number], lines))
+        stats[name] = (sum(counts.values()), per_label)
+    return paths, stats
 
 
 def manifest_stats(path: Path) -> tuple[int, Counter]:
@@ -94,10 +114,13 @@ def manifest_stats(path: Path) -> tuple[int, Counter]:
     return lines, per_label
 
 
-def dataset_problems(paths: dict[str, Path], census: Census, project: Project) -> tuple[list[Problem], list[str], dict]:
-    """The dataset rules, checked on the written manifests: (failures, warnings, counts)."""
+def dataset_problems(paths: dict[str, Path], census: Census, project: Project,
+                     stats: dict | None = None) -> tuple[list[Problem], list[str], dict]:
+    """The dataset rules, checked on the written manifests: (failures, warnings, counts).
+    ``stats``: each manifest's ``manifest_stats`` when known (``split`` counts them), else they
+    are read back from the files."""
     failures: list[Problem] = []
-    stats = {name: manifest_stats(path) for name, path in paths.items()}
+    stats = stats or {name: manifest_stats(path) for name, path in paths.items()}
     n_labels = len(census.labels)
     if n_labels < MIN_LABELS:
         failures.append(Problem(None, "label-count", f"{n_labels} class(es) with images; Rekognition needs at least 2."))
@@ -156,8 +179,8 @@ def build(project: Project, options: Options, folder: Path, *,
     work_path = folder / "work.jsonl"
     with work_path.open("w+", encoding="utf-8", newline="\n") as work:
         census = collect(project, options, work, progress=progress)
-        paths = split(work, census, options, folder)
-    failures, warnings, counts = dataset_problems(paths, census, project)
+        paths, stats = split(work, census, options, folder)
+    failures, warnings, counts = dataset_problems(paths, census, project, stats)
     result = report(census, failures, warnings)
     if failures:
         raise ExportFailed("; ".join(p.message for p in failures), result, counts)
