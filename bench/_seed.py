@@ -162,7 +162,7 @@ def _insert(project_row, *, pending: int, reviewed: int, accepted: int) -> None:
 
 
 def _count(cursor, project_id: int) -> None:
-    """What the item table's triggers keep (migrations classify/0015 and 0016), counted once."""
+    """What the item table's triggers keep (migrations classify/0015 and 0019), counted once."""
     cursor.execute("DELETE FROM classify_backlogcount WHERE project_id = %s", [project_id])
     cursor.execute("INSERT INTO classify_backlogcount (project_id, top_label, escalated, n) "
                    "SELECT project_id, top_label, escalated, COUNT(*) FROM classify_item "

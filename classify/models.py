@@ -507,7 +507,7 @@ class StatusCount(models.Model):
     counting a million rows per page.
 
     Kept by the database itself, like ``BacklogCount``: triggers on ``classify_item`` (migration
-    0016) record every insert, delete and change of status or project in the same transaction,
+    0019) record every insert, delete and change of status, project or label in the same transaction,
     whoever makes it. On PostgreSQL each statement appends its net change as rows of this table
     (a ledger: appending takes no lock another transaction waits for, so concurrent uploads,
     workers and the sweeper never queue or deadlock on a counter row); the sweeper folds them

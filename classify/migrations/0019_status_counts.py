@@ -118,7 +118,7 @@ def drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classify', '0015_backlog_counts'),
+        ('classify', '0018_budget_spend'),
     ]
 
     operations = [
