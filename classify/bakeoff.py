@@ -185,12 +185,10 @@ def score_backends(*, project: Project, backends: Sequence[str], configs: dict |
             reports.append(Report(backend=name, images=len(items), errors=len(items), first_error=str(exc)))
             continue
         tally = Tally.from_dict(progress.get(name, {}))
-        paid = not runs_locally(name)
-        charge = (lambda cost, n=name: budgets.record_spend(project=project, backend=n, cost_usd=cost,
-                                                            kind=Spend.Kind.BAKEOFF)) if paid else None
+        allowance = None if runs_locally(name) else budgets.Allowance(project, backend, kind=Spend.Kind.BAKEOFF)
         try:
-            evaluate(backend, _pending(project, backend, ids, chosen, tally, paid=paid), labels, tally=tally,
-                     charge=charge)
+            evaluate(backend, _pending(ids, chosen, tally, allowance), labels, tally=tally,
+                     charge=allowance.charge if allowance else None)
         except BakeoffWaits as wait:
             progress[name] = tally.as_dict()
             scored = "; ".join(f"{n}: {len(progress[n]['outcomes'])} of {len(items)}" for n in backends if n in progress)
@@ -201,14 +199,14 @@ def score_backends(*, project: Project, backends: Sequence[str], configs: dict |
     return reports
 
 
-def _pending(project: Project, backend, ids: list[int], chosen: dict, tally: Tally, *, paid: bool):
+def _pending(ids: list[int], chosen: dict, tally: Tally, allowance: budgets.Allowance | None):
     """The (image, truth) pairs the backend has still to score. Before each paid call, the
-    budgets: ``BakeoffWaits`` when the call would cross one. ``tally.done`` moves past an item
-    once it is scored (the generator resumes only then) or found deleted."""
+    budgets (``allowance``): ``BakeoffWaits`` when the call would cross one. ``tally.done`` moves
+    past an item once it is scored (the generator resumes only then) or found deleted."""
     for pk in ids[tally.done:]:
         item = chosen.get(pk)
         if item is not None:
-            blocked = budgets.check(project, backend) if paid else None
+            blocked = allowance.blocked() if allowance else None
             if blocked is not None:
                 raise BakeoffWaits(budgets.waiting_reason(blocked), blocked.end, {})
             yield load_image(item), item.label.name

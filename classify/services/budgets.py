@@ -88,11 +88,54 @@ def status_of(budget: Budget, now: datetime) -> BudgetStatus:
 def record_spend(*, project: Project, backend: str, cost_usd: float | Decimal, kind: str) -> None:
     """Count a paid call that leaves no prediction (``Spend.Kind``) against the budgets, and
     raise their alerts. A call that cost nothing is not recorded."""
+    if _store_spend(project, backend, cost_usd, kind):
+        after_spend(project, backend)
+
+
+def _store_spend(project: Project, backend: str, cost_usd: float | Decimal, kind: str) -> Decimal:
     cost = round(Decimal(str(cost_usd)), 6)
-    if cost <= 0:
-        return
-    Spend.objects.create(project=project, backend=backend, cost_usd=cost, kind=kind)
-    after_spend(project, backend)
+    if cost > 0:
+        Spend.objects.create(project=project, backend=backend, cost_usd=cost, kind=kind)
+    return max(cost, Decimal(0))
+
+
+class Allowance:
+    """The budgets of one long run of paid calls (a bake-off over up to 100,000 images).
+
+    ``blocked`` is ``check`` for the next call, but the period's spend is summed only once every
+    ``reread`` calls, and the run's own calls (``charge``) are added to it in between: summing it
+    before every call would cost more with each call the period has seen. Spending by others
+    between two reads is seen at the next read; like calls in flight, it may overshoot a budget by
+    that much. Alerts are raised as soon as the run's own calls reach a level."""
+
+    def __init__(self, project: Project, backend, *, kind: str, reread: int = 50) -> None:
+        self.project, self.backend, self.kind, self.reread = project, backend, kind, reread
+        self.calls, self.extra, self.estimate, self.statuses = 0, Decimal(0), Decimal(0), []
+
+    def blocked(self) -> BudgetStatus | None:
+        if self.calls % self.reread == 0:
+            now = timezone.now()
+            self.statuses = [status_of(budget, now) for budget in budgets_for(self.project, self.backend.name)]
+            self.extra, self.estimate = Decimal(0), estimate_call(self.project, self.backend)
+        self.calls += 1
+        for current in self.statuses:
+            spent = current.spent + self.extra
+            if spent + self.estimate > current.budget.limit_usd or spent >= current.budget.limit_usd:
+                return current
+        return None
+
+    def charge(self, cost_usd: float | Decimal) -> None:
+        cost = _store_spend(self.project, self.backend.name, cost_usd, self.kind)
+        levels = [self._level(current, self.extra) for current in self.statuses]
+        self.extra += cost
+        if any(self._level(current, self.extra) > level for current, level in zip(self.statuses, levels, strict=True)):
+            after_spend(self.project, self.backend.name)
+
+    @staticmethod
+    def _level(current: BudgetStatus, extra: Decimal) -> int:
+        limit = current.budget.limit_usd
+        percent = (current.spent + extra) / limit * 100 if limit else 100
+        return max((level for level in LEVELS if percent >= level), default=0)
 
 
 def forecast(project: Project, backend: str, *, per_call: Decimal, calls: int | None = None,

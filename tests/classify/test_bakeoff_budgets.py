@@ -163,3 +163,24 @@ class ComparisonSpendTests:
             stubber.assert_no_pending_responses()
         assert [(s.kind, s.cost_usd) for s in Spend.objects.all()] == [(Spend.Kind.COMPARISON, Decimal("0.002"))] * 2
         assert budgets.status_of(budget, timezone.now()).spent == Decimal("0.004")
+
+
+class AllowanceTests:
+    def test_a_long_run_reads_the_spend_once_every_reread_calls_adds_its_own_between_and_alerts_on_time(
+        self, aws_env, clock, monkeypatch
+    ):
+        from classify.services.scoring import build_backend
+
+        project = make_pets_project(price_per_call=0.004)
+        Budget.objects.create(project=project, backend="rekognition", period="day", limit_usd=Decimal("0.02"))
+        reads, real = [], budgets.status_of
+        monkeypatch.setattr(budgets, "status_of", lambda budget, now: reads.append(now) or real(budget, now))
+        allowance = budgets.Allowance(project, build_backend(project, list(project.labels.all())),
+                                      kind=Spend.Kind.BAKEOFF, reread=3)
+        calls = 0
+        while allowance.blocked() is None:
+            allowance.charge(0.004)
+            calls += 1
+        assert calls == 5  # 5 × $0.004 = $0.02: the sixth would cross
+        assert len(reads) == 4  # before calls 1 and 4, and once for each alert (not before every call)
+        assert sorted(e.data["budget"]["level"] for e in Event.objects.filter(type=Event.Type.BUDGET_ALERT)) == [80, 100]
