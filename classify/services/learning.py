@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -231,12 +232,36 @@ def learning_priority(*, top_score: float, threshold: float, class_share: float,
     return round(abs(top_score - threshold) + 0.5 * class_share + 0.5 * cluster_share, 6)
 
 
-def class_shares(project: Project) -> dict[str, float]:
-    """Each class's share of the human labels so far."""
+SHARES_SECONDS = 60  # how stale the cached class shares may be
+
+
+def _shares_key(project: Project) -> str:
+    return f"loupe:class-shares:{project.pk}:{project.created_at.timestamp():.6f}"
+
+
+def class_shares(project: Project, *, fresh: bool = False) -> dict[str, float]:
+    """Each class's share of the human labels so far, cached per project for ``SHARES_SECONDS``.
+
+    Every item routed to review reads it: counting all of a project's labels per routed item would
+    make routing cost grow with the project. A share a minute old orders reviews as well (it moves
+    by a label in hundreds); ``refresh_learning_order`` recomputes it (``fresh``) after promotions.
+    """
+    key = _shares_key(project)
+    try:
+        cached = None if fresh else cache.get(key)
+    except Exception:  # the cache is an optimisation: without it, count
+        cached = None
+    if cached is not None:
+        return cached
     counts = dict(Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False)
                   .values_list("label__name").annotate(n=Count("pk")).values_list("label__name", "n"))
     total = sum(counts.values())
-    return {name: n / total for name, n in counts.items()} if total else {}
+    shares = {name: n / total for name, n in counts.items()} if total else {}
+    try:
+        cache.set(key, shares, SHARES_SECONDS)
+    except Exception:  # noqa: S110  (the cache is an optimisation)
+        pass
+    return shares
 
 
 CLUSTERS = 12
@@ -250,7 +275,7 @@ def refresh_learning_order(project: Project) -> int:
     if not waiting:
         return 0
     thresholds = dict(project.labels.values_list("name", "accept_threshold"))
-    shares = class_shares(project)
+    shares = class_shares(project, fresh=True)
     cluster_share = _cluster_shares(project, [row[4] for row in waiting])
     rows = [Item(pk=pk, learning_priority=learning_priority(
                 top_score=score or 0.0, threshold=thresholds.get(top, 1.0), class_share=shares.get(top, 0.0),

@@ -401,3 +401,23 @@ def test_the_learning_order_serves_audits_first_then_items_near_their_threshold_
     Membership.objects.create(project=project, user=reviewer)
     order = [review.claim_many(project=project, reviewer=reviewer, limit=1)[0].pk for _ in range(4)]
     assert order == [audit.pk, near_bee.pk, near_ant.pk, far.pk]
+
+
+@pytest.mark.django_db
+def test_routing_reads_the_class_shares_from_the_cache_not_a_count_per_item():
+    """The learning order's class shares are counted once per project and minute, not once per
+    routed item: routing cost does not grow with the project's labels."""
+    from django.test.utils import CaptureQueriesContext
+
+    project = make_project()
+    label_many(project, 2)
+    add_item(project, "ant", 900)
+    first = learning.class_shares(project, fresh=True)
+    assert first == pytest.approx({"ant": 3 / 7, "bee": 2 / 7, "wasp": 2 / 7})
+    add_item(project, "ant", 901)  # a new label: the cached shares stand until they expire
+    with CaptureQueriesContext(connection) as queries:
+        assert learning.class_shares(project) == first
+    assert not queries.captured_queries
+    assert learning.refresh_learning_order(project) == 0  # nothing waits: the shares are not recounted
+    assert learning.class_shares(project, fresh=True)["ant"] == pytest.approx(4 / 8)
+    assert learning.class_shares(project)["ant"] == pytest.approx(4 / 8)
