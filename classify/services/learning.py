@@ -137,24 +137,31 @@ def _prior(label: Label) -> tuple[int, int]:
 
 
 def should_pause(label: Label, *, checked: int, confirmed: int, target: float) -> str:
-    """Why auto-accept of ``label`` must pause, or "" if it may go on: when the audits since the
-    class's calibration show, at 95% confidence, precision below the target (their Wilson upper
-    bound is below it). Confirmed audits never pause a class.
+    """Why auto-accept of ``label`` must pause, or "" if it may go on: when an audited mistake
+    leaves the lower bound of the class's precision below the target. The bound is the one the
+    promise rests on: the one-sided 95% Wilson lower bound of the calibration's evidence (its
+    accepted labelled predictions, or the pool's for a class that borrowed the pooled threshold)
+    plus the audits decided since. A threshold set by hand has no evidence: its audits alone count.
 
-    Not "their lower bound is below the target": with few audits that bound is low whatever they
-    say (52 audits in a row must all be right before it reaches 95%), so every class would stay
-    paused; and the calibration's own evidence sits just at the target by construction, so adding
-    it would pause a class at its first audited mistake.
+    Only a wrong audit lowers the bound, so confirmed audits never pause a class (a class with a
+    hand-set threshold, whose few audits cannot reach the bound by themselves, is not paused for
+    having few). The calibration chose the lowest threshold whose bound met the target, so its
+    evidence sits just above it: one mistake among few audits pauses the class until a refit
+    recalibrates with the audited items among its labels. That is the issue's rule, and the safe
+    one; pausing only when the audits alone prove precision below the target (their upper bound)
+    would let a class run on at 2 mistakes in 10 audits.
     """
     wrong = checked - confirmed
     if not wrong:
         return ""
-    upper = wilson_upper(confirmed, checked)
-    if upper >= target:
+    prior_n, prior_k = _prior(label)
+    bound = wilson_lower(prior_k + confirmed, prior_n + checked)
+    if bound >= target:
         return ""
     since = " since calibration" if label.calibration else ""
-    return (f"{wrong} of {checked} audited auto-accepts were wrong{since}: precision is below the {target:.0%} "
-            f"target at {CONFIDENCE:.0%} confidence (at most {upper:.1%}).")
+    evidence = (f"with the calibration's {prior_n} labelled predictions, " if prior_n else "")
+    return (f"{wrong} of {checked} audited auto-accepts were wrong{since}: {evidence}precision is no longer "
+            f"at least {target:.0%} at {CONFIDENCE:.0%} confidence (lower bound {bound:.1%}).")
 
 
 def check_live_precision(*, project: Project, label_name: str) -> bool:

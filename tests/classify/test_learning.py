@@ -195,24 +195,29 @@ class PauseTests:
         lease = review._lease([item], project, reviewer)[0]
         review.record_decision(token=str(lease.lease_token), reviewer=reviewer, labels=[project.labels.get(name=given)])
 
-    def test_wrong_audits_pause_the_class_and_its_items_go_to_review_with_the_reason(self):
+    def test_wrong_audits_pause_the_class_when_the_lower_bound_falls_below_the_target(self):
         project = make_project()
         reviewer = make_user("rita")
         Membership.objects.create(project=project, user=reviewer)
         ant = project.labels.get(name="ant")
-        calibrated(ant)
+        calibrated(ant, accepted=200, correct=199)  # ample evidence: a bound of 97.6%
         for n in range(1, 10):
             self.decide_audit(project, reviewer, n, given="ant")
-        self.decide_audit(project, reviewer, 10, given="bee")
+        for n in range(10, 14):
+            self.decide_audit(project, reviewer, n, given="bee")
         ant.refresh_from_db()
-        assert not ant.paused_reason  # 9 of 10 right: 95% is still within reach (upper bound 98%)
-        self.decide_audit(project, reviewer, 11, given="wasp")
+        assert not ant.paused_reason  # 4 wrong of 13: with the evidence, the bound is still 95.3%
+        live = learning.live_precision(project)["ant"]
+        assert live["checked"] == 13 and live["bound"] == pytest.approx(0.95257, abs=1e-4)
+        self.decide_audit(project, reviewer, 14, given="wasp")
         ant.refresh_from_db()
-        assert ant.paused_reason.startswith("2 of 11 audited auto-accepts were wrong since calibration")
-        self.decide_audit(project, reviewer, 12, given="bee")
+        assert ant.paused_reason == ("5 of 14 audited auto-accepts were wrong since calibration: with the "
+                                     "calibration's 200 labelled predictions, precision is no longer at least 95% "
+                                     "at 95% confidence (lower bound 94.7%).")
+        self.decide_audit(project, reviewer, 15, given="bee")
         assert ThresholdChange.objects.filter(project=project, kind="pause").count() == 1
         live = learning.live_precision(project)["ant"]
-        assert live["checked"] == 12 and live["confirmed"] == 9 and live["upper"] < 0.95  # still counted
+        assert live["checked"] == 15 and live["confirmed"] == 9 and live["bound"] < 0.95  # still counted
 
         from classify import pipeline
 
@@ -220,7 +225,26 @@ class PauseTests:
                  for label in project.labels.all()}
         routing = pipeline.route({"ant": 0.99, "bee": 0.01, "wasp": 0, "unknown": 0}, rules=rules, unknown="unknown")
         assert routing.decision == "needs_review"
-        assert routing.reason.startswith("Auto-accept of ant is paused: 2 of 11 audited")
+        assert routing.reason.startswith("Auto-accept of ant is paused: 5 of 14 audited")
+
+    def test_one_mistake_pauses_a_class_whose_evidence_sits_at_the_target(self):
+        """Calibrated on 60 right of 60 (bound 95.7%): one wrong audit in ten brings the bound to
+        93.8%, under the target, and the class pauses (the audits alone could not show precision
+        below 95%: their upper bound is 98%). Nine confirmed audits before it did not pause it."""
+        project = make_project()
+        reviewer = make_user("rita")
+        Membership.objects.create(project=project, user=reviewer)
+        ant = project.labels.get(name="ant")
+        calibrated(ant)
+        for n in range(1, 10):
+            self.decide_audit(project, reviewer, n, given="ant")
+        ant.refresh_from_db()
+        assert not ant.paused_reason
+        self.decide_audit(project, reviewer, 10, given="bee")
+        ant.refresh_from_db()
+        assert "1 of 10 audited auto-accepts were wrong" in ant.paused_reason
+        assert "(lower bound 93.8%)" in ant.paused_reason
+        assert learning.live_precision(project)["ant"]["upper"] > 0.95
 
     def test_a_refit_that_recovers_the_class_lifts_the_pause(self, django_capture_on_commit_callbacks):
         project = make_project()
@@ -237,10 +261,11 @@ class PauseTests:
         project = make_project()
         reviewer = make_user("rita")
         Membership.objects.create(project=project, user=reviewer)
-        for n in range(1, 4):
-            self.decide_audit(project, reviewer, n, given="bee")
+        self.decide_audit(project, reviewer, 1, given="bee")
         ant = project.labels.get(name="ant")
-        assert ant.paused_reason  # set by hand, and 3 of 3 audits wrong
+        assert ant.paused_reason.startswith("1 of 1 audited auto-accepts were wrong: precision")  # set by hand
+        for n in range(2, 4):
+            self.decide_audit(project, reviewer, n, given="bee")
         learning.resume(label=ant, user=reviewer)
         calibrated(ant)
         assert learning.live_precision(project)["ant"]["checked"] == 0
