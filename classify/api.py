@@ -24,6 +24,7 @@ from . import health, selectors
 from .auth import api_error, api_view
 from .images import ImageRejected
 from .models import Exemplar, Item, ModelVersion, TrainingRun
+from .retrain.runs import schedule_refit_check
 from .services import intake, learning
 from .services.exemplars import add_exemplar, remove_exemplar
 
@@ -202,6 +203,7 @@ def class_exemplars(request: HttpRequest, slug: str, label_id: int) -> JsonRespo
         exemplar = add_exemplar(label=label, data=upload.read())
     except ImageRejected as exc:
         return api_error(400, str(exc), filename=intake.clean_filename(upload.name or ""))
+    schedule_refit_check(project, exemplar=True)  # the first head, once every class has enough
     return JsonResponse(exemplar_json(exemplar), status=201)
 
 

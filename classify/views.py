@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
@@ -37,8 +38,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def project_create(request: HttpRequest) -> HttpResponse:
+    """The new-project form. Asked for JSON (the page's script does when example pictures are
+    chosen), it answers with where to send each class's exemplars instead of a redirect: the
+    script then uploads them one per request through the API, whose every exemplar queues the
+    cold-start check (``retrain.runs.train_from_exemplars``: the first head trains as soon as
+    every class has 3), and goes to the project page."""
     if not request.user.is_staff:
         raise PermissionDenied("Only admins create projects.")
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         project = create_project(
@@ -46,7 +53,14 @@ def project_create(request: HttpRequest) -> HttpResponse:
             backend=form.cleaned_data["backend"], created_by=request.user,
         )
         _say_mappings(request, project)
+        if wants_json:
+            return JsonResponse({"project": project.slug, "url": reverse("classify:project", args=[project.slug]),
+                                 "exemplar_urls": {label.name: reverse("api:class_exemplars", args=[project.slug, label.pk])
+                                                   for label in project.labels.filter(is_unknown=False)}}, status=201)
         return redirect("classify:project", slug=project.slug)
+    if request.method == "POST" and wants_json:
+        return JsonResponse({"errors": {field: [str(error) for error in errors] for field, errors in form.errors.items()}},
+                            status=400)
     return render(request, "classify/project_create.html", {"form": form})
 
 

@@ -112,6 +112,57 @@ def test_the_new_project_form_previews_what_each_class_covers_and_creation_says_
     expect(page.locator("#unmapped")).to_contain_text("No ImageNet mapping for temple.")
 
 
+def test_the_new_project_page_takes_example_pictures_per_class_and_trains_the_first_head_at_once(page, live_server):
+    """Arbitrary class names (no ImageNet class is called "alpha"): three pictures of each chosen on
+    the creation page become exemplars, the first head trains on them at once (tasks run eagerly
+    here, through the same refit check the training queue runs), and a refused file is listed."""
+    make_user("ada", is_staff=True)
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/projects/new/")
+    page.fill("#id_name", "Bugs")
+    page.fill("#id_labels", "alpha, beta")
+    expect(page.locator("#exemplar-inputs input[type=file]")).to_have_count(2)
+    page.fill("#id_labels", "alpha, beta, gamma")
+    inputs = page.locator("#exemplar-inputs input[type=file]")
+    expect(inputs).to_have_count(3)
+    crops = [(0, 0, 0.9, 0.9), (0.1, 0.1, 1, 1), (0.05, 0, 0.95, 0.95)]
+    for index, photo in enumerate(("chelsea", "coffee", "rocket")):
+        files = [{"name": f"{photo}-{i}.jpg", "mimeType": "image/jpeg",
+                  "buffer": photo_bytes(photo, crop=crop, mirror=bool(i % 2))} for i, crop in enumerate(crops)]
+        if photo == "rocket":
+            files.append({"name": "notes.png", "mimeType": "image/png", "buffer": b"not a picture"})
+        inputs.nth(index).set_input_files(files)
+    page.click("#project-form button[type=submit]")
+    progress = page.locator("#create-progress")
+    expect(progress.locator("li.error")).to_contain_text(
+        "gamma / notes.png: not added. The file is not an image in a supported format", timeout=120_000)
+    expect(progress).to_contain_text("9 of 10 pictures added")
+    from classify.models import Project
+
+    project = Project.objects.get(slug="bugs")
+    assert Exemplar.objects.filter(label__project=project).count() == 9
+    run = TrainingRun.objects.get(project=project)
+    assert run.state == TrainingRun.State.APPROVED, (run.reason, run.steps)
+    assert ModelVersion.objects.get(project=project, is_active=True) == run.candidate
+    progress.get_by_role("link", name="Go to the project").click()
+    page.wait_for_url(f"{live_server.url}/projects/bugs/")
+    expect(page.locator('.class-card[data-label="gamma"] .pic.exemplar')).to_have_count(3)
+
+
+def test_the_new_project_page_with_pictures_shows_form_errors_and_creates_nothing(page, live_server):
+    make_user("ada", is_staff=True)
+    create_project(slug="bugs", labels=["x", "y"], backend="local")
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/projects/new/")
+    page.fill("#id_name", "Bugs")
+    page.fill("#id_labels", "alpha, beta")
+    page.locator("#exemplar-inputs input[type=file]").first.set_input_files(
+        [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": photo_bytes("chelsea")}])
+    page.click("#project-form button[type=submit]")
+    expect(page.locator("#create-progress li.error")).to_contain_text("slug: A project with this slug exists already.")
+    assert not Exemplar.objects.exists()
+
+
 # --- Screenshots for the docs ----------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from django.utils.functional import cached_property
 
 from classify import selectors
 from classify.models import Item, Prediction
+from classify.retrain.runs import schedule_refit_check
 from classify.services import classification, exemplars
 
 from .scoping import ScopedInline, ViewOnlyAdmin, administered_projects
@@ -129,6 +130,8 @@ class ItemAdmin(ViewOnlyAdmin):
         labelled = queryset.filter(label__isnull=False)
         for item in labelled:
             exemplars.promote_to_exemplar(item=item)
+        for project in {item.project for item in labelled}:
+            schedule_refit_check(project, exemplar=True)  # the first head, once every class has enough
         skipped = queryset.count() - labelled.count()
         self.message_user(request, f"{labelled.count()} exemplar(s) added; {skipped} item(s) without a label skipped.",
                           messages.SUCCESS)

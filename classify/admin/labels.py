@@ -15,6 +15,7 @@ from classify.backends.imagenet import describe_mapping, imagenet_classes
 from classify.backends.local import suggest_imagenet_classes
 from classify.images import ImageRejected
 from classify.models import Exemplar, Label
+from classify.retrain.runs import schedule_refit_check
 from classify.services import intake
 
 from .scoping import ProjectScopedAdmin, ScopedInline
@@ -127,6 +128,12 @@ class LabelAdmin(ProjectScopedAdmin):
 
     class Media:
         css = {"all": ["css/admin.css"]}
+
+    def save_formset(self, request, form, formset, change) -> None:
+        """New exemplars may complete the set the first head trains on (cold start)."""
+        super().save_formset(request, form, formset, change)
+        if formset.model is Exemplar and formset.new_objects:
+            schedule_refit_check(form.instance.project, exemplar=True)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("project")

@@ -151,11 +151,15 @@ def refit_check_key(project: Project) -> str:
     return f"loupe:refit-check:{project.pk}:{project.created_at.timestamp():.6f}"
 
 
-def schedule_refit_check(project: Project) -> None:
+def schedule_refit_check(project: Project, *, exemplar: bool = False) -> None:
     """After a human label: have the training worker check, after commit, whether a refit is due
     (``maybe_schedule_refit`` counts the project's labels, which a decision must not wait for).
-    At most one check waits per project: the cache key is taken here and dropped by the task."""
-    if project.refit_every == 0:
+    At most one check waits per project: the cache key is taken here and dropped by the task.
+
+    After an exemplar is added (``exemplar``), the check is queued even with automatic refits off
+    (``refit_every`` 0) while the project has no head yet: it trains the first one from
+    exemplars (``train_from_exemplars``) once every class has enough."""
+    if project.refit_every == 0 and not (exemplar and project.backend == "local"):
         return
     if not cache.add(refit_check_key(project), 1, timeout=REFIT_CHECK_WAIT):
         return
@@ -175,7 +179,7 @@ def check_refit(project_id: int) -> bool:
     if project is None:
         return False
     cache.delete(refit_check_key(project))
-    return maybe_schedule_refit(project)
+    return train_from_exemplars(project) is not None or maybe_schedule_refit(project)
 
 
 def maybe_schedule_refit(project: Project) -> bool:
@@ -208,7 +212,11 @@ COLD_START_EXEMPLARS = 3
 
 def train_from_exemplars(project: Project) -> TrainingRun | None:
     """Cold start: once every class has at least 3 exemplars (and ``min_examples_per_class``
-    labels), train the first head at once instead of waiting for ``refit_every`` reviews."""
+    labels), train the first head at once instead of waiting for ``refit_every`` reviews.
+
+    Called by ``create_project --exemplars`` and by the queued refit check that every added
+    exemplar schedules (the project page's drop zones, the new-project page, the admin's
+    "promote to exemplar"); ``start_local_training``'s unique index lets one run in at a time."""
     if project.backend != "local" or ModelVersion.objects.filter(project=project, backend="local").exists():
         return None
     counts = labels_per_class(project)

@@ -446,3 +446,71 @@ def test_routing_reads_the_class_shares_from_the_cache_not_a_count_per_item():
     assert learning.refresh_learning_order(project) == 0  # nothing waits: the shares are not recounted
     assert learning.class_shares(project, fresh=True)["ant"] == pytest.approx(4 / 8)
     assert learning.class_shares(project)["ant"] == pytest.approx(4 / 8)
+
+
+def _photos():
+    from tests.base import photo_bytes
+
+    crops = [(0, 0, 0.9, 0.9), (0.1, 0.1, 1, 1), (0.05, 0, 0.95, 0.95)]
+    return {name: [photo_bytes(photo, crop=crop, mirror=bool(i % 2)) for i, crop in enumerate(crops)]
+            for name, photo in (("alpha", "chelsea"), ("beta", "coffee"))}
+
+
+@pytest.mark.django_db
+def test_exemplars_added_later_through_the_api_train_the_first_head_once_every_class_has_three(
+        client, django_capture_on_commit_callbacks):
+    """The project page's drop zones use this API: each exemplar queues the refit check on the
+    training queue (eager here), which trains the first head from exemplars once every class has
+    3, even with automatic refits off; a project that has a head is left to the usual refits."""
+    from django.core.cache import cache
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    admin = make_user("ada", is_staff=True)
+    project = create_project(slug="bugs", labels=["alpha", "beta"], backend="local", created_by=admin)
+    Project.objects.filter(pk=project.pk).update(refit_every=0)
+    client.force_login(admin)
+    photos = _photos()
+    posted = 0
+    for name in ("alpha", "beta"):
+        label = project.labels.get(name=name)
+        for i, data in enumerate(photos[name]):
+            cache.delete(runs.refit_check_key(project))  # the check of the previous upload has run
+            with django_capture_on_commit_callbacks(execute=True):
+                response = client.post(reverse("api:class_exemplars", args=[project.slug, label.pk]),
+                                       {"image": SimpleUploadedFile(f"{i}.jpg", data, "image/jpeg")})
+            assert response.status_code == 201, response.content
+            posted += 1
+            if posted < 6:
+                assert not TrainingRun.objects.filter(project=project).exists()
+    run = TrainingRun.objects.get(project=project)
+    assert run.state == TrainingRun.State.APPROVED, (run.reason, run.steps)
+    assert ModelVersion.objects.get(project=project, is_active=True) == run.candidate
+    # one more exemplar once a head exists: no new cold start
+    cache.delete(runs.refit_check_key(project))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("api:class_exemplars", args=[project.slug, project.labels.get(name="alpha").pk]),
+                    {"image": SimpleUploadedFile("x.png", png(5), "image/png")})
+    assert TrainingRun.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_exemplars_promoted_in_the_admin_train_the_first_head(client, django_capture_on_commit_callbacks):
+    admin = make_user("ada", is_staff=True, is_superuser=True)
+    project = create_project(slug="bugs", labels=["alpha", "beta"], backend="local", created_by=admin)
+    items = []
+    for name, pictures in _photos().items():
+        for i, data in enumerate(pictures):
+            item = Item(project=project, sha256=hashlib.sha256(data).hexdigest(), width=10, height=10,
+                        status=Item.Status.REVIEWED, label=project.labels.get(name=name))
+            item.image.save(f"{name}{i}.jpg", ContentFile(data), save=True)
+            items.append(item)
+    Item.objects.filter(project=project).update(status=Item.Status.NEEDS_REVIEW)  # not labels by themselves
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/classify/item/", {"action": "promote_to_exemplar",
+                                                          "_selected_action": [item.pk for item in items]})
+    assert response.status_code == 302
+    assert Exemplar.objects.filter(label__project=project).count() == 6
+    run = TrainingRun.objects.get(project=project)
+    assert run.state == TrainingRun.State.APPROVED, (run.reason, run.steps)
