@@ -246,32 +246,78 @@ def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) ->
     return HeadFit(_head_from(model), n_train=len(y) - n_test, n_test=n_test, held_out_accuracy=accuracy)
 
 
+WHITEN_FROM = 200  # pictures (labelled and not) before the head learns in a whitened basis
+WHITEN_COMPONENTS = 100  # at most; at most half the pictures
+
+
 class _Standardised:
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, model: Any) -> None:
-        self.mean, self.scale, self.model = mean, scale, model
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, model: Any, basis: _Basis | None = None) -> None:
+        self.mean, self.scale, self.model, self.basis = mean, scale, model, basis
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict((x - self.mean) / self.scale)
+        return self.model.predict((_project(x, self.basis) - self.mean) / self.scale)
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> _Standardised:
-    """Standardise and fit. One BLAS thread: on a busy machine (workers, a web server, the
-    database) more threads made a 2,000-label fit 8x slower (9 s instead of 1.2 s), not faster."""
+@dataclass(frozen=True)
+class _Basis:
+    """A PCA-whitened basis of the project's pictures: ``(x - centre) @ components.T / spread``."""
+
+    centre: np.ndarray
+    components: np.ndarray
+    spread: np.ndarray
+
+
+def _project(x: np.ndarray, basis: _Basis | None) -> np.ndarray:
+    return x if basis is None else ((x - basis.centre) @ basis.components.T) / basis.spread
+
+
+def whitened_basis(pictures: np.ndarray) -> _Basis | None:
+    """The principal directions of the project's pictures, each scaled to unit variance, or None
+    with fewer than ``WHITEN_FROM`` pictures.
+
+    ImageNet features spread a class like handwritten digits over a few directions of large
+    variance that carry little of what tells the classes apart; whitening gives the few labelled
+    examples' logistic regression the directions in proportion. The basis is unsupervised (it never
+    sees a label), so the pictures nobody labelled count: their geometry, never their predicted
+    class (auto-accepted items never train the head). Measured on MNIST digits with 200 labels:
+    share of new items auto-accepted at a certified 95% from 0% to 62-72% in most runs
+    (docs/benchmarks.md)."""
+    if len(pictures) < WHITEN_FROM:
+        return None
+    from sklearn.decomposition import PCA  # heavy: only training loads scikit-learn
+    from threadpoolctl import threadpool_limits
+
+    components = min(WHITEN_COMPONENTS, len(pictures) // 2)
+    with threadpool_limits(limits=1, user_api="blas"):
+        pca = PCA(n_components=components, svd_solver="randomized", random_state=0).fit(pictures)
+    return _Basis(pca.mean_.astype(np.float64), pca.components_.astype(np.float64),
+                  np.sqrt(pca.explained_variance_).astype(np.float64) + 1e-9)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, *, unlabelled: np.ndarray | None = None) -> _Standardised:
+    """(Whiten,) standardise and fit. The basis is fitted on ``x`` and the ``unlabelled``
+    pictures together (``whitened_basis``). One BLAS thread: on a busy machine (workers, a web
+    server, the database) more threads made a 2,000-label fit 8x slower (9 s instead of 1.2 s)."""
     from sklearn.linear_model import LogisticRegression  # heavy: only training loads scikit-learn
     from threadpoolctl import threadpool_limits
 
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
+    pictures = x if unlabelled is None or not len(unlabelled) else np.vstack([x, unlabelled])
+    basis = whitened_basis(np.asarray(pictures, dtype=np.float64))
+    z = _project(np.asarray(x, dtype=np.float64), basis)
+    mean = z.mean(axis=0)
+    scale = z.std(axis=0) + 1e-6
     with threadpool_limits(limits=1, user_api="blas"):
-        model = LogisticRegression(C=0.5, max_iter=2000).fit((x - mean) / scale, y)
-    return _Standardised(mean, scale, model)
+        model = LogisticRegression(C=0.5, max_iter=2000).fit((z - mean) / scale, y)
+    return _Standardised(mean, scale, model, basis)
 
 
-def fit_scorer(x: np.ndarray, y: list[str]):
+def fit_scorer(x: np.ndarray, y: list[str], *, unlabelled: np.ndarray | None = None):
     """A ``calibration.Fitter``: fits a head on (x, y) and returns a predictor of the top class
     and its probability, the same numbers routing sees. Every fit starts cold: warm-starting
-    fold fits from the full fit (which saw the fold) would not be out of fold."""
-    head = _head_from(_fit(x, np.asarray(y)))
+    fold fits from the full fit (which saw the fold) would not be out of fold. The whitened basis
+    comes from this fold's labelled pictures and the unlabelled ones, never the held-out fold: a
+    new upload is not in the basis either."""
+    head = _head_from(_fit(x, np.asarray(y), unlabelled=unlabelled))
     return lambda rows: head_top(head, rows)
 
 
@@ -285,16 +331,27 @@ def head_top(head: TrainedHead, rows: np.ndarray) -> tuple[list[str], list[float
     return [head.classes[i] for i in best], [round(float(p), 6) for p in probabilities[np.arange(len(rows)), best]]
 
 
-def fit_full(embeddings: np.ndarray, labels: Sequence[str]) -> TrainedHead:
+def fit_full(embeddings: np.ndarray, labels: Sequence[str], *, unlabelled: np.ndarray | None = None) -> TrainedHead:
     """The head on every example: what a refit activates."""
-    return _head_from(_fit(embeddings, np.asarray(labels)))
+    return _head_from(_fit(embeddings, np.asarray(labels), unlabelled=unlabelled))
 
 
 def _head_from(fitted: _Standardised) -> TrainedHead:
+    """The stored head: a linear map of the raw embedding. A whitened basis folds into it
+    (``logits = ((x - centre) / 1) @ coef.T + intercept``), so serving is unchanged."""
     model = fitted.model
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: softmax([-z/2, z/2]) equals the sigmoid of z
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    return TrainedHead(tuple(str(c) for c in model.classes_), fitted.mean.astype(np.float32),
-                       fitted.scale.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))
+    basis = fitted.basis
+    if basis is None:
+        return TrainedHead(tuple(str(c) for c in model.classes_), fitted.mean.astype(np.float32),
+                           fitted.scale.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))
+    # u = ((x - c) P^T / s - m) / sd  =>  logits = (x - c) P^T D W^T + b - (m / sd) W^T, D = 1 / (s * sd)
+    weights = coef / fitted.scale  # W / sd, per whitened direction
+    folded = (weights / basis.spread) @ basis.components  # (classes, 1280)
+    shift = intercept - (weights * fitted.mean).sum(axis=1)
+    return TrainedHead(tuple(str(c) for c in model.classes_), basis.centre.astype(np.float32),
+                       np.ones_like(basis.centre, dtype=np.float32), folded.astype(np.float32),
+                       shift.astype(np.float32))

@@ -72,3 +72,17 @@ def _embed_once(row: Exemplar | Item) -> bytes:
     vector = embed(load_image(row, min_side=INPUT_SIDE))
     type(row).objects.filter(pk=row.pk).update(embedding=vector)
     return vector
+
+
+POOL_LIMIT = 4000  # the most recent unlabelled pictures whose geometry the head's basis learns from
+
+
+def unlabelled_pool(project: Project, *, limit: int = POOL_LIMIT) -> np.ndarray:
+    """Stored embeddings of the project's most recent pictures no person labelled (waiting,
+    auto-accepted, rejected...). Only their geometry is used (``local.whitened_basis``), never a
+    class: auto-accepted items never train the head."""
+    vectors = (Item.objects.filter(project=project, embedding__isnull=False)
+               .exclude(status=Status.REVIEWED, label__isnull=False)
+               .order_by("-pk").values_list("embedding", flat=True)[:limit])
+    rows = [np.frombuffer(bytes(vector), dtype=np.float32) for vector in vectors]
+    return np.vstack(rows) if rows else np.zeros((0, 1280), np.float32)

@@ -9,6 +9,9 @@ head by the same out-of-fold procedure restricted to the labels it had when it w
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 from django.db import transaction
 
 from classify.backends.local import fit_full, fit_scorer, zero_shot_top
@@ -16,7 +19,7 @@ from classify.calibration import Calibration, Scored, calibrate, out_of_fold
 from classify.models import ModelVersion, Project, TrainingRun
 from classify.services.scoring import class_specs
 
-from .data import Examples, examples
+from .data import Examples, examples, unlabelled_pool
 from .evaluation import classification_metrics
 from .outcomes import Done, StepFailed
 
@@ -46,13 +49,15 @@ def fit_candidate(run: TrainingRun) -> Done:
     if len(counts) < 2 or min(counts.values()) < 2:
         raise StepFailed(too_few_labels(project, counts))
     classes, unknown = class_names(project)
-    head = fit_full(data.embeddings, data.names)
-    scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit_scorer, seed=SEED)
+    pool = unlabelled_pool(project)
+    fit = functools.partial(fit_scorer, unlabelled=pool)
+    head = fit_full(data.embeddings, data.names, unlabelled=pool)
+    scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit, seed=SEED)
     calibration = calibrate(scored, classes=classes, target=project.target_precision, unknown=unknown)
     metrics = classification_metrics(scored.truths, scored.predicted, scored.scores,
                                      target_precision=project.target_precision)
     metrics.update(calibration=calibration.as_dict(), coverage=calibration.coverage, evaluated="out of fold")
-    metrics["active"] = measure_active(project, data, classes=classes, unknown=unknown)
+    metrics["active"] = measure_active(project, data, classes=classes, unknown=unknown, pool=pool)
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)  # version numbers are per project
         number = ModelVersion.objects.filter(project=project, backend="local").count() + 1
@@ -75,7 +80,8 @@ def describe(calibration: Calibration) -> str:
             f"(measured {calibration.precision:.1%}, lower bound {calibration.lower:.1%})")
 
 
-def measure_active(project: Project, data: Examples, *, classes: list[str], unknown: str) -> dict:
+def measure_active(project: Project, data: Examples, *, classes: list[str], unknown: str,
+                   pool: np.ndarray | None = None) -> dict:
     """The active local model's calibration on the same labels, as stored on the run.
 
     Zero-shot (no active head): its own scores, which never learnt from any label. An active
@@ -85,7 +91,8 @@ def measure_active(project: Project, data: Examples, *, classes: list[str], unkn
     mode = project.backend_config.get("mode", "auto") if project.backend == "local" else "auto"
     if active is not None and mode != "zero_shot":
         had = [when is not None and when <= active.created_at for when in data.labelled_at]
-        scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit_scorer, seed=SEED, trainable=had)
+        fit = functools.partial(fit_scorer, unlabelled=pool)
+        scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit, seed=SEED, trainable=had)
         name = active.version
     elif mode == "trained":
         return {"model": "untrained", "coverage": 0.0, "accuracy": 0.0, "calibration": None}

@@ -209,3 +209,39 @@ def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():
     from classify.backends import efficientnet_lite, local
 
     assert local.INPUT_SIDE == efficientnet_lite.RESIZE_SIZE
+
+
+class WhitenedHeadTests:
+    """From ``WHITEN_FROM`` pictures on, the head learns in a PCA-whitened basis of the labelled and
+    unlabelled pictures; the stored head folds it into one linear map of the raw embedding."""
+
+    def data(self, n: int, seed: int = 3):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(0, 1, (3, 1280))
+        y = rng.integers(0, 3, n)
+        x = centres[y] + rng.normal(0, 3, (n, 1280)) + 40 * rng.normal(0, 1, (n, 1)) * rng.normal(0, 1, 1280)
+        return x.astype(np.float32), [("a", "b", "c")[i] for i in y]
+
+    def test_the_stored_head_scores_exactly_what_the_whitened_model_predicts(self):
+        from classify.backends.local import WHITEN_FROM, _fit, _head_from, head_top
+
+        x, y = self.data(120)
+        unlabelled, _ = self.data(200, seed=4)
+        fitted = _fit(x, np.asarray(y), unlabelled=unlabelled)
+        assert fitted.basis is not None and fitted.basis.components.shape == (100, 1280)
+        assert len(x) + len(unlabelled) >= WHITEN_FROM
+        head = TrainedHead.from_bytes(_head_from(fitted).to_bytes())
+        probe, _ = self.data(50, seed=5)
+        top, scores = head_top(head, probe)
+        expected = fitted.model.predict_proba((((probe - fitted.basis.centre) @ fitted.basis.components.T)
+                                               / fitted.basis.spread - fitted.mean) / fitted.scale)
+        assert top == [fitted.model.classes_[i] for i in expected.argmax(axis=1)]
+        assert scores == pytest.approx(expected.max(axis=1), abs=1e-4)
+        assert head.probabilities(probe[0])[top[0]] == pytest.approx(scores[0], abs=1e-4)
+
+    def test_few_pictures_keep_the_plain_standardised_head(self):
+        from classify.backends.local import _fit
+
+        x, y = self.data(60)
+        assert _fit(x, np.asarray(y)).basis is None
+        assert _fit(x, np.asarray(y), unlabelled=self.data(200, seed=4)[0]).basis is not None
