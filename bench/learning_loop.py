@@ -223,13 +223,15 @@ def frontier_of(round_ids: list[int], truth: dict[int, str], target: float) -> f
     the target precision, with a threshold chosen knowing the answers (read from the database)."""
     from classify.backends.local import fit_full, head_top
     from classify.calibration import frontier
-    from classify.models import Item
+    from classify.models import Item, Project
+    from classify.retrain.data import unlabelled_pool
 
     labelled = list(Item.objects.filter(project__slug=SLUG, status="reviewed", label__isnull=False,
                                         embedding__isnull=False).values_list("embedding", "label__name"))
     if len({name for _, name in labelled}) < 2:
         return None
-    head = fit_full(np.vstack([np.frombuffer(bytes(v), np.float32) for v, _ in labelled]), [n for _, n in labelled])
+    head = fit_full(np.vstack([np.frombuffer(bytes(v), np.float32) for v, _ in labelled]), [n for _, n in labelled],
+                    unlabelled=unlabelled_pool(Project.objects.get(slug=SLUG)))  # the head a refit would fit
     rows = list(Item.objects.filter(pk__in=round_ids, embedding__isnull=False).values_list("pk", "embedding"))
     predicted, scores = head_top(head, np.vstack([np.frombuffer(bytes(v), np.float32) for _, v in rows]))
     return frontier(predicted, scores, [truth[pk] for pk, _ in rows], target=target) * len(rows) / len(round_ids)
@@ -328,7 +330,7 @@ def verdict(rows: list[dict], target: float) -> None:
 
 def refit_timing(truth: dict[int, str], sizes: list[int]) -> None:
     """What the fit step costs by size, on the embeddings the worker stored (true labels), in this
-    process: out of fold (5 fits), calibration and the final fit, against one plain fit (the floor)."""
+    process: out of fold (10 fits), calibration and the final fit, against one plain fit (the floor)."""
     from classify.backends.local import fit_full, fit_scorer
     from classify.calibration import calibrate, out_of_fold
     from classify.models import Item

@@ -26,7 +26,7 @@ from statistics import NormalDist
 import numpy as np
 
 CONFIDENCE = 0.95  # one-sided: "precision is at least the bound" holds 95 times out of 100
-FOLDS = 5
+FOLDS = 10
 STEP = 1.15  # thresholds are tested where the accepted set has grown by 15%
 
 

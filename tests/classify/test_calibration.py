@@ -67,10 +67,10 @@ class FoldTests:
     def test_folds_are_stratified_and_do_not_depend_on_input_order(self):
         keys = [f"k{i}" for i in range(50)]
         names = ["a"] * 25 + ["b"] * 25
-        folds = fold_assignment(keys, names)
+        folds = fold_assignment(keys, names, folds=5)
         for fold in range(5):
             assert sum(1 for i in range(50) if folds[i] == fold and names[i] == "a") == 5
-        reversed_folds = fold_assignment(keys[::-1], names[::-1])
+        reversed_folds = fold_assignment(keys[::-1], names[::-1], folds=5)
         assert list(reversed_folds[::-1]) == list(folds)
 
     def test_restricting_what_fold_models_learn_from_still_scores_everything(self):
