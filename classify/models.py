@@ -864,3 +864,21 @@ class Spend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project}: {self.backend} ${self.cost_usd} ({self.get_kind_display()})"
+
+
+class SpendDay(models.Model):
+    """What one project spent on one backend in one UTC day: every paid call, on a prediction or
+    not (``Spend``), added as it is recorded. A budget sums at most 31 of these before a call,
+    instead of every call of its period."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="spend_days")
+    backend = models.CharField(max_length=64)
+    day = models.DateField()
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "backend", "day"], name="unique_spend_day")]
+        indexes = [models.Index(fields=["backend", "day"], name="spend_day_backend")]
+
+    def __str__(self) -> str:
+        return f"{self.project}: {self.backend} {self.day} ${self.cost_usd}"

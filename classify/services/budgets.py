@@ -3,7 +3,8 @@
 Before a paid call, ``check`` compares what the period has spent plus the call's estimate with every
 budget that covers it. The spend is the recorded ``cost_usd`` of the backend's predictions and of
 every paid call that left no prediction (``Spend`` rows, written by ``record_spend``: bake-offs,
-candidate comparisons, calls billed although they failed). A call that would cross a budget does
+candidate comparisons, calls billed although they failed), each added as it is recorded to its
+day's ``SpendDay`` (``add_to_day``), so that a check sums at most 31 rows. A call that would cross a budget does
 not happen: the item waits, queued with the reason, until the period ends (``OverBudget``), or the
 project's local model answers instead, as the project chooses (``Project.over_budget``). After each
 paid call, ``after_spend`` raises an alert the first time a period reaches 80% and 100%: a log
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Q, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, F, Q, Sum
 from django.utils import timezone
 
 from classify import events
-from classify.models import Budget, Event, Prediction, Project, Spend
+from classify.models import Budget, Event, Prediction, Project, Spend, SpendDay
 
 log = logging.getLogger(__name__)
 LEVELS = (80, 100)
@@ -76,13 +78,26 @@ def budgets_for(project: Project, backend: str):
 
 def status_of(budget: Budget, now: datetime) -> BudgetStatus:
     start, end = period_bounds(budget.period, now)
-    total = Decimal(0)
-    for spent, project_field in ((Prediction.objects, "item__project_id"), (Spend.objects, "project_id")):
-        spent = spent.filter(backend=budget.backend, created_at__gte=start, created_at__lt=end)
-        if budget.project_id:
-            spent = spent.filter(**{project_field: budget.project_id})
-        total += spent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
-    return BudgetStatus(budget, total, start, end)
+    days = SpendDay.objects.filter(backend=budget.backend, day__gte=start.date(), day__lt=end.date())
+    if budget.project_id:
+        days = days.filter(project_id=budget.project_id)
+    return BudgetStatus(budget, days.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0), start, end)
+
+
+def add_to_day(*, project_id: int, backend: str, cost_usd: Decimal | float, at: datetime) -> None:
+    """Add a paid call's cost to its project's, backend's and UTC day's ``SpendDay`` (what the
+    budgets read). Call it in the transaction that records the call."""
+    cost_usd = Decimal(str(cost_usd))
+    if cost_usd <= 0:
+        return
+    key = {"project_id": project_id, "backend": backend, "day": at.astimezone(UTC).date()}
+    if SpendDay.objects.filter(**key).update(cost_usd=F("cost_usd") + cost_usd):
+        return
+    try:
+        with transaction.atomic():
+            SpendDay.objects.create(**key, cost_usd=cost_usd)
+    except IntegrityError:  # another worker created the day's row first
+        SpendDay.objects.filter(**key).update(cost_usd=F("cost_usd") + cost_usd)
 
 
 def record_spend(*, project: Project, backend: str, cost_usd: float | Decimal, kind: str) -> None:
@@ -95,7 +110,9 @@ def record_spend(*, project: Project, backend: str, cost_usd: float | Decimal, k
 def _store_spend(project: Project, backend: str, cost_usd: float | Decimal, kind: str) -> Decimal:
     cost = round(Decimal(str(cost_usd)), 6)
     if cost > 0:
-        Spend.objects.create(project=project, backend=backend, cost_usd=cost, kind=kind)
+        with transaction.atomic():
+            spend = Spend.objects.create(project=project, backend=backend, cost_usd=cost, kind=kind)
+            add_to_day(project_id=project.pk, backend=backend, cost_usd=cost, at=spend.created_at)
     return max(cost, Decimal(0))
 
 

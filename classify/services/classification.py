@@ -239,6 +239,8 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
             saved_usd=reused_from.cost_usd if reused_from else saved,
         )
         if prediction.cost_usd:
+            budgets.add_to_day(project_id=project.pk, backend=backend_name, cost_usd=prediction.cost_usd,
+                               at=prediction.created_at)
             budgets.after_spend(project, backend_name)
         if status == Status.AUTO_ACCEPTED:  # settled by the machine: the event commits with it
             events.item_settled(item.pk)

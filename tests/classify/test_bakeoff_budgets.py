@@ -184,3 +184,31 @@ class AllowanceTests:
         assert calls == 5  # 5 × $0.004 = $0.02: the sixth would cross
         assert len(reads) == 4  # before calls 1 and 4, and once for each alert (not before every call)
         assert sorted(e.data["budget"]["level"] for e in Event.objects.filter(type=Event.Type.BUDGET_ALERT)) == [80, 100]
+
+
+class SpendDayTests:
+    def test_a_budget_reads_the_daily_sums_and_the_migration_rebuilds_them_from_every_paid_call(
+        self, stub, clock, django_capture_on_commit_callbacks
+    ):
+        import importlib
+
+        from django.db import connection
+
+        from classify.models import SpendDay
+
+        project = make_pets_project(price_per_call=0.004)
+        budget = Budget.objects.create(project=None, backend="rekognition", period="month", limit_usd=Decimal("1"))
+        stub.add_response("detect_labels", CAT_PHOTO, expected())
+        with django_capture_on_commit_callbacks(execute=True):
+            intake.ingest_upload(project=project, data=noisy_image((200, 120, 40), seed=1), filename="a.png")
+        clock.advance(days=1)
+        budgets.record_spend(project=project, backend="rekognition", cost_usd=0.003, kind=Spend.Kind.BAKEOFF)
+        budgets.record_spend(project=project, backend="rekognition", cost_usd=0.002, kind=Spend.Kind.COMPARISON)
+        days = {(row.day.isoformat(), row.cost_usd) for row in SpendDay.objects.all()}
+        assert days == {("2026-11-21", Decimal("0.004")), ("2026-11-22", Decimal("0.005"))}
+        assert budgets.status_of(budget, timezone.now()).spent == Decimal("0.009")
+
+        SpendDay.objects.all().delete()  # as before the migration: rebuilt from the predictions and Spend rows
+        with connection.cursor() as cursor:
+            cursor.execute(importlib.import_module("classify.migrations.0020_spend_days").BACKFILL)
+        assert {(row.day.isoformat(), row.cost_usd) for row in SpendDay.objects.all()} == days

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from classify.models import Item, Label, Prediction, Project
+from classify.services import budgets
 from reviewer.models import Decision
 
 
@@ -37,6 +38,8 @@ def seed_item(project: Project, *, at: datetime, top_label: str, top_score: floa
         reason="test", cost_usd=0 if reused else cost, saved_usd=cost if reused else 0, reused_from=earlier,
     )
     Prediction.objects.filter(pk=prediction.pk).update(created_at=at + timedelta(seconds=1))
+    budgets.add_to_day(project_id=project.pk, backend=backend, cost_usd=prediction.cost_usd,
+                       at=at + timedelta(seconds=1))  # as recording a paid call does (the budgets read it)
     item.refresh_from_db()
     return item
 
