@@ -17,22 +17,38 @@ waiting items; the 1M size is ``scale-1m`` (bench/scale.py's project: 1M waiting
 with decisions, 100k auto-accepted). Each cell starts from the same queue (``reset_project``
 puts back what earlier cells decided) and runs until ``--decisions`` decisions or ``--seconds``.
 
+A Celery worker for the default queue (``-Q celery``, as docker-compose.yml's ``worker``) runs
+beside gunicorn: a decision's ``item.settled`` event is fanned out there, not in the request, and
+its CPU is the server's too. ``CELERY_BROKER_URL`` should name a Redis (as shipped).
+
+Two ways of driving the reviewers, each in its own table:
+
+- **closed loop** (``--reviewers``): every reviewer claims and decides without pause, so the
+  server is saturated and a pair's latency is mostly the wait for a CPU: at R reviewers on C
+  cores it cannot fall below R x (server CPU per pair) / C, printed as "CPU-bound mean";
+- **paced** (``--paced``, default 8 reviewers): each reviewer claims, looks at the picture for a
+  think time drawn uniformly from ``--think`` (default 1-2 s, a person at the keyboard), decides,
+  and claims again: the latency a reviewer at that pace sees. Its floor runs in the same cell,
+  one claim query every 0.25 s on its own connection, under the same load.
+
 Reported per cell: claim, decision and claim+decision (the pair a reviewer waits for) p50, p95
 and p99 in ms; decisions/s; double assignments (an item handed out twice: every claimed item is
-decided at once, so a second claim of it is one); failed requests; and the server's CPU time per
-claim+decision pair (gunicorn's processes plus the PostgreSQL backends of this database, from
-/proc): on a shared machine latency includes waiting for a CPU, CPU time per request does not. Per size: SQL statements per
-claim and per decision (one request of each through Django's test client in this process, same
-views and settings, counted with ``CaptureQueriesContext``; the transaction's BEGIN and COMMIT
-are not counted).
+decided, so a second claim of it is one); failed requests; the server's CPU time per
+claim+decision pair (gunicorn's processes, the worker's, and the PostgreSQL backends of this
+database, from /proc): on a shared machine latency includes waiting for a CPU, CPU time per
+request does not; and the 1-minute load average at the cell's end (other work on the machine
+shows there). Per size: SQL statements per claim and per decision (one request of each through
+Django's test client in this process, same views and settings, counted with
+``CaptureQueriesContext``; the transaction's BEGIN and COMMIT are not counted).
 
 Floor, beside each cell: the claim query alone. The exact ``SELECT ... FOR UPDATE SKIP LOCKED``
 the claim ran (captured above) executed by R threads, each over its own persistent database
 connection, in a transaction that is rolled back (so it never empties the queue): what a claim
 cannot go below on this machine. ratio = claim p95 / floor p95.
 
-Targets (issue 14): claim + decision p95 <= 50 ms at 8 reviewers and 100k pending; p95 at 1M
-within 1.5x of p95 at 20k (8 reviewers). Both are printed with met/missed.
+Targets (issue 14): claim + decision p95 <= 50 ms at 8 reviewers and 100k pending (judged on
+both tables: closed loop and paced); p95 at 1M within 1.5x of p95 at 20k (8 reviewers, closed
+loop). Each is printed with met/missed.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -55,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import _seed
+from bench._worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_PAIR_P95_MS = 50.0
@@ -70,8 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decisions", type=int, default=1000, help="timed decisions per cell at most (default 1000)")
     parser.add_argument("--seconds", type=float, default=30.0, help="timed seconds per cell at most (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed claim+decision pairs per reviewer (default 3)")
+    parser.add_argument("--paced", default="8", help="reviewers of the paced cells (default 8; '' for none)")
+    parser.add_argument("--think", default="1-2", help="paced think time per item, seconds, uniform (default 1-2)")
+    parser.add_argument("--paced-seconds", type=float, default=40.0, help="timed seconds per paced cell (default 40)")
     parser.add_argument("--port", type=int, default=8160, help="gunicorn's port on 127.0.0.1 (default 8160)")
     args = parser.parse_args(argv)
+    args.paced = [int(count) for count in args.paced.split(",") if count]
+    args.think = tuple(float(part) for part in args.think.split("-"))
     args.sizes = [int(size) for size in args.sizes.split(",")]
     args.reviewers = [int(count) for count in args.reviewers.split(",")]
     if not set(args.sizes) <= set(PROJECTS):
@@ -110,6 +133,10 @@ class Server:
         self.command = " ".join(command[1:])
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log.open("wb"),
                                         stderr=subprocess.STDOUT)
+        # The default queue's worker (docker-compose.yml's worker also takes classify_local):
+        # the settlement events' fan-out (integrations.dispatch_event) runs there.
+        self.worker = Worker(name="review-http", folder=var_dir / "worker", queues="celery", env=env)
+        self.worker.wait_ready()
         self._wait()
 
     def _wait(self) -> None:
@@ -130,6 +157,7 @@ class Server:
     def stop(self) -> None:
         if os.environ.get("LOUPE_BENCH_KEEP_LOG"):
             print(self.log.read_text()[-5000:])
+        self.worker.stop()
         self.process.terminate()
         try:
             self.process.wait(15)
@@ -151,16 +179,23 @@ def cpu_seconds(pids) -> float:
     return total
 
 
-def server_pids(server: Server) -> list[int]:
-    """gunicorn's processes and the PostgreSQL backends serving this database (the benchmark's
-    own Django connection aside): the server side of every request."""
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def server_pids(server: Server, *, exclude: tuple[int, ...] = ()) -> list[int]:
+    """gunicorn's processes, the worker's, and the PostgreSQL backends serving this database (the
+    benchmark's own Django connection and ``exclude`` aside): the server side of every request."""
     from django.db import connection
 
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        backends = [row[0] for row in cursor.fetchall()]
-    return [server.process.pid, *map(int, children), *backends]
+        backends = [row[0] for row in cursor.fetchall() if row[0] not in exclude]
+    worker = server.worker.process.pid
+    return [server.process.pid, *children(server.process.pid), worker, *children(worker), *backends]
 
 
 # --- Clients -----------------------------------------------------------------------------------
@@ -187,26 +222,32 @@ class Client:
         data = response.read()
         return response.status, (json.loads(data) if data else {})
 
-    def pair(self) -> tuple[float, float, int] | None:
-        """Claim, then decide with the first candidate: (claim s, decision s, item id)."""
+    def pair(self, think: float = 0.0) -> tuple[float, float, int] | None:
+        """Claim, look at the picture for ``think`` seconds, decide with the first candidate:
+        (claim s, decision s, item id)."""
         started = time.perf_counter()
         status, claim = self.post(f"/api/v1/projects/{self.slug}/review/claim/")
-        claimed = time.perf_counter()
+        claim_seconds = time.perf_counter() - started
         if status == 204:
             return None
         if status != 200:
             raise RuntimeError(f"claim answered {status}: {claim}")
         token, label = claim["lease"]["token"], claim["candidates"][0]["label_id"]
-        status, decided = self.post(f"/api/v1/reviews/{token}/decision/", {"labels": [label], "seconds_spent": 1})
+        if think:
+            time.sleep(think)
+        deciding = time.perf_counter()
+        status, decided = self.post(f"/api/v1/reviews/{token}/decision/",
+                                    {"labels": [label], "seconds_spent": round(think, 3) or 1})
         if status != 201:
             raise RuntimeError(f"decision answered {status}: {decided}")
-        return claimed - started, time.perf_counter() - claimed, claim["item"]["id"]
+        return claim_seconds, time.perf_counter() - deciding, claim["item"]["id"]
 
 
 @dataclass
 class Cell:
     size: int
     reviewers: int
+    paced: bool = False
     claims: list[float] = field(default_factory=list)
     decisions: list[float] = field(default_factory=list)
     pairs: list[float] = field(default_factory=list)
@@ -215,6 +256,7 @@ class Cell:
     wall: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of gunicorn and its PostgreSQL backends while timed
     floor_cpu: float = 0.0  # CPU seconds of the floor's PostgreSQL backends
+    load: float = 0.0  # 1-minute load average at the end of the cell
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -255,13 +297,19 @@ def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str, ser
     for client in clients:  # untimed: connections open, gunicorn threads and caches warm
         for _ in range(args.warmup):
             client.pair()
-    pids = server_pids(server)
+    floor = PacedFloor(floor_sql) if cell.paced else None
+    pids = server_pids(server, exclude=(floor.backend,) if floor else ())
     cpu_before = cpu_seconds(pids)
 
-    def body_for(client: Client):
+    def body_for(client: Client, number: int):
+        rng, first = random.Random(number), [cell.paced]
+
         def body():
+            if first[0]:  # paced reviewers do not start in step
+                first[0] = False
+                time.sleep(rng.uniform(0, args.think[1]))
             try:
-                result = client.pair()
+                result = client.pair(rng.uniform(*args.think) if cell.paced else 0.0)
             except Exception as exc:  # noqa: BLE001  (counted and shown, the cell goes on)
                 cell.errors.append(str(exc)[:200])
                 return False
@@ -275,11 +323,57 @@ def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str, ser
             return True
         return body
 
-    cell.wall = run_threads([body_for(client) for client in clients], args.seconds, args.decisions)
+    bodies = [body_for(client, number) for number, client in enumerate(clients)]
+    if floor is not None:
+        floor.start()
+        cell.wall = run_threads(bodies, args.paced_seconds, 1_000_000)
+        cell.floor, cell.floor_cpu = floor.stop()
+    else:
+        cell.wall = run_threads(bodies, args.seconds, args.decisions)
     cell.server_cpu = cpu_seconds(pids) - cpu_before
+    cell.load = os.getloadavg()[0]
     for client in clients:
         client.connection.close()
-    run_floor(cell, floor_sql, len(cell.claims))
+    if floor is None:
+        run_floor(cell, floor_sql, len(cell.claims))
+
+
+class PacedFloor:
+    """The claim query alone, once every ``every`` seconds on its own connection (rolled back),
+    in a thread beside a paced cell: what a claim costs under that same load."""
+
+    def __init__(self, sql: str, every: float = 0.25) -> None:
+        import psycopg
+        from django.db import connection as django_connection
+
+        self.sql, self.every = sql, every
+        self.connection = psycopg.connect(**django_connection.get_connection_params())
+        self.backend = self.connection.info.backend_pid
+        self.times: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _query(self) -> float:
+        started = time.perf_counter()
+        with self.connection.transaction(force_rollback=True):
+            self.connection.execute(self.sql).fetchall()
+        return time.perf_counter() - started
+
+    def _run(self) -> None:
+        self._query()  # warm
+        while not self.done.wait(self.every):
+            self.times.append(self._query())
+
+    def start(self) -> None:
+        self.cpu_before = cpu_seconds([self.backend])
+        self.thread.start()
+
+    def stop(self) -> tuple[list[float], float]:
+        self.done.set()
+        self.thread.join()
+        cpu = cpu_seconds([self.backend]) - self.cpu_before
+        self.connection.close()
+        return self.times, cpu
 
 
 def run_floor(cell: Cell, sql: str, calls: int) -> None:
@@ -353,32 +447,38 @@ def trio(values: list[float]) -> str:
 
 HEADER = (f"{'pending':>9} {'rev':>3} | {'claim p50  p95    p99':>20} | {'decision p50 p95 p99':>20} | "
           f"{'claim+dec p50 p95 p99':>21} | {'dec/s':>6} | {'double':>6} | {'floor p50 p95 p99':>20} | "
-          f"{'claim/floor p95':>15} | {'server CPU ms/pair':>18} | {'floor CPU ms':>12}")
+          f"{'claim/floor p95':>15} | {'server CPU ms/pair':>18} | {'CPU-bound mean ms':>17} | "
+          f"{'floor CPU ms':>12} | {'load':>5}")
+CORES = os.cpu_count() or 1
 
 
 def print_cell(cell: Cell) -> None:
     ratio = pct(cell.claims, 95) / pct(cell.floor, 95) if cell.floor and cell.claims else float("nan")
     rate = len(cell.decisions) / cell.wall if cell.wall else 0.0
+    cpu_pair = cell.server_cpu * 1000 / max(1, len(cell.pairs))
+    # Closed loop: R reviewers share the cores, so a pair takes at least R x CPU / cores on average.
+    bound = f"{cell.reviewers * cpu_pair / CORES:17.1f}" if not cell.paced else f"{'-':>17}"
     print(f"{cell.size:>9,} {cell.reviewers:>3} | {trio(cell.claims):>20} | {trio(cell.decisions):>20} | "
           f"{trio(cell.pairs):>21} | {rate:6.1f} | {cell.double_assignments:>6} | {trio(cell.floor):>20} | "
-          f"{ratio:15.1f} | {cell.server_cpu * 1000 / max(1, len(cell.pairs)):18.1f} | "
-          f"{cell.floor_cpu * 1000 / max(1, len(cell.floor)):12.2f}"
+          f"{ratio:15.1f} | {cpu_pair:18.1f} | {bound} | "
+          f"{cell.floor_cpu * 1000 / max(1, len(cell.floor)):12.2f} | {cell.load:5.1f}"
           + (f"  ({len(cell.errors)} failed: {cell.errors[0]})" if cell.errors else ""),
           flush=True)
 
 
 def print_targets(cells: list[Cell]) -> None:
-    by_key = {(cell.size, cell.reviewers): cell for cell in cells}
-    target = by_key.get((100_000, 8))
-    if target and target.pairs:
-        p95 = pct(target.pairs, 95)
-        print(f"target: claim+decision p95 <= {TARGET_PAIR_P95_MS:.0f} ms at 8 reviewers, 100k pending: "
-              f"{p95:.1f} ms -> {'met' if p95 <= TARGET_PAIR_P95_MS else 'MISSED'}")
-    small, large = by_key.get((20_000, 8)), by_key.get((1_000_000, 8))
+    by_key = {(cell.size, cell.reviewers, cell.paced): cell for cell in cells}
+    for paced, name in ((False, "closed loop"), (True, "paced")):
+        target = by_key.get((100_000, 8, paced))
+        if target and target.pairs:
+            p95 = pct(target.pairs, 95)
+            print(f"target: claim+decision p95 <= {TARGET_PAIR_P95_MS:.0f} ms at 8 reviewers, 100k pending, {name}: "
+                  f"{p95:.1f} ms -> {'met' if p95 <= TARGET_PAIR_P95_MS else 'MISSED'}")
+    small, large = by_key.get((20_000, 8, False)), by_key.get((1_000_000, 8, False))
     if small and large and small.pairs and large.pairs:
         growth = pct(large.pairs, 95) / pct(small.pairs, 95)
-        print(f"target: claim+decision p95 at 1M within {TARGET_GROWTH}x of 20k (8 reviewers): {growth:.2f}x -> "
-              f"{'met' if growth <= TARGET_GROWTH else 'MISSED'}")
+        print(f"target: claim+decision p95 at 1M within {TARGET_GROWTH}x of 20k (8 reviewers, closed loop): "
+              f"{growth:.2f}x -> {'met' if growth <= TARGET_GROWTH else 'MISSED'}")
     doubles = sum(cell.double_assignments for cell in cells)
     print(f"double assignments in {sum(len(cell.items) for cell in cells):,} decisions: {doubles}")
 
@@ -396,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     server = None
     cells: list[Cell] = []
     issued: list = []
+    tokens: dict[int, list[str]] = {}
     try:
         projects = {}
         for size in args.sizes:
@@ -405,21 +506,36 @@ def main(argv: list[str] | None = None) -> None:
             _seed.reset_project(project)
         server = Server(args.port, var_dir / "server")
         print(f"gunicorn {server.command}  (DATABASE_URL {os.environ['DATABASE_URL']})")
+        print(f"{CORES} cores; load average at the start {os.getloadavg()[0]:.1f}")
+        floors = {}
+        print("closed loop (no think time):")
         print(HEADER)
         for size in args.sizes:
             project = projects[size]
-            reviewers = _seed.reviewers_of(project, max(args.reviewers))
-            claim_n, decision_n, floor_sql = statements_per_request(project, reviewers[0])
+            reviewers = _seed.reviewers_of(project, max(args.reviewers + args.paced))
+            claim_n, decision_n, floors[size] = statements_per_request(project, reviewers[0])
             issued += reviewers
-            tokens = [issue_token(reviewer) for reviewer in reviewers]
+            tokens[size] = [issue_token(reviewer) for reviewer in reviewers]
             for count in args.reviewers:
                 _seed.reset_project(project)
                 cell = Cell(size, count)
-                run_cell(args, cell, project.slug, tokens, floor_sql, server)
+                run_cell(args, cell, project.slug, tokens[size], floors[size], server)
                 print_cell(cell)
                 cells.append(cell)
             print(f"{size:>9,}     SQL statements per request: claim {claim_n}, decision {decision_n}", flush=True)
             _seed.reset_project(project)
+        if args.paced:
+            print(f"paced (each reviewer: claim, think {args.think[0]:g}-{args.think[1]:g} s, decide; the floor: "
+                  "one claim query every 0.25 s beside them):")
+            print(HEADER)
+        for size in args.sizes if args.paced else ():
+            for count in args.paced:
+                _seed.reset_project(projects[size])
+                cell = Cell(size, count, paced=True)
+                run_cell(args, cell, projects[size].slug, tokens[size], floors[size], server)
+                print_cell(cell)
+                cells.append(cell)
+            _seed.reset_project(projects[size])
         print_targets(cells)
     finally:
         if server is not None:
