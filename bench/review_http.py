@@ -39,7 +39,8 @@ database, from /proc): on a shared machine latency includes waiting for a CPU, C
 request does not; and the 1-minute load average at the cell's end (other work on the machine
 shows there). Per size: SQL statements per claim and per decision (one request of each through
 Django's test client in this process, same views and settings, counted with
-``CaptureQueriesContext``; the transaction's BEGIN and COMMIT are not counted).
+``CaptureQueriesContext``; the transaction's BEGIN and COMMIT are not counted), and the review
+stats call with what is hidden (``GET .../review/stats/``) p50/p95 over 20 calls.
 
 Floor, beside each cell: the claim query alone. The exact ``SELECT ... FOR UPDATE SKIP LOCKED``
 the claim ran (captured above) executed by R threads, each over its own persistent database
@@ -432,6 +433,23 @@ def statements_per_request(project, reviewer) -> tuple[int, int, str]:
     return count(claim_queries.captured_queries), count(decision_queries.captured_queries), sql
 
 
+def stats_line(args, slug: str, token: str, calls: int = 20) -> str:
+    """The review stats call (what the empty review screen asks: counts and what is hidden),
+    one client, one call after another."""
+    client, times = Client(args.port, token, slug), []
+    for _ in range(calls + 2):
+        started = time.perf_counter()
+        client.connection.request("GET", f"/api/v1/projects/{slug}/review/stats/", headers=client.headers)
+        response = client.connection.getresponse()
+        response.read()
+        if response.status != 200:
+            return f"stats answered {response.status}"
+        times.append(time.perf_counter() - started)
+    client.connection.close()
+    times = times[2:]  # the first two warm the connection
+    return f"stats (with hidden) p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms ({calls} calls)"
+
+
 # --- Output ------------------------------------------------------------------------------------
 
 
@@ -522,7 +540,8 @@ def main(argv: list[str] | None = None) -> None:
                 run_cell(args, cell, project.slug, tokens[size], floors[size], server)
                 print_cell(cell)
                 cells.append(cell)
-            print(f"{size:>9,}     SQL statements per request: claim {claim_n}, decision {decision_n}", flush=True)
+            print(f"{size:>9,}     SQL statements per request: claim {claim_n}, decision {decision_n}; "
+                  f"{stats_line(args, project.slug, tokens[size][0])}", flush=True)
             _seed.reset_project(project)
         if args.paced:
             print(f"paced (each reviewer: claim, think {args.think[0]:g}-{args.think[1]:g} s, decide; the floor: "

@@ -111,7 +111,9 @@ def _todays_labels(reviewer, project: Project) -> QuerySet[Decision]:
 def hidden_from(project: Project, reviewer, *, now: datetime | None = None) -> dict:
     """Why items that wait for a person are not offered to this reviewer right now: the ones they
     skipped in the last hour (and when the first comes back), the ones colleagues hold, and the
-    ones they decided that wait for another reviewer (consensus). The empty review screen says so."""
+    ones they decided that wait for another reviewer (consensus). The empty review screen says so.
+    Each count starts from a small set (live leases, the reviewer's own decisions), not from the
+    waiting items, so it costs the same at any backlog."""
     now = now or timezone.now()
     waiting = Item.objects.filter(project=project, status=Item.Status.NEEDS_REVIEW)
     if not is_project_admin(reviewer, project):
@@ -121,7 +123,8 @@ def hidden_from(project: Project, reviewer, *, now: datetime | None = None) -> d
     skips = Decision.objects.filter(item__in=waiting.exclude(pk__in=decided.values("pk")), reviewer=reviewer,
                                     kind=Decision.Kind.SKIP, undone=False, created_at__gte=now - SKIP_MEMORY)
     first_skip = skips.order_by("created_at").values_list("created_at", flat=True).first()
-    held = waiting.filter(lease_expires_at__gte=now).exclude(lease_owner=reviewer)
+    # Only leased items carry a token: the unique index on it finds them, not a scan of every waiting item.
+    held = waiting.filter(lease_token__isnull=False, lease_expires_at__gte=now).exclude(lease_owner=reviewer)
     return {"skipped": skips.values("item").distinct().count(),
             "skipped_back_at": (first_skip + SKIP_MEMORY).isoformat() if first_skip else None,
             "held": held.count(), "awaiting_others": decided.count()}
