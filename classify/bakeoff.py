@@ -236,14 +236,23 @@ def execute_bakeoff_run(run: BakeoffRun) -> BakeoffRun:
 
 
 def resume_waiting_bakeoffs() -> int:
-    """For the sweeper: queue again each bake-off whose budget period has ended. Returns how many."""
+    """For the sweeper: queue again each bake-off whose budget period has ended. Returns how many.
+    With the broker down the run stays waiting (its time has come) and the next sweep tries again."""
     resumed = 0
     for run_id in BakeoffRun.objects.filter(state=BakeoffRun.State.WAITING, resume_at__lte=timezone.now()).values_list(
             "pk", flat=True):
         if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.WAITING).update(state=BakeoffRun.State.QUEUED):
-            transaction.on_commit(lambda run_id=run_id: enqueue("classify.run_bakeoff", run_id))
+            transaction.on_commit(lambda run_id=run_id: _publish_resumed(run_id))
             resumed += 1
     return resumed
+
+
+def _publish_resumed(run_id: int) -> None:
+    try:
+        enqueue("classify.run_bakeoff", run_id)
+    except Exception as exc:  # kombu raises various connection errors; all mean "not queued"
+        log.warning("could not queue bake-off %s again: %s", run_id, exc)
+        BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.QUEUED).update(state=BakeoffRun.State.WAITING)
 
 
 def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, sample: int | None, user) -> BakeoffRun:

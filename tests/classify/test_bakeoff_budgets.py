@@ -212,3 +212,27 @@ class SpendDayTests:
         with connection.cursor() as cursor:
             cursor.execute(importlib.import_module("classify.migrations.0020_spend_days").BACKFILL)
         assert {(row.day.isoformat(), row.cost_usd) for row in SpendDay.objects.all()} == days
+
+
+class ResumeTests:
+    def test_with_the_broker_down_a_due_bakeoff_stays_waiting_for_the_next_sweep(
+        self, clock, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        project = make_pets_project(price_per_call=0.004)
+        run = BakeoffRun.objects.create(project=project, backends=["rekognition"], state=BakeoffRun.State.WAITING,
+                                        waiting_reason=WAITING, resume_at=clock.now)
+
+        def broker_down(*args, **kwargs):
+            raise ConnectionRefusedError("broker unreachable")
+
+        monkeypatch.setattr(bakeoff, "enqueue", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert bakeoff.resume_waiting_bakeoffs() == 1
+        run.refresh_from_db()
+        assert run.state == BakeoffRun.State.WAITING  # not "queued" with no message behind it
+        sent = []
+        monkeypatch.setattr(bakeoff, "enqueue", lambda name, *args: sent.append((name, args)))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert bakeoff.resume_waiting_bakeoffs() == 1
+        run.refresh_from_db()
+        assert run.state == BakeoffRun.State.QUEUED and sent == [("classify.run_bakeoff", (run.pk,))]
