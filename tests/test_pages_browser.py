@@ -163,6 +163,44 @@ def test_the_new_project_page_with_pictures_shows_form_errors_and_creates_nothin
     assert not Exemplar.objects.exists()
 
 
+def test_the_models_page_shows_the_mode_the_promise_audited_precision_and_pauses_and_resumes(page, live_server):
+    """The learning section as a project admin reads it: the mode and the promise, per class the
+    audits since calibration (confirmed / checked, precision and its interval), the bound with
+    audits, and a class the audits paused, with the reason and Resume."""
+    from classify.models import Label, Prediction, ThresholdChange
+    from reviewer import services as review
+    from tests.classify.test_learning import add_item, calibrated
+
+    admin = make_user("ada", is_staff=True)
+    project = create_project(slug="insects", labels=["ant", "bee", "wasp"], backend="local", created_by=admin)
+    Label.objects.filter(project=project).update(audit_rate=0.0)
+    ant, bee = project.labels.get(name="ant"), project.labels.get(name="bee")
+    calibrated(ant)  # 60 right of 60: bound 95.7%
+    calibrated(bee)
+    for n, (top, given) in enumerate([("ant", "ant")] * 9 + [("ant", "bee")] + [("bee", "bee")] * 20, start=1):
+        item = add_item(project, None, n, truth=top, status=Item.Status.NEEDS_REVIEW, audit=True)
+        Prediction.objects.create(item=item, backend="local", model_version="test", scores={top: 0.97},
+                                  top_label=top, top_score=0.97, margin=0.9, latency_ms=1, thresholds={},
+                                  decision="auto_accepted", reason="test")
+        lease = review._lease([item], project, admin)[0]
+        review.record_decision(token=str(lease.lease_token), reviewer=admin, labels=[project.labels.get(name=given)])
+    log_in(page, live_server.url, "ada")
+    page.goto(f"{live_server.url}/projects/{project.slug}/models/")
+    section = page.locator("#learning")
+    expect(section.locator("h2")).to_have_text("Learning: Automatic: promote a refit that beats the active model, apply its thresholds")
+    expect(section).to_contain_text("Auto-accept promises 95.0% precision at 95% confidence")
+    ant_row, bee_row = section.locator(f"#class-{ant.pk}"), section.locator(f"#class-{bee.pk}")
+    expect(ant_row).to_contain_text("9 / 10 = 90.0% (65.2%–97.7%)")  # the audits' interval
+    expect(ant_row).to_contain_text("≥ 93.8%")  # the bound with audits: 69 right of 70
+    expect(ant_row).to_contain_text("paused 1 of 10 audited auto-accepts were wrong since calibration")
+    expect(bee_row).to_contain_text("20 / 20 = 100.0%")
+    expect(bee_row).to_contain_text("≥ 96.7%")
+    expect(bee_row.locator("td").last).to_have_text("on")
+    ant_row.get_by_role("button", name="Resume").click()
+    expect(page.locator(f"#class-{ant.pk} td").last).to_have_text("on")
+    assert ThresholdChange.objects.filter(project=project, kind="resume").count() == 1
+
+
 # --- Screenshots for the docs ----------------------------------------------------------------
 
 
