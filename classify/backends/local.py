@@ -271,9 +271,14 @@ def _project(x: np.ndarray, basis: _Basis | None) -> np.ndarray:
     return x if basis is None else ((x - basis.centre) @ basis.components.T) / basis.spread
 
 
-def whitened_basis(pictures: np.ndarray) -> _Basis | None:
-    """The principal directions of the project's pictures, each scaled to unit variance, or None
-    with fewer than ``WHITEN_FROM`` pictures.
+def should_whiten(pictures: int) -> bool:
+    """Whether a refit over this many pictures (labelled and not) learns in a whitened basis."""
+    return pictures >= WHITEN_FROM
+
+
+def whitened_basis(pictures: np.ndarray) -> _Basis:
+    """The principal directions of the project's pictures (at most ``WHITEN_COMPONENTS``, at
+    most half as many as pictures), each scaled to unit variance.
 
     ImageNet features spread a class like handwritten digits over a few directions of large
     variance that carry little of what tells the classes apart; whitening gives the few labelled
@@ -282,8 +287,6 @@ def whitened_basis(pictures: np.ndarray) -> _Basis | None:
     class (auto-accepted items never train the head). Measured on MNIST digits with 200 labels:
     share of new items auto-accepted at a certified 95% from 0% to 62-72% in most runs
     (docs/benchmarks.md)."""
-    if len(pictures) < WHITEN_FROM:
-        return None
     from sklearn.decomposition import PCA  # heavy: only training loads scikit-learn
     from threadpoolctl import threadpool_limits
 
@@ -294,15 +297,20 @@ def whitened_basis(pictures: np.ndarray) -> _Basis | None:
                   np.sqrt(pca.explained_variance_).astype(np.float64) + 1e-9)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, *, unlabelled: np.ndarray | None = None) -> _Standardised:
+def _fit(x: np.ndarray, y: np.ndarray, *, unlabelled: np.ndarray | None = None,
+         whiten: bool | None = None) -> _Standardised:
     """(Whiten,) standardise and fit. The basis is fitted on ``x`` and the ``unlabelled``
-    pictures together (``whitened_basis``). One BLAS thread: on a busy machine (workers, a web
+    pictures together (``whitened_basis``); ``whiten`` None decides by their number, and a refit
+    decides once for its fold fits and its final fit alike (``should_whiten``), so the evidence
+    comes from the same procedure as the head. One BLAS thread: on a busy machine (workers, a web
     server, the database) more threads made a 2,000-label fit 8x slower (9 s instead of 1.2 s)."""
     from sklearn.linear_model import LogisticRegression  # heavy: only training loads scikit-learn
     from threadpoolctl import threadpool_limits
 
     pictures = x if unlabelled is None or not len(unlabelled) else np.vstack([x, unlabelled])
-    basis = whitened_basis(np.asarray(pictures, dtype=np.float64))
+    if whiten is None:
+        whiten = should_whiten(len(pictures))
+    basis = whitened_basis(np.asarray(pictures, dtype=np.float64)) if whiten else None
     z = _project(np.asarray(x, dtype=np.float64), basis)
     mean = z.mean(axis=0)
     scale = z.std(axis=0) + 1e-6
@@ -311,13 +319,13 @@ def _fit(x: np.ndarray, y: np.ndarray, *, unlabelled: np.ndarray | None = None) 
     return _Standardised(mean, scale, model, basis)
 
 
-def fit_scorer(x: np.ndarray, y: list[str], *, unlabelled: np.ndarray | None = None):
+def fit_scorer(x: np.ndarray, y: list[str], *, unlabelled: np.ndarray | None = None, whiten: bool | None = None):
     """A ``calibration.Fitter``: fits a head on (x, y) and returns a predictor of the top class
     and its probability, the same numbers routing sees. Every fit starts cold: warm-starting
     fold fits from the full fit (which saw the fold) would not be out of fold. The whitened basis
     comes from this fold's labelled pictures and the unlabelled ones, never the held-out fold: a
     new upload is not in the basis either."""
-    head = _head_from(_fit(x, np.asarray(y), unlabelled=unlabelled))
+    head = _head_from(_fit(x, np.asarray(y), unlabelled=unlabelled, whiten=whiten))
     return lambda rows: head_top(head, rows)
 
 
@@ -331,9 +339,10 @@ def head_top(head: TrainedHead, rows: np.ndarray) -> tuple[list[str], list[float
     return [head.classes[i] for i in best], [round(float(p), 6) for p in probabilities[np.arange(len(rows)), best]]
 
 
-def fit_full(embeddings: np.ndarray, labels: Sequence[str], *, unlabelled: np.ndarray | None = None) -> TrainedHead:
+def fit_full(embeddings: np.ndarray, labels: Sequence[str], *, unlabelled: np.ndarray | None = None,
+             whiten: bool | None = None) -> TrainedHead:
     """The head on every example: what a refit activates."""
-    return _head_from(_fit(embeddings, np.asarray(labels), unlabelled=unlabelled))
+    return _head_from(_fit(embeddings, np.asarray(labels), unlabelled=unlabelled, whiten=whiten))
 
 
 def _head_from(fitted: _Standardised) -> TrainedHead:

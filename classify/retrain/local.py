@@ -14,7 +14,7 @@ import functools
 import numpy as np
 from django.db import transaction
 
-from classify.backends.local import fit_full, fit_scorer, zero_shot_top
+from classify.backends.local import fit_full, fit_scorer, should_whiten, zero_shot_top
 from classify.calibration import Calibration, Scored, calibrate, out_of_fold
 from classify.models import ModelVersion, Project, TrainingRun
 from classify.services.scoring import class_specs
@@ -50,8 +50,9 @@ def fit_candidate(run: TrainingRun) -> Done:
         raise StepFailed(too_few_labels(project, counts))
     classes, unknown = class_names(project)
     pool = unlabelled_pool(project)
-    fit = functools.partial(fit_scorer, unlabelled=pool)
-    head = fit_full(data.embeddings, data.names, unlabelled=pool)
+    whiten = should_whiten(len(data.names) + len(pool))  # one procedure for the folds and the head
+    fit = functools.partial(fit_scorer, unlabelled=pool, whiten=whiten)
+    head = fit_full(data.embeddings, data.names, unlabelled=pool, whiten=whiten)
     scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit, seed=SEED)
     calibration = calibrate(scored, classes=classes, target=project.target_precision, unknown=unknown)
     metrics = classification_metrics(scored.truths, scored.predicted, scored.scores,
@@ -91,7 +92,8 @@ def measure_active(project: Project, data: Examples, *, classes: list[str], unkn
     mode = project.backend_config.get("mode", "auto") if project.backend == "local" else "auto"
     if active is not None and mode != "zero_shot":
         had = [when is not None and when <= active.created_at for when in data.labelled_at]
-        fit = functools.partial(fit_scorer, unlabelled=pool)
+        whiten = should_whiten(len(data.names) + (0 if pool is None else len(pool)))
+        fit = functools.partial(fit_scorer, unlabelled=pool, whiten=whiten)
         scored = out_of_fold(data.embeddings, data.names, data.keys, fit=fit, seed=SEED, trainable=had)
         name = active.version
     elif mode == "trained":

@@ -245,3 +245,5 @@ class WhitenedHeadTests:
         x, y = self.data(60)
         assert _fit(x, np.asarray(y)).basis is None
         assert _fit(x, np.asarray(y), unlabelled=self.data(200, seed=4)[0]).basis is not None
+        # a refit decides once for its fold heads and its final head: a fold of 54 whitens too
+        assert _fit(x[:54], np.asarray(y[:54]), whiten=True).basis.components.shape == (27, 1280)
