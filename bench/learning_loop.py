@@ -156,7 +156,9 @@ class Api:
         response = self.http.request(method, f"{self.base}{path}", timeout=60, headers={**self.auth, **(headers or {})},
                                      **kwargs)
         if response.status >= 500:
-            sys.exit(f"{method} {path}: HTTP {response.status}: {response.data[:300]!r}")
+            log = Path(os.environ.get("LOUPE_VAR_DIR", ".")) / "web.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no web log)"
+            sys.exit(f"{method} {path}: HTTP {response.status}: {response.data[:300]!r}\nweb log:\n{tail}")
         return response.status, (json.loads(response.data) if response.data else None)
 
     def upload(self, data: bytes, name: str) -> dict:

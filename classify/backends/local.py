@@ -5,7 +5,7 @@ Two modes (``backend_config["mode"]``):
 - ``zero_shot``: each project class maps to ImageNet classes (``Label.mappings["local"]``); its
   score is the sum of their probabilities and unknown takes the rest.
 - ``trained``: a logistic-regression head on the 1280-d embeddings, fitted on the project's
-  exemplars and human labels (``fit_head``); without one, everything goes to review.
+  exemplars and human labels (``fit_full``); without one, everything goes to review.
 - ``auto`` (default): the trained head when the project has activated one, else zero-shot.
 
 The network is loaded once per worker process, on first use.
@@ -226,7 +226,9 @@ class HeadFit:
 def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) -> HeadFit:
     """Fit a trained head; hold out a stratified 20% (when every class has ≥ 2 examples) to score it.
 
-    The reported head is refitted on all examples after the held-out measurement.
+    The reported head is refitted on all examples after the held-out measurement. A plain
+    standardised head, never whitened: what ``bench/learning_curve.py`` measures (a refit's head
+    is ``fit_full`` with the refit's choice, see ``classify.retrain.local``).
     """
     from sklearn.model_selection import train_test_split  # heavy: only training loads scikit-learn
 
@@ -240,9 +242,9 @@ def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) ->
         x_train, x_test, y_train, y_test = train_test_split(
             embeddings, y, test_size=n_holdout, stratify=y, random_state=seed
         )
-        accuracy = float((_fit(x_train, y_train).predict(x_test) == y_test).mean())
+        accuracy = float((_fit(x_train, y_train, whiten=False).predict(x_test) == y_test).mean())
         n_test = len(y_test)
-    model = _fit(embeddings, y)
+    model = _fit(embeddings, y, whiten=False)
     return HeadFit(_head_from(model), n_train=len(y) - n_test, n_test=n_test, held_out_accuracy=accuracy)
 
 
