@@ -284,3 +284,15 @@ def perceptual_hash(image: Image.Image) -> int:
 
 def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
+
+
+#: The 64 bits of a dHash cut into five bands (shift, width), lowest bits first. Two hashes at
+#: most four bits apart agree on at least one whole band (four differing bits touch at most four
+#: of the five bands), so an index on each band finds every near duplicate (``Item.phash_band*``).
+PHASH_BANDS = ((0, 13), (13, 13), (26, 13), (39, 13), (52, 12))
+
+
+def phash_bands(value: int) -> tuple[int, ...]:
+    """The bands of a (signed 64-bit) dHash, as the database computes them into ``Item.phash_band*``."""
+    unsigned = value & ((1 << 64) - 1)
+    return tuple((unsigned >> shift) & ((1 << width) - 1) for shift, width in PHASH_BANDS)

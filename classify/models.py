@@ -12,9 +12,9 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
-from .images import QualityRules
+from .images import PHASH_BANDS, QualityRules
 
 UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -253,6 +253,13 @@ class Exemplar(models.Model):
         return f"exemplar of {self.label}"
 
 
+def phash_band(index: int) -> models.GeneratedField:
+    """Band ``index`` of ``Item.phash`` (``images.phash_bands`` in SQL; NULL without a hash)."""
+    shift, width = PHASH_BANDS[index]
+    return models.GeneratedField(expression=F("phash").bitrightshift(shift).bitand((1 << width) - 1),
+                                 output_field=models.SmallIntegerField(), db_persist=True)
+
+
 class Item(models.Model):
     """One uploaded image and where it stands. The database, not the broker, is the truth."""
 
@@ -280,8 +287,15 @@ class Item(models.Model):
     )
     near_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        help_text="A recent item whose picture looks almost the same (perceptual hash).",
+        help_text="The latest earlier item whose picture looks almost the same (perceptual hash).",
     )
+    # The dHash cut into bands (images.PHASH_BANDS), computed by the database from ``phash`` and
+    # indexed: the near-duplicate lookup asks for the items sharing a band (services.intake).
+    phash_band0 = phash_band(0)
+    phash_band1 = phash_band(1)
+    phash_band2 = phash_band(2)
+    phash_band3 = phash_band(3)
+    phash_band4 = phash_band(4)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
@@ -361,6 +375,8 @@ class Item(models.Model):
             models.Index(fields=["labelled_at"], name="item_labelled"),
             models.Index(fields=["project", "status", "learning_priority"], name="item_learning_order"),
             models.Index(fields=["claimed_at"], name="item_claimed_at"),  # health: the last claim
+            *(models.Index(fields=["project", f"phash_band{index}"], name=f"item_phash_band{index}")
+              for index in range(len(PHASH_BANDS))),
         ]
 
     def __str__(self) -> str:

@@ -7,18 +7,18 @@ import logging
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils.text import get_valid_filename
 
 from classify import events, pipeline
-from classify.images import ImageRejected, hamming
+from classify.images import ImageRejected, hamming, phash_bands
 from classify.models import Item, Project
 
 from .queueing import schedule_classification
 
 log = logging.getLogger(__name__)
 Status = Item.Status
-NEAR_DUPLICATE_BITS = 4
-NEAR_DUPLICATE_WINDOW = 5000
+NEAR_DUPLICATE_BITS = 4  # at most one differing bit per band: images.PHASH_BANDS has five
 
 
 def clean_filename(filename: str) -> str:
@@ -148,13 +148,19 @@ def ingest_upload_once(*, project: Project, data: bytes, filename: str, uploaded
 
 
 def find_near_duplicate(project: Project, phash: int) -> Item | None:
-    """A recent item of the project whose perceptual hash is within a few bits of ``phash``.
+    """The latest item of the project whose perceptual hash is at most NEAR_DUPLICATE_BITS from
+    ``phash``, however old, or None.
 
-    Best effort by design: it looks at the last NEAR_DUPLICATE_WINDOW items (the flag helps a
-    person notice a re-upload; exact duplicates are caught by the SHA-256 in any case).
+    Two such hashes agree on at least one whole band (``images.PHASH_BANDS``), so the candidates
+    are the items sharing a band, found through the band indexes; only they are compared bit by
+    bit. Random hashes share a band by chance about once in 1,400 items, so the lookup
+    reads about 75 rows in a project of 100,000 instead of comparing the last 5,000 in Python.
     """
-    recent = Item.objects.filter(project=project, phash__isnull=False).order_by("-pk")
-    for item_id, other in recent.values_list("pk", "phash")[:NEAR_DUPLICATE_WINDOW]:
+    bands = Q()
+    for index, value in enumerate(phash_bands(phash)):
+        bands |= Q(**{f"phash_band{index}": value})
+    candidates = Item.objects.filter(bands, project=project).order_by("-pk").values_list("pk", "phash")
+    for item_id, other in candidates:
         if hamming(phash, other) <= NEAR_DUPLICATE_BITS:
             return Item.objects.get(pk=item_id)
     return None
