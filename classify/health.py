@@ -1,6 +1,7 @@
 """Health, as /healthz, ``manage.py health`` and the page banners report it.
 
-Reads only. Healthy means: the database answers, the broker accepts a connection, at least one
+Reads only. Healthy means: the database answers, the broker accepts a connection (checked at most
+once per ``LOUPE_HEALTH_BROKER_CACHE_SECONDS`` per process), at least one
 worker beat within ``LOUPE_WORKER_SEEN_WITHIN`` seconds, and no work is overdue (items waiting
 while no worker has claimed anything for ``LOUPE_STALL_AFTER`` seconds, or a claim older than
 the sweeper's ``LOUPE_STUCK_CLASSIFYING_AFTER``).
@@ -8,6 +9,7 @@ the sweeper's ``LOUPE_STUCK_CLASSIFYING_AFTER``).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,8 +71,38 @@ def health_report() -> Report:
     return report
 
 
+class _BrokerCheck:
+    """The last broker check of this process and when it was made (``clock()``)."""
+
+    clock = staticmethod(time.monotonic)
+
+    lock = threading.Lock()
+    at: float | None = None
+    status = ""
+
+
 def broker_status() -> str:
-    """"ok", or why a connection to the broker failed (no retries: a health check must be quick)."""
+    """"ok", or why a connection to the broker failed, at most ``LOUPE_HEALTH_BROKER_CACHE_SECONDS``
+    old: one check per process in that time, whatever the number of requests or threads, so a
+    load balancer polling /healthz cannot open a broker connection per request. A thread that
+    finds the check under way waits for its answer instead of opening another connection."""
+    with _BrokerCheck.lock:
+        now = _BrokerCheck.clock()
+        fresh = _BrokerCheck.at is not None and now - _BrokerCheck.at < settings.LOUPE_HEALTH_BROKER_CACHE_SECONDS
+        if not fresh:
+            _BrokerCheck.status, _BrokerCheck.at = check_broker(), _BrokerCheck.clock()
+        return _BrokerCheck.status
+
+
+def forget_broker_status() -> None:
+    """The next ``broker_status`` checks the broker again (after its settings changed)."""
+    with _BrokerCheck.lock:
+        _BrokerCheck.at = None
+
+
+def check_broker() -> str:
+    """Open a connection to the broker now: "ok", or why it failed (no retries: a health check
+    must be quick)."""
     try:
         with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

@@ -333,6 +333,9 @@ LOUPE_WORKER_STALLED_AFTER = env_float("LOUPE_WORKER_STALLED_AFTER", 60.0)
 # Health and the project page call classification stalled when items wait and no worker has
 # claimed anything for this long.
 LOUPE_STALL_AFTER = env_int("LOUPE_STALL_AFTER", 180)
+# /healthz opens a broker connection at most once per this many seconds per process (the answer
+# is shared meanwhile), so a load balancer polling it cannot hammer the broker.
+LOUPE_HEALTH_BROKER_CACHE_SECONDS = env_float("LOUPE_HEALTH_BROKER_CACHE_SECONDS", 5.0)
 LOUPE_SWEEP_EVERY_SECONDS = env_int("LOUPE_SWEEP_EVERY_SECONDS", 30)
 
 # --- Classification --------------------------------------------------------------------------

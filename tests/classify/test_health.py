@@ -3,11 +3,14 @@ and the banner of a process bin/up restarted."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -43,6 +46,7 @@ def waiting_item(project, *, minutes: float, status=Item.Status.QUEUED) -> Item:
 @pytest.fixture
 def project(monkeypatch):
     monkeypatch.setattr(queueing, "hand_to_queue", lambda item_id: True)  # items stay where we put them
+    health.forget_broker_status()  # no answer cached by an earlier test
     return make_colour_project()
 
 
@@ -97,6 +101,41 @@ class HealthzTests:
         assert response.status_code == 503
         assert response.json()["broker"].startswith("unreachable")
         assert "The task queue (broker) is unreachable." in response.json()["problems"]
+
+
+class BrokerCheckCacheTests:
+    def test_a_load_balancer_polling_healthz_opens_one_broker_connection_per_period(self, project, settings,
+                                                                                    monkeypatch):
+        settings.LOUPE_HEALTH_BROKER_CACHE_SECONDS = 5
+        beat()
+        clock = SimpleNamespace(now=1000.0)
+        monkeypatch.setattr(health._BrokerCheck, "clock", lambda: clock.now)
+        with mock.patch.object(health, "check_broker", wraps=health.check_broker) as checks:
+            for _ in range(10):
+                assert Client().get(reverse("classify:healthz")).json()["broker"] == "ok"
+                clock.now += 0.4
+            assert checks.call_count == 1  # ten polls in four seconds
+            clock.now += 1.5
+            Client().get(reverse("classify:healthz"))
+            assert checks.call_count == 2  # over five seconds on: checked again
+
+    def test_threads_asking_at_once_share_one_check(self, settings, monkeypatch):
+        settings.LOUPE_HEALTH_BROKER_CACHE_SECONDS = 5
+        health.forget_broker_status()
+        started, release = threading.Event(), threading.Event()
+
+        def slow_check() -> str:
+            started.set()
+            release.wait(5)
+            return "ok"
+
+        with mock.patch.object(health, "check_broker", side_effect=slow_check) as checks:
+            with ThreadPoolExecutor(8) as pool:
+                answers = [pool.submit(health.broker_status) for _ in range(8)]
+                started.wait(5)
+                release.set()
+                assert [answer.result(timeout=10) for answer in answers] == ["ok"] * 8
+        assert checks.call_count == 1
 
 
 class HealthCommandTests:
