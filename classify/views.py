@@ -98,13 +98,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in Item.Status.values:
         status = ""
-    items = selectors.items_for(request.user).filter(project=project).order_by("-pk")
-    if status:
-        items = items.filter(status=status)
     before = request.GET.get("before", "")
-    if before.isdigit():
-        items = items.filter(pk__lt=int(before))
-    page = list(items[: PAGE_SIZE + 1])
+    page = selectors.item_page(project, status=status, before=int(before) if before.isdigit() else None,
+                               size=PAGE_SIZE + 1)
     labels = list(project.labels.all())
     cards = selectors.class_cards(project, labels, selectors.number_keys(labels))
     counts = selectors.status_counts(project)

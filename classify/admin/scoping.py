@@ -16,8 +16,16 @@ def administered_projects(user) -> QuerySet[Project]:
 
 
 def administers_any(request) -> bool:
+    """Whether the user administers a project (asked once per request: every model of the admin's
+    sidebar asks it)."""
     user = request.user
-    return user.is_active and user.is_staff and (user.is_superuser or administered_projects(user).exists())
+    if not (user.is_active and user.is_staff):
+        return False
+    if user.is_superuser:
+        return True
+    if "_loupe_administers_any" not in request.__dict__:
+        request._loupe_administers_any = administered_projects(user).exists()
+    return request._loupe_administers_any
 
 
 class ScopedInline:

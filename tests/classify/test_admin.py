@@ -208,3 +208,15 @@ def test_the_item_list_size_comes_from_the_kept_counts_and_is_exact(admin_client
     assert size(project__id__exact=project.pk, status__exact="reviewed", o="-1") == (1, [])
     searched, counted = size(q="holiday")  # a search is counted (estimated on PostgreSQL when large)
     assert searched == 2 and counted
+
+
+def test_a_page_asks_once_whether_a_project_admin_administers_a_project(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client, project = admin_client
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/admin/classify/item/").status_code == 200
+    asked = [q["sql"] for q in captured.captured_queries
+             if q["sql"].startswith('SELECT 1 AS "a" FROM "classify_project" INNER JOIN "classify_membership"')]
+    assert len(asked) == 1, asked  # not once per model of the sidebar
