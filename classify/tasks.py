@@ -29,6 +29,8 @@ from .retrain import runs
 from .services import budgets, classification, counts, hosting, lifecycle, queueing
 
 log = logging.getLogger(__name__)
+# What classify_item returns when its run sent the item to review because the backend failed.
+SENT_TO_REVIEW_AFTER_BACKEND_ERROR = "sent_to_review_after_backend_error"
 
 
 def _backoff(retries: int) -> int:
@@ -62,10 +64,13 @@ def claim_name(hostname: str | None, task_id: str | None) -> str:
     bind=True, name="classify.classify_item", max_retries=None, Request=ClassifyRequest,
     soft_time_limit=settings.LOUPE_TASK_SOFT_TIME_LIMIT, time_limit=settings.LOUPE_TASK_TIME_LIMIT,
 )
-def classify_item(self, item_id: int) -> None:
+def classify_item(self, item_id: int) -> str | None:
     """Classify the item, and with the local model up to ``LOUPE_BATCH_SIZE - 1`` other ready
     items of its project in the same forward pass. Should the batch fail, the others go back to
-    the queue and this item takes the usual single-item path with its retry policy."""
+    the queue and this item takes the usual single-item path with its retry policy.
+
+    Returns SENT_TO_REVIEW_AFTER_BACKEND_ERROR when this run sent the item to review because its
+    backend failed (the dashboard counts those from Celery's task_postrun), None otherwise."""
     claimed_by = claim_name(self.request.hostname, self.request.id)
     item = lifecycle.start_classification(item_id=item_id, claimed_by=claimed_by)
     if item is None:
@@ -83,7 +88,8 @@ def classify_item(self, item_id: int) -> None:
             _reconnecting(lambda: lifecycle.requeue_after_error(
                 item, reason=f"Retrying after a backend problem: {error.summary}", detail=str(error)))
             raise self.retry(countdown=_backoff(self.request.retries), exc=exc) from None
-        _reconnecting(lambda: lifecycle.route_to_review_after_backend_error(item, error))
+        if _reconnecting(lambda: lifecycle.route_to_review_after_backend_error(item, error)):
+            return SENT_TO_REVIEW_AFTER_BACKEND_ERROR
     except Exception as exc:
         # Not the backend's fault (a bug, a storage hiccup): retry until the attempt limit.
         log.exception("classifying item %s failed", item_id)

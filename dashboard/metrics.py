@@ -80,7 +80,7 @@ def _queue_ages(slugs):
     return ages
 
 
-COUNTER_METRICS = ("latency", "latency_sum_ms", "calls", "reused", "cost_usd", "retries")
+COUNTER_METRICS = ("latency", "latency_sum_ms", "calls", "reused", "cost_usd", "retries", "backend_errors")
 
 
 def rollup_totals(project_ids, metrics, **filters) -> dict[tuple[int, str, str, int], float]:
@@ -130,7 +130,9 @@ def _backends(slugs):
     for metric, name, help_text in (
             ("calls", "loupe_backend_calls", "Backend calls made."),
             ("reused", "loupe_predictions_reused", "Predictions that reused an identical image's scores."),
-            ("cost_usd", "loupe_backend_cost_usd", "What backend calls cost, in US dollars.")):
+            ("cost_usd", "loupe_backend_cost_usd", "What backend calls cost, in US dollars."),
+            ("backend_errors", "loupe_backend_errors", "Items sent to review because their backend failed (retries "
+             "used up, or an error retrying cannot fix).")):
         family = CounterMetricFamily(name, help_text, labels=["project", "backend"])
         for (project_id, backend), value in sorted(_by_key(totals, metric).items()):
             family.add_metric([slugs.get(project_id, "?"), backend], value)

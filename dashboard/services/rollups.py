@@ -20,7 +20,8 @@ Metrics (``HourlyRollup.metric``), key and time field:
 - labels, skips, undos, seconds_sum, seconds_n (key: reviewer id), seconds (bins): decisions
   by ``created_at``; audit_checked, audit_confirmed (key: the item's top class): audit decisions;
 - consensus, agreed (key: reviewer id): decisions on consensus items, by the item's ``labelled_at``;
-- retries (key "backend:error"): counted by the worker as they happen, never recomputed.
+- retries (key "backend:error"), backend_errors (key: backend, items sent to review because their
+  backend failed): counted by the worker as they happen, never recomputed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from dashboard.models import HourlyRollup, RefreshLog, StatusSnapshot
 from reviewer.models import Decision
 
 log = logging.getLogger(__name__)
-EVENT_METRICS = frozenset({"retries"})
+EVENT_METRICS = frozenset({"retries", "backend_errors"})
 # How classify words the reason of an item sent to review because its backend failed
 # ("Backend unavailable: ..." or "Backend error: ...").
 BACKEND_FAILED = "Backend "
@@ -231,11 +232,23 @@ def take_status_snapshot(*, now: datetime | None = None) -> int:
 
 def record_retry(*, item_id: int, error: str) -> None:
     """Count one retry of an item's classification in the current hour (called by the worker)."""
+    count_event(item_id=item_id, metric="retries", detail=error)
+
+
+def record_backend_error(*, item_id: int) -> None:
+    """Count an item sent to review because its backend failed, in the current hour (called by the
+    worker, once per such run: the item's status says it only until a person reviews it)."""
+    count_event(item_id=item_id, metric="backend_errors")
+
+
+def count_event(*, item_id: int, metric: str, detail: str = "") -> None:
+    """Add one to ``metric`` of the item's project and backend (``backend:detail`` with a detail)
+    in the current hour."""
     item = Item.objects.filter(pk=item_id).values("project_id", "backend").first()
     if item is None:
         return
-    where = {"project_id": item["project_id"], "metric": "retries", "hour": floor_hour(timezone.now()),
-             "key": f"{item['backend'] or '?'}:{error}"[:100]}
+    key = f"{item['backend'] or '?'}:{detail}" if detail else item["backend"] or "?"
+    where = {"project_id": item["project_id"], "metric": metric, "hour": floor_hour(timezone.now()), "key": key[:100]}
     if HourlyRollup.objects.filter(**where).update(value=F("value") + 1):
         return
     try:
