@@ -8,8 +8,9 @@ error translation, pacing, S3 locations.
 - ``backend_error(exc, service)``: a ``BackendError`` whose ``retryable`` flag and message follow
   the error code: throttling, 5xx and timeouts are retried by the task; the rest fail fast with a
   message a project admin can act on.
-- ``pace(name, per_second)``: a per-backend rate limit shared by every worker through Django's
-  cache, so a burst of uploads does not trip the service's TPS limit.
+- ``pace(name, per_second)``: a per-backend rate limit shared by every worker process through
+  Django's cache (Redis's atomic INCR when the broker is Redis; the file cache under a file lock
+  otherwise), so a burst of uploads does not trip the service's TPS quota.
 - ``parse_s3_uri(uri)``: the one parser of ``s3://bucket/key`` locations (exports, training runs).
 - ``confine_s3(uri, project=..., what=...)``: the same, refusing any location outside the
   project's own ``<root>/<slug>/`` under ``LOUPE_S3_ROOTS``. Every S3 location that comes from a
@@ -19,6 +20,8 @@ error translation, pacing, S3 locations.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import re
 import time
@@ -129,8 +132,10 @@ def call(service: str, operation, **kwargs):
 def pace(name: str, per_second: float | None, *, wait_limit: float = 5.0) -> None:
     """Block until this call fits under ``per_second`` calls a second across all workers.
 
-    A fixed one-second window counted with the cache's atomic ``incr`` (Redis in production). If
-    no slot frees up within ``wait_limit`` seconds the call is refused as retryable.
+    A fixed one-second window counted in the cache (``_counting``: Redis in production). If no
+    slot frees up within ``wait_limit`` seconds the call is refused as retryable. ``name`` says
+    what the quota belongs to (a service in a region, an endpoint, a model): calls under the same
+    name share one count, whichever project or process makes them.
     """
     if not per_second or per_second <= 0:
         return
@@ -138,9 +143,10 @@ def pace(name: str, per_second: float | None, *, wait_limit: float = 5.0) -> Non
     while True:
         window = int(time.time())
         key = f"loupe:pace:{name}:{window}"
-        cache.add(key, 0, timeout=5)
         try:
-            count = cache.incr(key)
+            with _counting():
+                cache.add(key, 0, timeout=5)
+                count = cache.incr(key)
         except ValueError:  # the key expired between add and incr
             continue
         if count <= per_second:
@@ -148,6 +154,24 @@ def pace(name: str, per_second: float | None, *, wait_limit: float = 5.0) -> Non
         if time.monotonic() >= deadline:
             raise BackendError(f"{name}: local rate limit of {per_second:g} calls/s reached", retryable=True)
         time.sleep(max(0.0, window + 1 - time.time()) + 0.001)
+
+
+@contextlib.contextmanager
+def _counting():
+    """Redis counts atomically (INCR) for every process that shares it. Django's other caches
+    increment by a read and a write, so two worker processes could both read 4 and both write 5:
+    there the count is taken under an exclusive lock on a file in ``LOUPE_VAR_DIR``, which every
+    worker process of the installation (one machine, the embedded default) shares."""
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        yield
+        return
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.VAR_DIR / "pace.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def parse_s3_uri(uri: str, *, what: str = "S3 location", key_required: bool = False,

@@ -67,7 +67,7 @@ class CustomLabelsBackend:
     def classify(self, image: Image.Image) -> Scores:
         client = aws.lazy_client(SERVICE, self.region)
         data = jpeg_within(image, MAX_IMAGE_BYTES)
-        aws.pace(self.name, self.max_tps)
+        aws.pace(f"{self.name}:{self.arn}", self.max_tps)  # a model's capacity: its own inference units
         response = aws.call(SERVICE, client.detect_custom_labels, ProjectVersionArn=self.arn,
                             Image={"Bytes": data}, MinConfidence=0)
         labels = [{"Name": label.get("Name", ""), "Confidence": round(confidence(label.get("Confidence")), 3)}

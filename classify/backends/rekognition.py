@@ -38,6 +38,16 @@ SERVICE = "rekognition"
 VERSION_PREFIX = "rekognition-detect-labels"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # DetectLabels' limit for image bytes (the service model's maximum)
 DEFAULT_PRICE_PER_CALL = 0.001  # USD, DetectLabels' first pricing tier (first million images a month)
+# AWS's default DetectLabels quota per account and region (Service Quotas, adjustable on request):
+# 50 transactions per second in the largest regions, 5 in the others (docs/backends.md). The
+# calls of every worker process and project in one region share it, so they share one count.
+REGION_DEFAULT_TPS = {"us-east-1": 50.0, "us-west-2": 50.0, "eu-west-1": 50.0}
+OTHER_REGIONS_DEFAULT_TPS = 5.0
+
+
+def default_tps(region_name: str | None) -> float:
+    """The default DetectLabels quota of the region, the rate Loupe keeps to unless ``max_tps`` says otherwise."""
+    return REGION_DEFAULT_TPS.get(region_name or "", OTHER_REGIONS_DEFAULT_TPS)
 JPEG_QUALITIES = (90, 80, 70)
 RAW_LABELS = 20
 
@@ -84,7 +94,7 @@ class RekognitionBackend:
         self.min_confidence = number(config, "min_confidence", 1.0, backend=self.name, high=100.0)
         self.max_labels = number(config, "max_labels", 100, backend=self.name, low=1, high=1000,
                                          integer=True)
-        self.max_tps = number(config, "max_tps", None, backend=self.name)
+        self.max_tps = number(config, "max_tps", None, backend=self.name)  # None: the region's default quota
         self.price = number(config, "price_per_call", DEFAULT_PRICE_PER_CALL, backend=self.name)
         self.names = {spec.name: self._mapped_names(spec) for spec in self.classes if not spec.is_unknown}
 
@@ -107,7 +117,8 @@ class RekognitionBackend:
     def classify(self, image: Image.Image) -> Scores:
         client = aws.lazy_client(SERVICE, self.region)
         data = jpeg_within(image, MAX_IMAGE_BYTES)
-        aws.pace(self.name, self.max_tps)
+        region_name = client.meta.region_name  # this setting's, else boto3's (environment, profile)
+        aws.pace(f"{self.name}:{region_name}", default_tps(region_name) if self.max_tps is None else self.max_tps)
         response = aws.call(SERVICE, client.detect_labels, Image={"Bytes": data}, MaxLabels=self.max_labels,
                             MinConfidence=self.min_confidence)
         labels = [trimmed(label) for label in response.get("Labels") or []]

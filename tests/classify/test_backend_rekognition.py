@@ -165,7 +165,7 @@ class DetectLabelsScoringTests:
         rekognition_stub.add_response("detect_labels", detect_labels(), expected())
         with mock.patch.object(aws, "pace") as pace:
             backend(max_tps=5).classify(rgb())
-        pace.assert_called_once_with("rekognition", 5.0)
+        pace.assert_called_once_with("rekognition:us-east-1", 5.0)
 
     def test_the_price_per_call_can_be_set(self, rekognition_stub):
         rekognition_stub.add_response("detect_labels", detect_labels(), expected())
