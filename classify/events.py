@@ -63,6 +63,28 @@ def settled_event(item: Item, *, prediction: Prediction | None, by=None, answers
                         data={"item": item_snapshot(item, prediction=prediction, by=by, answers=answers)})
 
 
+def items_settled_by_the_machine(item_ids: list[int]) -> list[Event]:
+    """``item_settled`` for many items a worker settled in one transaction (a batch of the local
+    model): the items, their latest predictions and the events in three statements, whatever
+    their number, instead of three per item."""
+    items = list(Item.objects.select_related("project", "label").filter(pk__in=item_ids, status__in=SETTLED_STATUSES))
+    latest: dict[int, Prediction] = {}
+    for prediction in Prediction.objects.filter(item_id__in=[item.pk for item in items]).order_by(
+            "item_id", "-created_at", "-pk"):
+        latest.setdefault(prediction.item_id, prediction)
+    created = Event.objects.bulk_create([
+        Event(project_id=item.project_id, type=Event.Type.ITEM_SETTLED,
+              data={"item": item_snapshot(item, prediction=latest.get(item.pk), answers=[])}) for item in items])
+    ids = [str(event.pk) for event in created]
+    transaction.on_commit(lambda: publish_all(ids))
+    return created
+
+
+def publish_all(event_ids: list[str]) -> None:
+    for event_id in event_ids:
+        publish(event_id)
+
+
 def item_snapshot(item: Item, *, prediction: Prediction | None, by=None, answers: list[dict]) -> dict:
     """The settled item as events and result files describe it, with its latest prediction."""
     labels = answers[-1]["labels"] if answers else ([item.label.name] if item.label else [])

@@ -41,12 +41,11 @@ def score_item(item: Item) -> Prediction | None:
     sent again: its scores are reused. Raises ``BackendError`` for the task to retry or route,
     and ``hosting.ModelStarting`` while a stopped Custom Labels model Loupe tracks is started.
     """
-    labels = list(item.project.labels.all())
+    context = RoutingContext.of(item.project)
+    labels, rules, unknown = context.labels, context.rules, context.unknown
     pin_backend(item)
     backend = build_backend(item.project, labels, name=item.backend, config=item.backend_config)
     earlier = reusable_prediction(item, backend_name=backend.name, model_version=backend.model_version)
-    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
-    unknown = next(label.name for label in labels if label.is_unknown)
     if earlier is not None:
         answer = Answer(Scores(earlier.scores, earlier.model_version, raw=earlier.raw), 0.0, backend.name)
     else:
@@ -54,8 +53,52 @@ def score_item(item: Item) -> Prediction | None:
     routing = pipeline.route(answer.scores.scores, rules=rules, unknown=unknown)
     if answer.note:
         routing = dataclasses.replace(routing, reason=f"{routing.reason} ({answer.note})")
-    return record_prediction(item, answer.backend, answer.scores, routing, answer.latency, rules, earlier,
-                             labels=labels, saved=answer.saved)
+    outcome = Outcome(item, answer.scores, routing, answer.latency, earlier, answer.saved)
+    with transaction.atomic():
+        prediction = record_prediction(outcome, answer.backend, context)
+        if prediction is not None:
+            prediction.save(force_insert=True)
+            count_spend(item.project, answer.backend, [prediction])
+            if prediction.item.status == Status.AUTO_ACCEPTED:  # settled by the machine: the event commits with it
+                events.item_settled(item.pk)
+    return prediction
+
+
+@dataclasses.dataclass
+class RoutingContext:
+    """What routing and recording read once per call, however many items it scores: the
+    project's classes and their rules, and, only when an item needs it, the active model's
+    provenance (a query per item of a batch before)."""
+
+    project: Project
+    labels: list
+    rules: dict[str, pipeline.Rule]
+    unknown: str
+    _provenance: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, project: Project) -> RoutingContext:
+        labels = list(project.labels.all())
+        rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
+        return cls(project, labels, rules, next(label.name for label in labels if label.is_unknown))
+
+    def provenance(self, backend_name: str) -> str:
+        if backend_name not in self._provenance:
+            self._provenance[backend_name] = learning.active_provenance(self.project, backend_name)
+        return self._provenance[backend_name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """An item's scores and routing, ready to record; ``earlier`` is the prediction whose scores
+    were reused, ``saved`` what answering without the paid call saved."""
+
+    item: Item
+    scores: Scores
+    routing: pipeline.Routing
+    latency: float
+    earlier: Prediction | None = None
+    saved: Decimal = Decimal(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,11 +175,12 @@ def within_budget(project: Project, labels, backend):
     raise budgets.wait_for(blocked)
 
 
-def _priority(project, routing: pipeline.Routing, rules: dict, *, audit: bool) -> float | None:
+def _priority(context: RoutingContext, routing: pipeline.Routing, *, audit: bool) -> float | None:
     """The review order ``learning``'s key for an item going to review (None for other orders)."""
+    project = context.project
     if project.review_order != project.ReviewOrder.LEARNING:
         return None
-    rule = rules.get(routing.top_label)
+    rule = context.rules.get(routing.top_label)
     return learning.learning_priority(top_score=routing.top_score, threshold=rule.threshold if rule else 1.0,
                                       class_share=learning.class_shares(project).get(routing.top_label, 0.0),
                                       audit=audit)
@@ -172,11 +216,13 @@ def score_items(items: list[Item]) -> list[Prediction | None]:
     """``score_item`` for several claimed items of one project, pinned to a backend that runs on
     the worker (no cascade, no budget: the worker checks ``batchable``): their images go through
     the backend together (the local model: one forward pass) and the outcomes are recorded in one
-    transaction. Raises ``BackendError`` for the whole batch."""
+    transaction, a constant number of statements apart from one status UPDATE per item (the
+    predictions and the settled events inserted together). Raises ``BackendError`` for the whole
+    batch."""
     first = items[0]
-    labels = list(first.project.labels.all())
+    context = RoutingContext.of(first.project)
     pin_backend(first)
-    backend = build_backend(first.project, labels, name=first.backend, config=first.backend_config)
+    backend = build_backend(first.project, context.labels, name=first.backend, config=first.backend_config)
     reused = reusable_predictions(items, backend_name=backend.name, model_version=backend.model_version)
     fresh = [item for item in items if item.pk not in reused]
     side = getattr(backend, "input_side", None)
@@ -185,31 +231,44 @@ def score_items(items: list[Item]) -> list[Prediction | None]:
                        classify_batch(backend, [load_image(item, min_side=side) for item in fresh]) if fresh else [],
                        strict=True))
     latency = (time.perf_counter() - started) * 1000.0 / max(1, len(fresh))
-    rules = {label.name: pipeline.Rule(label.accept_threshold, label.margin, label.hold) for label in labels}
-    unknown = next(label.name for label in labels if label.is_unknown)
     outcomes = []
+    for item in items:
+        earlier = reused.get(item.pk)
+        scores = results[item.pk] if earlier is None else Scores(earlier.scores, earlier.model_version, raw=earlier.raw)
+        routing = pipeline.route(scores.scores, rules=context.rules, unknown=context.unknown)
+        outcomes.append(Outcome(item, scores, routing, 0.0 if earlier else latency, earlier))
     with transaction.atomic():
-        for item in items:
-            earlier = reused.get(item.pk)
-            scores = results[item.pk] if earlier is None else Scores(earlier.scores, earlier.model_version,
-                                                                     raw=earlier.raw)
-            routing = pipeline.route(scores.scores, rules=rules, unknown=unknown)
-            outcomes.append(record_prediction(item, backend.name, scores, routing, 0.0 if earlier else latency,
-                                              rules, earlier, labels=labels))
-    return outcomes
+        predictions = [record_prediction(outcome, backend.name, context) for outcome in outcomes]
+        recorded = Prediction.objects.bulk_create([prediction for prediction in predictions if prediction is not None])
+        count_spend(first.project, backend.name, recorded)
+        events.items_settled_by_the_machine([prediction.item_id for prediction in predictions
+                                             if prediction is not None and prediction.item.status == Status.AUTO_ACCEPTED])
+    return predictions
 
 
-def record_prediction(item, backend_name, scores, routing, latency, rules, reused_from, *, labels,
-                      saved: Decimal = Decimal(0)) -> Prediction | None:
-    """Store the prediction and the routed status together, if this worker still holds the claim.
+def count_spend(project: Project, backend_name: str, predictions: list[Prediction]) -> None:
+    """Paid predictions just saved go into their day's sums (what the budgets read), then the
+    budgets' alerts are checked, in the transaction that saved them."""
+    paid = [prediction for prediction in predictions if prediction.cost_usd]
+    for prediction in paid:
+        budgets.add_to_day(project_id=project.pk, backend=backend_name, cost_usd=prediction.cost_usd,
+                           at=prediction.created_at)
+    if paid:
+        budgets.after_spend(project, backend_name)
+
+
+def record_prediction(outcome: Outcome, backend_name: str, context: RoutingContext) -> Prediction | None:
+    """Move the item to its routed status if this worker still holds the claim, and return its
+    prediction, not yet saved (the caller saves it in the same transaction: alone, or with its
+    batch mates in one INSERT); None when the claim was lost.
 
     A share of each class's auto-accepted items (``Label.audit_rate``) goes to review as well,
     unannounced to the reviewer, so the error rate of auto-accept can be measured. Items scored
     below the project's consensus score need ``consensus_reviews`` independent reviews.
     """
-    project = item.project
-    labels_by_name = {label.name: label for label in labels}
-    top = labels_by_name.get(routing.top_label)
+    item, scores, routing, earlier = outcome.item, outcome.scores, outcome.routing, outcome.earlier
+    project = context.project
+    top = next((label for label in context.labels if label.name == routing.top_label), None)
     status, reason = routing.decision, routing.reason
     audit = status == Status.AUTO_ACCEPTED and top is not None and random.random() < top.audit_rate
     if audit:
@@ -219,32 +278,25 @@ def record_prediction(item, backend_name, scores, routing, latency, rules, reuse
         "label": top if status == Status.AUTO_ACCEPTED else None, "top_label": routing.top_label,
         "top_score": routing.top_score, "margin": routing.margin, "audit": audit, "reviews_needed": needs,
         "escalated": False,
-        "learning_priority": _priority(project, routing, rules, audit=audit) if status == Status.NEEDS_REVIEW else None,
+        "learning_priority": _priority(context, routing, audit=audit) if status == Status.NEEDS_REVIEW else None,
     }
     if scores.embedding is not None:
         fields["embedding"] = scores.embedding
-    with transaction.atomic():
-        if not transition(item.pk, to=status, reason=reason, only_from=[Status.CLASSIFYING],
-                          where={"claim": item.claim}, **fields):
-            return None
-        prediction = Prediction.objects.create(
-            item=item, backend=backend_name, model_version=scores.model_version, scores=scores.scores,
-            top_label=routing.top_label, top_score=routing.top_score, margin=routing.margin,
-            latency_ms=round(latency, 3), decision=routing.decision, reason=routing.reason,
-            thresholds={name: {"threshold": r.threshold, "margin": r.margin, **({"hold": r.hold} if r.hold else {})}
-                        for name, r in rules.items()},
-            raw=scores.raw, reused_from=reused_from,
-            provenance=learning.active_provenance(project, backend_name) if "/head:" in scores.model_version else "",
-            cost_usd=0 if reused_from else round(scores.cost_usd, 6),
-            saved_usd=reused_from.cost_usd if reused_from else saved,
-        )
-        if prediction.cost_usd:
-            budgets.add_to_day(project_id=project.pk, backend=backend_name, cost_usd=prediction.cost_usd,
-                               at=prediction.created_at)
-            budgets.after_spend(project, backend_name)
-        if status == Status.AUTO_ACCEPTED:  # settled by the machine: the event commits with it
-            events.item_settled(item.pk)
-        return prediction
+    if not transition(item.pk, to=status, reason=reason, only_from=[Status.CLASSIFYING],
+                      where={"claim": item.claim}, **fields):
+        return None
+    item.status = status
+    return Prediction(
+        item=item, backend=backend_name, model_version=scores.model_version, scores=scores.scores,
+        top_label=routing.top_label, top_score=routing.top_score, margin=routing.margin,
+        latency_ms=round(outcome.latency, 3), decision=routing.decision, reason=routing.reason,
+        thresholds={name: {"threshold": r.threshold, "margin": r.margin, **({"hold": r.hold} if r.hold else {})}
+                    for name, r in context.rules.items()},
+        raw=scores.raw, reused_from=earlier,
+        provenance=context.provenance(backend_name) if "/head:" in scores.model_version else "",
+        cost_usd=0 if earlier else round(scores.cost_usd, 6),
+        saved_usd=earlier.cost_usd if earlier else outcome.saved,
+    )
 
 
 def reclassify(*, items: Iterable[Item], reason: str = "Re-queued by an admin.") -> int:

@@ -4,11 +4,14 @@ in one forward pass) and the workload queues each kind of task is published to."
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from classify import tasks
 from classify.backends import local
-from classify.models import Item, Prediction
-from classify.services import intake, projects, queueing
+from classify.models import Event, Item, Prediction, Project
+from classify.services import classification, intake, learning, lifecycle, projects, queueing
 from config.celery import app
 from tests.base import make_colour_project, photo_bytes, solid_image
 
@@ -70,6 +73,37 @@ class BatchTests:
         statuses = dict(Item.objects.filter(pk__in=[i.pk for i in items]).values_list("pk", "status"))
         assert set(statuses.values()) <= {Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW}
         assert Prediction.objects.filter(item__project=project).count() == 3
+
+    def test_a_batch_is_recorded_in_a_constant_number_of_statements_plus_one_update_per_item(
+            self, django_capture_on_commit_callbacks):
+        """What the worker writes for a batch: the predictions and the settled events inserted
+        together, per item only its status UPDATE (the learning order's class shares counted
+        afresh for each batch here, as when their cache has expired)."""
+        project = make_colour_project()
+        Project.objects.filter(pk=project.pk).update(review_order=Project.ReviewOrder.LEARNING)
+
+        def record(numbers: range) -> tuple[int, list[Item]]:
+            with django_capture_on_commit_callbacks(execute=False):  # red ones auto-accept, grey ones go to review
+                uploads = [intake.ingest_upload(project=project, filename=f"{k}.png",
+                                                data=solid_image((255, k, 0) if k % 2 else (128 + k,) * 3))
+                           for k in numbers]
+            Item.objects.filter(pk__in=[item.pk for item in uploads]).update(status=Item.Status.QUEUED)
+            first = lifecycle.start_classification(item_id=uploads[0].pk, claimed_by="w/1")
+            classification.pin_backend(first)
+            batch = [first, *lifecycle.claim_batch_mates(first, limit=len(numbers) - 1, claimed_by="w/1")]
+            cache.delete(learning._shares_key(project))
+            with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=False):
+                classification.score_items(batch)
+            return len(queries), batch
+
+        two, _ = record(range(2))
+        eight, batch = record(range(2, 10))
+        assert eight - two == 6
+        settled = {event.data["item"]["id"]: event.data["item"] for event in Event.objects.filter(type="item.settled")}
+        red = [item for item in batch if Item.objects.get(pk=item.pk).status == Item.Status.AUTO_ACCEPTED]
+        assert len(red) == 4 and all(settled[item.pk]["scores"] == item.predictions.get().scores for item in red)
+        assert Item.objects.filter(pk__in=[i.pk for i in batch], status=Item.Status.NEEDS_REVIEW,
+                                   learning_priority__isnull=False).count() == 4
 
     def test_batch_size_one_classifies_one_item_per_message(self, settings, forward_passes,
                                                            django_capture_on_commit_callbacks):
