@@ -39,6 +39,19 @@ class Worker:
                 raise SystemExit(f"the worker was not ready after {timeout:.0f} s:\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the worker's processes have used so far, its main process and
+        its pool children (one process group), read from /proc (Linux)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if int(fields[2]) == self.process.pid:  # the process group: start_new_session made it ours
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

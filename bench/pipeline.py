@@ -27,6 +27,12 @@ take. Target (issue 14): >= 0.9 at the best batch size. The floor runs right aft
 pipeline, on the same stored images, while the worker idles; each round is a fresh project (no
 score reuse); the median over rounds is reported. The worker is warmed up (model loaded, one
 batch classified) before timing.
+
+On a shared machine wall time also counts the wait for a CPU, so each row also gives CPU
+seconds: the worker's processes (main and pool, from /proc) during its run against the floor
+process's own, as a ratio that load barely moves (the database's CPU is not in it), and each
+side's CPU share of its wall time (near 1.0: it had a core; well below: it was starved, and its
+wall-time figure with it).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,14 +157,14 @@ def run_pipeline(slug: str, jpegs: list[bytes], worker: Worker) -> tuple[float, 
     return wait_routed(ids, worker) - committed, ids
 
 
-def run_floor(ids: list[int], batch: int) -> float:
-    """Seconds to read the stored JPEGs, decode them at the worker's reduced size, and run the
-    model B at a time: nothing else."""
+def run_floor(ids: list[int], batch: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to read the stored JPEGs, decode them at the worker's reduced size, and
+    run the model B at a time: nothing else."""
     from classify.backends.local import INPUT_SIDE, embed_and_probabilities
     from classify.models import Item
 
     items = list(Item.objects.filter(pk__in=ids).order_by("pk"))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(items), batch):
         images = []
         for item in items[start: start + batch]:
@@ -166,7 +173,7 @@ def run_floor(ids: list[int], batch: int) -> float:
                 image.draft("RGB", (INPUT_SIDE, INPUT_SIDE))
                 images.append(image.convert("RGB"))
         embed_and_probabilities(images)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def check_fresh(ids: list[int]) -> None:
@@ -178,7 +185,15 @@ def check_fresh(ids: list[int]) -> None:
         raise SystemExit(f"benchmark void: {predictions.count()} fresh predictions for {len(ids)} uploads")
 
 
-def measure(args, batch: int, env: dict, folder: Path, jpegs: list[bytes]) -> list[tuple[float, float]]:
+@dataclass(frozen=True)
+class Round:
+    pipeline_s: float
+    floor_s: float
+    pipeline_cpu: float
+    floor_cpu: float
+
+
+def measure(args, batch: int, env: dict, folder: Path, jpegs: list[bytes]) -> list[Round]:
     purge_queue()
     worker = Worker(name=f"bench-b{batch}", folder=folder / f"worker-b{batch}", queues="classify_local",
                     env={**env, "LOUPE_BATCH_SIZE": str(batch)})
@@ -187,10 +202,12 @@ def measure(args, batch: int, env: dict, folder: Path, jpegs: list[bytes]) -> li
         run_pipeline(f"warmup-b{batch}", jpegs[:max(batch, 2)], worker)  # loads the model in the worker
         results = []
         for number in range(args.rounds):
+            cpu = worker.cpu_seconds()
             pipeline_s, ids = run_pipeline(f"b{batch}-round-{number}", jpegs, worker)
-            floor_s = run_floor(ids, batch)
+            pipeline_cpu = worker.cpu_seconds() - cpu
+            floor_s, floor_cpu = run_floor(ids, batch)
             check_fresh(ids)
-            results.append((pipeline_s, floor_s))
+            results.append(Round(pipeline_s, floor_s, pipeline_cpu, floor_cpu))
         return results
     finally:
         worker.stop()
@@ -208,14 +225,21 @@ def print_header(args, jpegs: list[bytes], env: dict) -> None:
           f"broker {env['CELERY_BROKER_URL'].split(':')[0]}")
     print("pipeline = a real worker (-Q classify_local, 1 process, 1 torch thread) from commit to every item routed")
     print("floor    = stored JPEGs read, draft-decoded at the worker's reduced size, model forward B at a time")
-    print(f"{'batch':>5} | {'pipeline items/s':>16} | {'floor items/s':>13} | {'floor/pipeline':>14}")
+    print("CPU      = CPU seconds of the worker's processes during its run, of the floor process during its own")
+    print(f"{'batch':>5} | {'pipeline items/s':>16} | {'floor items/s':>13} | {'floor/pipeline':>14} | "
+          f"{'CPU floor/worker':>16} | {'CPU share worker / floor':>24}")
 
 
-def print_row(batch: int, n: int, results: list[tuple[float, float]]) -> tuple[float, float]:
-    pipeline_rate = statistics.median(n / p for p, _ in results)
-    floor_rate = statistics.median(n / f for _, f in results)
-    ratio = statistics.median(f / p for p, f in results)
-    print(f"{batch:>5} | {pipeline_rate:16.2f} | {floor_rate:13.2f} | {ratio:14.3f}", flush=True)
+def print_row(batch: int, n: int, results: list[Round]) -> tuple[float, float]:
+    median = statistics.median
+    pipeline_rate = median(n / r.pipeline_s for r in results)
+    floor_rate = median(n / r.floor_s for r in results)
+    ratio = median(r.floor_s / r.pipeline_s for r in results)
+    cpu_ratio = median(r.floor_cpu / r.pipeline_cpu for r in results if r.pipeline_cpu)
+    shares = (f"{median(r.pipeline_cpu / r.pipeline_s for r in results):.2f} / "
+              f"{median(r.floor_cpu / r.floor_s for r in results):.2f}")
+    print(f"{batch:>5} | {pipeline_rate:16.2f} | {floor_rate:13.2f} | {ratio:14.3f} | {cpu_ratio:16.3f} | {shares:>24}",
+          flush=True)
     return pipeline_rate, ratio
 
 
