@@ -20,7 +20,8 @@ Timed from that commit until every item is routed:
     Prediction and status writes. items/s = N / seconds.
 (b) floor: in this process, one torch thread, the same stored JPEGs read from storage, decoded
     at the same reduced size (``scoring.load_image``'s draft decode) and pushed through
-    ``local.embed_and_probabilities`` B at a time: decode + model and nothing else.
+    ``local.embed_and_probabilities`` B at a time, as the worker calls it (on the CPU it runs
+    ``CPU_FORWARD_BATCH`` images per forward pass): decode + model and nothing else.
 
 ratio = floor seconds / pipeline seconds: the share of the worker's time the model and decoder
 take. Target (issue 14): >= 0.9 at the best batch size. The floor runs right after the
@@ -224,7 +225,7 @@ def print_header(args, jpegs: list[bytes], env: dict) -> None:
           f"quality 90) per round, {args.rounds} rounds per batch size; database {connection.vendor}, "
           f"broker {env['CELERY_BROKER_URL'].split(':')[0]}")
     print("pipeline = a real worker (-Q classify_local, 1 process, 1 torch thread) from commit to every item routed")
-    print("floor    = stored JPEGs read, draft-decoded at the worker's reduced size, model forward B at a time")
+    print("floor    = stored JPEGs read, draft-decoded at the worker's reduced size, the model called B at a time")
     print("CPU      = CPU seconds of the worker's processes during its run, of the floor process during its own")
     print(f"{'batch':>5} | {'pipeline items/s':>16} | {'floor items/s':>13} | {'floor/pipeline':>14} | "
           f"{'CPU floor/worker':>16} | {'CPU share worker / floor':>24}")

@@ -69,9 +69,24 @@ def _imagenet_index() -> dict[str, int]:
     return {name: index for index, name in enumerate(imagenet_classes())}
 
 
+# Images per forward pass on the CPU. With one torch thread a pass over several images was slower
+# per image, not faster: bench/pipeline.py's model-only floor did 37 images/s one at a time, 18 in
+# passes of 8 and 5 in passes of 32 (docs/benchmarks.md), as the activations of a batch outgrow the
+# CPU's caches. A GPU takes a worker's whole batch in one pass.
+CPU_FORWARD_BATCH = 1
+
+
 def embed_and_probabilities(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images, in one
-    forward pass over the whole batch."""
+    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images: one
+    forward pass over all of them on a GPU, passes of ``CPU_FORWARD_BATCH`` on the CPU."""
+    step = len(images) if device().startswith("cuda") else CPU_FORWARD_BATCH
+    parts = [_forward(images[start:start + step]) for start in range(0, len(images), max(1, step))]
+    if not parts:
+        return np.zeros((0, 1280), dtype=np.float32), np.zeros((0, 1000), dtype=np.float64)
+    return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+
+def _forward(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
     import torch  # heavy: only a process that classifies loads torch
 
     from .efficientnet_lite import preprocess  # imports torch
@@ -201,7 +216,8 @@ class LocalBackend:
         return self.classify_batch([image])[0]
 
     def classify_batch(self, images: Sequence[Image.Image]) -> list[Scores]:
-        """Scores for several images from one forward pass (a worker's batch of ready items)."""
+        """Scores for several images (a worker's batch of ready items) from one call to the model
+        (``embed_and_probabilities``: one forward pass on a GPU)."""
         embeddings, probabilities = embed_and_probabilities(images)
         return [self._scores(embedding, row) for embedding, row in zip(embeddings, probabilities, strict=True)]
 

@@ -77,6 +77,25 @@ class ZeroShotTests:
             assert np.allclose(np.frombuffer(batched.embedding, np.float32), np.frombuffer(single.embedding, np.float32),
                                atol=1e-4)
 
+    def test_on_the_cpu_the_model_runs_image_by_image_with_the_same_results(self, monkeypatch):
+        """Passes of CPU_FORWARD_BATCH images on the CPU (faster per image there than one pass over
+        the batch: docs/benchmarks.md), each image scored as a single pass over all would."""
+        from classify.backends import local
+
+        photos = [image("chelsea"), image("coffee"), image("rocket")]
+        passes = []
+        real = local._forward
+        monkeypatch.setattr(local, "_forward", lambda images: passes.append(len(images)) or real(images))
+        embeddings, probabilities = local.embed_and_probabilities(photos)
+        assert passes == [1, 1, 1] and embeddings.shape == (3, 1280) and probabilities.shape == (3, 1000)
+        one_pass_embeddings, one_pass_probabilities = real(photos)
+        assert np.allclose(embeddings, one_pass_embeddings, atol=1e-4)
+        assert np.allclose(probabilities, one_pass_probabilities, atol=1e-6)
+        monkeypatch.setattr(local, "CPU_FORWARD_BATCH", 2)
+        passes.clear()
+        local.embed_and_probabilities(photos)
+        assert passes == [2, 1]
+
     def test_the_torch_device_setting_picks_the_cpu_here_and_refuses_missing_cuda(self, settings):
         import torch
 
