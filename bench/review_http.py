@@ -35,7 +35,7 @@ Reported per cell: claim, decision and claim+decision (the pair a reviewer waits
 and p99 in ms; decisions/s; double assignments (an item handed out twice: every claimed item is
 decided, so a second claim of it is one); failed requests; the server's CPU time per
 claim+decision pair (gunicorn's processes, the worker's, and the PostgreSQL backends of this
-database, from /proc): on a shared machine latency includes waiting for a CPU, CPU time per
+database, from /proc, sampled every 0.5 s: ``CpuMeter``): on a shared machine latency includes waiting for a CPU, CPU time per
 request does not; and the 1-minute load average at the cell's end (other work on the machine
 shows there). Per size: SQL statements per claim and per decision (one request of each through
 Django's test client in this process, same views and settings, counted with
@@ -167,17 +167,65 @@ class Server:
             self.process.wait()
 
 
-def cpu_seconds(pids) -> float:
-    """User + system CPU seconds of these processes so far (Linux /proc; 0 for a vanished one)."""
+def cpu_seconds(pids, *, missing: float | None = 0.0) -> float | None:
+    """User + system CPU seconds of these processes so far (Linux /proc); a vanished one adds
+    ``missing`` (None: the answer is None)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
+            if missing is None:
+                return None
+            total += missing
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+class CpuMeter:
+    """The server's CPU seconds over a cell (``server_pids``), sampled every half second: a
+    PostgreSQL backend that ends meanwhile (gunicorn reopens its connections after
+    ``DB_CONN_MAX_AGE``) keeps what it used until its last sample, and one that starts counts from
+    its first, instead of a before/after difference that loses the one and misses the other."""
+
+    def __init__(self, server: Server, *, exclude: tuple[int, ...] = ()) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.exclude = {*exclude, cursor.fetchone()[0]}  # this thread's connection
+        self.server, self.first, self.last = server, {}, {}
+        self.done, self.ready = threading.Event(), threading.Event()
+        self.sample()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        self.ready.wait()
+
+    def sample(self) -> None:
+        for pid in server_pids(self.server, exclude=tuple(self.exclude)):
+            used = cpu_seconds([pid], missing=None)
+            if used is not None:
+                self.first.setdefault(pid, used)
+                self.last[pid] = used
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:  # the sampler's own connection is not the server's
+            cursor.execute("SELECT pg_backend_pid()")
+            self.exclude.add(cursor.fetchone()[0])
+        self.ready.set()
+        while not self.done.wait(0.5):
+            self.sample()
+        connection.close()
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        self.sample()
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 def children(pid: int) -> list[int]:
@@ -299,8 +347,7 @@ def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str, ser
         for _ in range(args.warmup):
             client.pair()
     floor = PacedFloor(floor_sql) if cell.paced else None
-    pids = server_pids(server, exclude=(floor.backend,) if floor else ())
-    cpu_before = cpu_seconds(pids)
+    meter = CpuMeter(server, exclude=(floor.backend,) if floor else ())
 
     def body_for(client: Client, number: int):
         rng, first = random.Random(number), [cell.paced]
@@ -331,7 +378,7 @@ def run_cell(args, cell: Cell, slug: str, tokens: list[str], floor_sql: str, ser
         cell.floor, cell.floor_cpu = floor.stop()
     else:
         cell.wall = run_threads(bodies, args.seconds, args.decisions)
-    cell.server_cpu = cpu_seconds(pids) - cpu_before
+    cell.server_cpu = meter.stop()
     cell.load = os.getloadavg()[0]
     for client in clients:
         client.connection.close()
