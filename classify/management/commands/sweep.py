@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from classify.services import lifecycle
+from classify.services import counts, lifecycle
 
 
 class Command(BaseCommand):
@@ -10,4 +10,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         result = lifecycle.sweep_stuck_items()
-        self.stdout.write(f"{result.requeued} re-queued, {result.failed} failed.")
+        folded = counts.compact_status_counts()
+        self.stdout.write(f"{result.requeued} re-queued, {result.failed} failed; {folded} status-count rows folded.")
