@@ -4,16 +4,23 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
-BACKFILL = """
-INSERT INTO classify_spendday (project_id, backend, day, cost_usd)
-SELECT project_id, backend, day, SUM(cost) FROM (
-    SELECT i.project_id, p.backend, (p.created_at AT TIME ZONE 'UTC')::date AS day, p.cost_usd AS cost
-    FROM classify_prediction p JOIN classify_item i ON i.id = p.item_id WHERE p.cost_usd > 0
-    UNION ALL
-    SELECT s.project_id, s.backend, (s.created_at AT TIME ZONE 'UTC')::date, s.cost_usd
-    FROM classify_spend s WHERE s.cost_usd > 0
-) paid GROUP BY project_id, backend, day
-"""
+def backfill(apps, schema_editor):
+    """Every paid call so far (predictions, and Spend rows), summed per project, backend and UTC
+    day. Through the ORM, so it runs on SQLite (bin/up's default) as on PostgreSQL."""
+    from collections import defaultdict
+    from datetime import UTC
+
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    Prediction, Spend, SpendDay = (apps.get_model("classify", name) for name in ("Prediction", "Spend", "SpendDay"))
+    days = defaultdict(int)
+    for rows, project in ((Prediction.objects, "item__project_id"), (Spend.objects, "project_id")):
+        for row in (rows.filter(cost_usd__gt=0).annotate(day=TruncDate("created_at", tzinfo=UTC))
+                    .values(project, "backend", "day").annotate(cost=Sum("cost_usd"))):
+            days[(row[project], row["backend"], row["day"])] += row["cost"]
+    SpendDay.objects.bulk_create([SpendDay(project_id=project_id, backend=backend, day=day, cost_usd=cost)
+                                  for (project_id, backend, day), cost in days.items()], batch_size=5000)
 
 
 class Migration(migrations.Migration):
@@ -37,5 +44,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('project', 'backend', 'day'), name='unique_spend_day')],
             },
         ),
-        migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),
+        migrations.RunPython(backfill, migrations.RunPython.noop),
     ]

@@ -192,7 +192,7 @@ class SpendDayTests:
     ):
         import importlib
 
-        from django.db import connection
+        from django.apps import apps as django_apps
 
         from classify.models import SpendDay
 
@@ -209,8 +209,7 @@ class SpendDayTests:
         assert budgets.status_of(budget, timezone.now()).spent == Decimal("0.009")
 
         SpendDay.objects.all().delete()  # as before the migration: rebuilt from the predictions and Spend rows
-        with connection.cursor() as cursor:
-            cursor.execute(importlib.import_module("classify.migrations.0020_spend_days").BACKFILL)
+        importlib.import_module("classify.migrations.0020_spend_days").backfill(django_apps, None)
         assert {(row.day.isoformat(), row.cost_usd) for row in SpendDay.objects.all()} == days
 
 
