@@ -102,14 +102,21 @@ def make_backlog(slug: str, n: int, backend: str) -> list[int]:
     return [item.pk for item in Item.objects.bulk_create(items, batch_size=2000)]
 
 
-def wait_routed(ids: list[int], workers: list[Worker], timeout: float) -> float:
+def wait_routed(ids: list[int], workers: list[Worker], timeout: float, stall: float = 120.0) -> float:
+    """When every item is routed. Gives up (and so frees the shared lock) when the workers die, at
+    ``timeout``, or when no item was routed for ``stall`` seconds: items left queued with no
+    message (a purged or lost queue) would otherwise be waited for until the timeout."""
     from classify.models import Item
 
     done = (Item.Status.AUTO_ACCEPTED, Item.Status.NEEDS_REVIEW, Item.Status.FAILED)
-    deadline = time.monotonic() + timeout
-    while Item.objects.filter(pk__in=ids, status__in=done).count() < len(ids):
-        if time.monotonic() > deadline or any(worker.process.poll() is not None for worker in workers):
-            raise SystemExit("the workers did not finish:\n" + "\n".join(w.log()[-2000:] for w in workers))
+    deadline, last, moved = time.monotonic() + timeout, -1, time.monotonic()
+    while (count := Item.objects.filter(pk__in=ids, status__in=done).count()) < len(ids):
+        if count != last:
+            last, moved = count, time.monotonic()
+        if (time.monotonic() > deadline or time.monotonic() - moved > stall
+                or any(worker.process.poll() is not None for worker in workers)):
+            raise SystemExit(f"the workers did not finish: {count} of {len(ids)} routed, none for "
+                             f"{time.monotonic() - moved:.0f} s\n" + "\n".join(w.log()[-2000:] for w in workers))
         time.sleep(0.2)
     return time.perf_counter()
 

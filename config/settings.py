@@ -366,7 +366,7 @@ LOUPE_TORCH_THREADS = env_int("LOUPE_TORCH_THREADS", 1)
 LOUPE_TORCH_DEVICE = env_str("LOUPE_TORCH_DEVICE", "auto")  # auto (CUDA when present), cpu, cuda, cuda:N
 # A worker of the local model classifies up to this many ready items of a project in one forward
 # pass (bench/pipeline.py compares batch sizes; see docs/benchmarks.md for what is measured so far).
-LOUPE_BATCH_SIZE = env_int("LOUPE_BATCH_SIZE", 8)
+LOUPE_BATCH_SIZE = env_int("LOUPE_BATCH_SIZE", 32)  # measured: docs/benchmarks.md
 if LOUPE_BATCH_SIZE < 1:
     raise ImproperlyConfigured("LOUPE_BATCH_SIZE must be at least 1")
 
