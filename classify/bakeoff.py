@@ -20,8 +20,11 @@ import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import pipeline
@@ -29,7 +32,7 @@ from .backends import BackendError, runs_locally
 from .backends import choices as backend_choices
 from .enqueue import enqueue
 from .models import BakeoffRun, Item, Label, Project, Spend
-from .services import budgets
+from .services import budgets, lifecycle
 from .services.scoring import build_backend, load_image
 
 log = logging.getLogger(__name__)
@@ -235,13 +238,60 @@ def execute_bakeoff_run(run: BakeoffRun) -> BakeoffRun:
     return run
 
 
+def claim_bakeoff_run(run_id: int, *, claimed_by: str) -> BakeoffRun | None:
+    """Take a queued bake-off for this task: a conditional UPDATE, so of two deliveries of its
+    message (the sweeper republishes lost ones) only one runs it. None when it is not queued."""
+    now = timezone.now()
+    taken = BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.QUEUED).update(
+        state=BakeoffRun.State.RUNNING, claimed_by=claimed_by[:255], claimed_at=now, waiting_reason="", resume_at=None)
+    return BakeoffRun.objects.select_related("project").get(pk=run_id) if taken else None
+
+
+def recover_bakeoffs(*, now=None) -> int:
+    """For the sweeper: a bake-off nobody works on goes back to work. Returns how many.
+
+    - ``queued`` since longer than LOUPE_STUCK_QUEUED_AFTER: its message was lost (the broker
+      was down when it started, or flushed); it is published again (a duplicate is harmless:
+      ``claim_bakeoff_run`` lets one delivery run it).
+    - ``running`` under a claim no live worker holds (``lifecycle.claim_abandoned``: the worker
+      died, restarted, or its pool process was killed): queued and published again. It scores
+      from the start (or from where it last waited for a budget), so the calls of the lost
+      attempt are paid again; they were counted against the budgets when made.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.LOUPE_STUCK_QUEUED_AFTER)
+    lost = list(BakeoffRun.objects.filter(state=BakeoffRun.State.QUEUED).filter(
+        Q(queued_at__lt=stale) | Q(queued_at__isnull=True, created_at__lt=stale)).values_list("pk", flat=True))
+    beats = lifecycle.live_beats(now=now)
+    grace = now - timedelta(seconds=settings.LOUPE_WORKER_SEEN_WITHIN)
+    running = BakeoffRun.objects.filter(state=BakeoffRun.State.RUNNING, claimed_at__lt=grace).exclude(claimed_by="")
+    dead = [run.pk for run in running.only("pk", "claimed_by", "claimed_at")
+            if lifecycle.claim_abandoned(run.claimed_by, run.claimed_at, beats)]
+    for run_id in dead:
+        if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.RUNNING).update(
+                state=BakeoffRun.State.QUEUED, claimed_by="", claimed_at=None):
+            lost.append(run_id)
+    for run_id in lost:
+        BakeoffRun.objects.filter(pk=run_id).update(queued_at=now)
+        transaction.on_commit(lambda run_id=run_id: _publish_again(run_id))
+    return len(lost)
+
+
+def _publish_again(run_id: int) -> None:
+    try:
+        enqueue("classify.run_bakeoff", run_id)
+    except Exception as exc:  # kombu raises various connection errors: the next sweep tries again
+        log.warning("could not queue bake-off %s again: %s", run_id, exc)
+
+
 def resume_waiting_bakeoffs() -> int:
     """For the sweeper: queue again each bake-off whose budget period has ended. Returns how many.
     With the broker down the run stays waiting (its time has come) and the next sweep tries again."""
     resumed = 0
     for run_id in BakeoffRun.objects.filter(state=BakeoffRun.State.WAITING, resume_at__lte=timezone.now()).values_list(
             "pk", flat=True):
-        if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.WAITING).update(state=BakeoffRun.State.QUEUED):
+        if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.WAITING).update(
+                state=BakeoffRun.State.QUEUED, queued_at=timezone.now()):
             transaction.on_commit(lambda run_id=run_id: _publish_resumed(run_id))
             resumed += 1
     return resumed
@@ -258,7 +308,7 @@ def _publish_resumed(run_id: int) -> None:
 def start_bakeoff(*, project: Project, backends: Sequence[str], configs: dict, sample: int | None, user) -> BakeoffRun:
     """Store a bake-off and queue it for a worker once the transaction commits."""
     run = BakeoffRun.objects.create(project=project, backends=list(backends), configs=configs, sample=sample,
-                                    created_by=user)
+                                    created_by=user, queued_at=timezone.now())
     transaction.on_commit(lambda: enqueue("classify.run_bakeoff", run.pk))
     return run
 

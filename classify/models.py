@@ -597,6 +597,9 @@ class BakeoffRun(models.Model):
     resume_at = models.DateTimeField(null=True, blank=True, help_text="While waiting: when the sweeper queues it again.")
     progress = models.JSONField(default=dict, blank=True,
                                 help_text="Kept while waiting: the items chosen, and per backend the outcomes so far.")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it was last handed to the broker.")
+    claimed_by = models.CharField(max_length=255, blank=True, help_text="While running: <worker>/<task id>.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -23,8 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from .backends import BackendError
-from .bakeoff import execute_bakeoff_run, resume_waiting_bakeoffs
-from .models import BakeoffRun
+from .bakeoff import claim_bakeoff_run, execute_bakeoff_run, recover_bakeoffs, resume_waiting_bakeoffs
 from .retrain import runs
 from .services import budgets, classification, counts, hosting, lifecycle, queueing
 
@@ -144,6 +143,9 @@ def sweep() -> None:
     bakeoffs = resume_waiting_bakeoffs()
     if bakeoffs:
         log.info("sweeper: %s bake-off(s) resumed after their budget period ended", bakeoffs)
+    recovered = recover_bakeoffs()
+    if recovered:
+        log.info("sweeper: %s bake-off(s) nobody was running queued again", recovered)
 
 
 @shared_task(name="classify.prune_broker")
@@ -173,10 +175,10 @@ def _older_than(paths, seconds: float) -> list[Path]:
     return [path for path in paths if path.is_file() and path.stat().st_mtime < cutoff]
 
 
-@shared_task(name="classify.run_bakeoff", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
-def run_bakeoff(run_id: int) -> None:
-    run = BakeoffRun.objects.select_related("project").filter(pk=run_id).first()
-    if run is not None and run.state == BakeoffRun.State.QUEUED:
+@shared_task(bind=True, name="classify.run_bakeoff", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def run_bakeoff(self, run_id: int) -> None:
+    run = claim_bakeoff_run(run_id, claimed_by=claim_name(self.request.hostname, self.request.id))
+    if run is not None:
         execute_bakeoff_run(run)
 
 

@@ -232,19 +232,29 @@ def abandoned_claims(*, now, limit: int) -> list[Item]:
     seconds or started after the claim (a restart), or the claim is older than
     LOUPE_STUCK_CLASSIFYING_AFTER whoever holds it."""
     grace = now - timedelta(seconds=settings.LOUPE_WORKER_SEEN_WITHIN)
-    beats = {beat.name: beat for beat in WorkerHeartbeat.objects.filter(seen_at__gte=grace)}
+    beats = live_beats(now=now)
     too_old = now - timedelta(seconds=settings.LOUPE_STUCK_CLASSIFYING_AFTER)
     candidates = Item.objects.filter(status=Status.CLASSIFYING).filter(
         Q(claimed_at__lt=too_old) | (Q(claimed_at__lt=grace) & ~Q(claimed_by=""))
     ).order_by("claimed_at")[:limit]
+    return [item for item in candidates
+            if item.claimed_at < too_old or claim_abandoned(item.claimed_by, item.claimed_at, beats)]
 
-    def abandoned(item: Item) -> bool:
-        worker, _, task_id = item.claimed_by.rpartition("/")
-        beat = beats.get(worker)
-        return (item.claimed_at < too_old or beat is None or beat.started_at > item.claimed_at
-                or task_ended(beat, task_id=task_id, claimed_at=item.claimed_at))
 
-    return [item for item in candidates if abandoned(item)]
+def live_beats(*, now) -> dict[str, WorkerHeartbeat]:
+    """The heartbeats of workers seen within LOUPE_WORKER_SEEN_WITHIN seconds, by worker name."""
+    grace = now - timedelta(seconds=settings.LOUPE_WORKER_SEEN_WITHIN)
+    return {beat.name: beat for beat in WorkerHeartbeat.objects.filter(seen_at__gte=grace)}
+
+
+def claim_abandoned(claimed_by: str, claimed_at, beats: dict[str, WorkerHeartbeat]) -> bool:
+    """No live worker holds the claim "<worker>/<task id>" made at ``claimed_at``: its worker has
+    not beaten lately (absent from ``beats``), started after the claim (a restart), or beats
+    without that task among those it runs (``task_ended``). Used for items and bake-offs alike."""
+    worker, _, task_id = claimed_by.rpartition("/")
+    beat = beats.get(worker)
+    return (beat is None or beat.started_at > claimed_at
+            or task_ended(beat, task_id=task_id, claimed_at=claimed_at))
 
 
 def task_ended(beat: WorkerHeartbeat, *, task_id: str, claimed_at) -> bool:
