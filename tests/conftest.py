@@ -5,11 +5,29 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from django.db import DatabaseError
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from moto import mock_aws
 
 from classify import aws
 from config.celery import app as celery_app
 from tests.worker_process import TEST_BACKENDS, WorkerForTest, WorkerService
+
+
+@receiver(connection_created)
+def _lose_no_deadlock_to_the_worker(sender, connection, **kwargs):
+    """A test database is emptied (one TRUNCATE of every table) while the shared test worker
+    may still be writing (a late task, its heartbeat; item updates fire the count triggers):
+    the two can deadlock. PostgreSQL aborts the session whose deadlock check runs first; this
+    process waits 10 s before checking (the worker, 1 s), so the worker's write is the one
+    aborted and retried, never the suite's teardown. Test process only."""
+    if connection.vendor == "postgresql":
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET deadlock_timeout = '10s'")
+        except DatabaseError:  # not a superuser: keep the server's setting
+            pass
 
 
 @pytest.fixture(autouse=True)
