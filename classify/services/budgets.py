@@ -116,6 +116,9 @@ def _store_spend(project: Project, backend: str, cost_usd: float | Decimal, kind
     return max(cost, Decimal(0))
 
 
+MICRODOLLAR = Decimal("0.000001")  # costs are kept to six places: so are the amounts events carry
+
+
 class Allowance:
     """The budgets of one long run of paid calls (a bake-off over up to 100,000 images).
 
@@ -225,7 +228,8 @@ def after_spend(project: Project, backend: str) -> list[BudgetStatus]:
             events.record_event(project_id=project.pk, type=Event.Type.BUDGET_ALERT, data={"budget": {
                 "scope": "project" if budget.project_id else "installation", "project": project.slug,
                 "backend": budget.backend, "period": budget.period, "period_start": current.start.isoformat(),
-                "limit_usd": str(budget.limit_usd), "spent_usd": str(current.spent), "level": level}})
+                "limit_usd": str(budget.limit_usd), "spent_usd": str(current.spent.quantize(MICRODOLLAR)),
+                "level": level}})
             raised.append(current)
     return raised
 
