@@ -60,7 +60,7 @@ def fit_candidate(run: TrainingRun) -> Done:
     metrics.update(calibration=calibration.as_dict(), coverage=calibration.coverage, evaluated="out of fold")
     metrics["active"] = measure_active(project, data, classes=classes, unknown=unknown, pool=pool)
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)  # version numbers are per project
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # version numbers are per project
         number = ModelVersion.objects.filter(project=project, backend="local").count() + 1
         run.candidate = ModelVersion.objects.create(
             project=project, backend="local", version=f"head-{number}", artifact=head.to_bytes(),

@@ -71,7 +71,10 @@ def promote(run: TrainingRun) -> Done:
     before = (run.metrics.get("active") or {}).get("coverage") or 0.0
     provenance = learning.provenance_text(candidate, before=before, target=project.target_precision, automatic=True)
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)
+        # FOR NO KEY UPDATE: promotions of a project still queue behind each other, but a decision
+        # committing its rows (their foreign keys take FOR KEY SHARE on the project) does not wait
+        # for this one, which waits for the decision's rows: measured, a deadlock and a 500.
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         learning.activate_local(project=project, candidate=candidate, provenance=provenance,
                                 note=f"Promoted automatically by training run #{run.pk}.")
         change = learning.apply_calibration(project=project, calibration=run.metrics["calibration"], backend="local",

@@ -375,7 +375,7 @@ def decide(*, run: TrainingRun, approve: bool, user, apply_thresholds: bool = Tr
         run.decided_by, run.decided_at = user, timezone.now()
         run.state = State.APPROVED if approve else State.REJECTED
         if approve and run.kind == Kind.LOCAL:
-            Project.objects.select_for_update().get(pk=run.project_id)
+            Project.objects.select_for_update(no_key=True).get(pk=run.project_id)
             promotion.approve(run, user=user, apply_thresholds=apply_thresholds)
         elif approve:
             _activate(run)
@@ -394,7 +394,7 @@ def decide(*, run: TrainingRun, approve: bool, user, apply_thresholds: bool = Tr
 
 def _activate(run: TrainingRun) -> None:
     candidate = run.candidate
-    project = Project.objects.select_for_update().get(pk=run.project_id)
+    project = Project.objects.select_for_update(no_key=True).get(pk=run.project_id)
     ModelVersion.objects.filter(project=project, backend=candidate.backend, is_active=True).update(is_active=False)
     ModelVersion.objects.filter(pk=candidate.pk).update(is_active=True, note=f"Approved in training run #{run.pk}.")
     if candidate.backend == "custom_labels":
