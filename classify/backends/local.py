@@ -264,7 +264,7 @@ def fit_head(embeddings: np.ndarray, labels: Sequence[str], *, seed: int = 0) ->
     return HeadFit(_head_from(model), n_train=len(y) - n_test, n_test=n_test, held_out_accuracy=accuracy)
 
 
-WHITEN_FROM = 100  # pictures (labelled and not) before the head learns in a whitened basis
+WHITEN_FROM = 200  # pictures (labelled and not) before the head learns in a whitened basis
 WHITEN_COMPONENTS = 100  # at most; at most half the pictures
 
 
@@ -304,8 +304,7 @@ def whitened_basis(pictures: np.ndarray) -> _Basis:
     sees a label), so the pictures nobody labelled count: their geometry, never their predicted
     class (auto-accepted items never train the head). Measured on MNIST digits with 150-200
     labels: share of new items auto-accepted at a certified 95% from 0% to 27-60% in most runs
-    (docs/benchmarks.md). From 100 pictures: with 188 labels, whitening certified 27-49% of new
-    digits in six orders, the plain head nothing."""
+    (docs/benchmarks.md)."""
     from sklearn.decomposition import PCA  # heavy: only training loads scikit-learn
     from threadpoolctl import threadpool_limits
 
