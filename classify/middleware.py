@@ -1,12 +1,17 @@
-"""Request-level limits that must act before Django reads a body."""
+"""Request-level guards: limits that must act before Django reads a body, and the answer to a
+request the database could not serve."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+log = logging.getLogger(__name__)
 
 
 class RequestSizeLimitMiddleware:
@@ -36,4 +41,35 @@ class RequestSizeLimitMiddleware:
         else:
             response = render(request, "error.html", {"status": 413, "message": message}, status=413)
         response["Connection"] = "close"  # the unread body must not be taken for the next request
+        return response
+
+
+class DatabaseTroubleMiddleware:
+    """A request the database could not serve for a passing reason (a deadlock, a serialization
+    failure, a dropped or refused connection: Django's ``OperationalError``) is answered 503 with
+    ``Retry-After``, never 500. The request's transaction was rolled back by the database, so
+    nothing of it is stored and trying again is safe. Other database errors (an integrity or a
+    programming error) are bugs and stay 500s."""
+
+    RETRY_AFTER_SECONDS = 2
+    MESSAGE = "The database could not finish this request (busy or briefly unavailable); nothing was stored. Try again."
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError):
+            return None
+        log.warning("database trouble on %s %s: %s", request.method, request.path, exception)
+        if request.path.startswith("/api/"):
+            response: HttpResponse = JsonResponse({"error": self.MESSAGE}, status=503)
+        else:
+            try:  # the page's frame may read the database too: when it cannot, plain text
+                response = render(request, "error.html", {"status": 503, "message": self.MESSAGE}, status=503)
+            except Exception:
+                response = HttpResponse(self.MESSAGE, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
         return response

@@ -124,6 +124,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
+    "classify.middleware.DatabaseTroubleMiddleware",  # last: its process_exception sees the view's errors first
 ]
 
 ROOT_URLCONF = "config.urls"
