@@ -14,3 +14,10 @@ class ClassifyConfig(AppConfig):
         from .heartbeat import Heartbeat
 
         current_app.steps["worker"].add(Heartbeat)
+
+        # On SQLite a migration can drop the count triggers with the table it rebuilds: put them back.
+        from django.db.models.signals import post_migrate
+
+        from .sqlite_triggers import on_post_migrate
+
+        post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="classify.restore_count_triggers")
