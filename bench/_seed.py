@@ -32,10 +32,21 @@ REVIEWERS = 16
 ISOLATED_ENV = ("MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME", "DEBUG")
 
 
-def setup_django(var_dir: Path) -> None:
-    """Start Django on DATABASE_URL (default: the bench database), which must be PostgreSQL; migrate."""
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names when it does not exist (kept between runs)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(var_dir: Path, *, isolated_env: tuple[str, ...] = ISOLATED_ENV) -> None:
+    """Start Django on DATABASE_URL (default: the bench database), which must be PostgreSQL; migrate.
+    ``isolated_env`` names the variables unset first (a benchmark without a worker adds the broker)."""
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    for name in ISOLATED_ENV:
+    for name in isolated_env:
         os.environ.pop(name, None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["LOUPE_VAR_DIR"] = str(var_dir)
@@ -48,8 +59,7 @@ def setup_django(var_dir: Path) -> None:
 
     if connection.vendor != "postgresql":
         raise SystemExit("this benchmark measures PostgreSQL (as shipped in docker-compose.yml); "
-                         f"DATABASE_URL selects {connection.vendor}. e.g. {DEFAULT_DATABASE_URL} "
-                         "(createdb -h 127.0.0.1 -U postgres loupe_bench_scale)")
+                         f"DATABASE_URL selects {connection.vendor}. e.g. {DEFAULT_DATABASE_URL}")
     call_command("migrate", verbosity=0)
 
 

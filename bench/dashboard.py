@@ -57,12 +57,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from bench import _seed
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loupe_bench_dashboard"
 TARGET_MS = 300.0
 DAY_ITEMS = 100_000
 CLASSES = [f"class{i:02d}" for i in range(10)]
-ISOLATED_ENV = ("MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME", "CELERY_BROKER_URL", "DEBUG")
+ISOLATED_ENV = (*_seed.ISOLATED_ENV, "CELERY_BROKER_URL")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,22 +83,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django(var_dir: Path) -> None:
-    import dj_database_url
-
-    url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    if "postgresql" not in dj_database_url.parse(url)["ENGINE"]:
-        raise SystemExit(f"bench/dashboard.py measures PostgreSQL; DATABASE_URL selects {url!r}")
-    for name in ISOLATED_ENV:
-        os.environ.pop(name, None)
-    os.environ.update(DJANGO_SETTINGS_MODULE="config.settings", LOUPE_VAR_DIR=str(var_dir))
-    import django
-
-    django.setup()
+    """Django on DATABASE_URL (PostgreSQL, migrated: bench/_seed.py), on a database of its own."""
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    _seed.setup_django(var_dir, isolated_env=ISOLATED_ENV)
     from django.core.management import call_command
 
     from classify.models import Item
 
-    call_command("migrate", verbosity=0)
     if Item.objects.exists():
         raise SystemExit("the database already holds items: run the benchmark on a database of its own")
     call_command("collectstatic", "--noinput", verbosity=0)

@@ -49,37 +49,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from bench import _seed
+
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = 10
 TARGET_LINES_PER_SECOND = 50_000
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loupe_bench_export"
-ISOLATED_ENV = ("MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME", "CELERY_BROKER_URL", "DEBUG")
-
-
-def setup_django(var_dir: Path) -> None:
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    for name in ISOLATED_ENV:
-        os.environ.pop(name, None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["LOUPE_VAR_DIR"] = str(var_dir)
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        raise SystemExit(f"this benchmark measures PostgreSQL; DATABASE_URL selects {connection.vendor}")
-
-
-def ensure_database() -> None:
-    """Create the database DATABASE_URL names when it does not exist."""
-    import psycopg
-
-    url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
+ISOLATED_ENV = (*_seed.ISOLATED_ENV, "CELERY_BROKER_URL")  # no worker here: exports run in process
 
 
 def peak_rss_mb() -> float:
@@ -100,13 +76,11 @@ def shared_image(project_id: int) -> str:
 def seed(n: int) -> None:
     """Project ``export-<n>`` with CLASSES classes and n reviewed items (kept between runs)."""
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection, transaction
 
     from classify.models import Item, Project
     from classify.services import projects
 
-    call_command("migrate", verbosity=0)
     project = Project.objects.filter(slug=slug(n)).first()
     if project is not None and Item.objects.filter(project=project).count() == n:
         return
@@ -259,7 +233,8 @@ def lines_digest(lines) -> str:
 
 
 def child(args: argparse.Namespace) -> None:
-    setup_django(Path(args.var_dir))
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    _seed.setup_django(Path(args.var_dir), isolated_env=ISOLATED_ENV)
     if args.child == "seed":
         seed(args.n)
     elif args.child == "export":
@@ -292,7 +267,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    ensure_database()
+    _seed.ensure_database(os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL))
     sizes = [int(size) for size in args.sizes.split(",")]
     base = Path(tempfile.mkdtemp(prefix="loupe-bench-export-"))
     rows = []

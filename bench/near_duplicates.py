@@ -48,15 +48,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-
-
 def seeded_project(size: int):
     """The project ``neardup-<size>`` holding ``size`` items with random hashes (seeded once)."""
     from django.db import connection
@@ -163,7 +154,7 @@ def measure(project, lookups: int, rng: random.Random) -> None:
 def main() -> None:
     args = parse_args()
     url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    ensure_database(url)
+    _seed.ensure_database(url)
     _seed.setup_django(Path(tempfile.mkdtemp(prefix="loupe-bench-neardup-")))
     rng = random.Random(args.seed)
     for size in (int(value) for value in args.sizes.split(",")):
