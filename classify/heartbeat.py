@@ -20,7 +20,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from .models import WorkerHeartbeat
-from .pool_watch import PoolWatch, restart_wedged_worker
+from .pool_watch import PoolWatch, restart_wedged_worker, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,11 @@ def running_task_ids() -> list[str] | None:
     """Ids of the requests this worker's pool processes have accepted and not finished.
 
     Read in the main process, where Celery keeps them (``celery.worker.state.active_requests``,
-    a set the event loop changes while this thread reads it: a copy taken during a change is
-    taken again). A task that died with its pool process leaves this set, so the sweeper can
-    free its claims even if the release on ``WorkerLostError`` did not happen."""
-    for _ in range(5):
-        try:
-            return sorted(request.id for request in list(worker_state.active_requests) if request.id)
-        except RuntimeError:  # the set changed size during the copy
-            continue
-    return None  # unknown this time: the sweeper then waits for the next beat
+    copied with ``pool_watch.snapshot``). A task that died with its pool process leaves this set,
+    so the sweeper can free its claims even if the release on ``WorkerLostError`` did not happen.
+    None when no copy could be taken: the sweeper then waits for the next beat."""
+    active = snapshot(worker_state.active_requests)
+    return None if active is None else sorted(request.id for request in active if request.id)
 
 
 def forget_worker(*, name: str) -> None:

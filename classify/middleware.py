@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse
+
+from .responses import error_response
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,7 @@ class RequestSizeLimitMiddleware:
         limit = settings.LOUPE_MAX_REQUEST_BYTES
         size = f"{limit:,} bytes" if limit < 2**20 else f"{limit / 2**20:,.0f} MB"
         message = f"The request is larger than the limit of {size}; send fewer or smaller files at once."
-        if request.path.startswith("/api/"):
-            response: HttpResponse = JsonResponse({"error": message}, status=413)
-        else:
-            response = render(request, "error.html", {"status": 413, "message": message}, status=413)
+        response = error_response(request, 413, message)
         response["Connection"] = "close"  # the unread body must not be taken for the next request
         return response
 
@@ -64,12 +62,10 @@ class DatabaseTroubleMiddleware:
         if not isinstance(exception, OperationalError):
             return None
         log.warning("database trouble on %s %s: %s", request.method, request.path, exception)
-        if request.path.startswith("/api/"):
-            response: HttpResponse = JsonResponse({"error": self.MESSAGE}, status=503)
-        else:
-            try:  # the page's frame may read the database too: when it cannot, plain text
-                response = render(request, "error.html", {"status": 503, "message": self.MESSAGE}, status=503)
-            except Exception:
-                response = HttpResponse(self.MESSAGE, status=503, content_type="text/plain; charset=utf-8")
+        try:  # the page's frame may read the database too: when it cannot, plain text
+            response = error_response(request, 503, self.MESSAGE)
+        except Exception:
+            response = HttpResponse(self.MESSAGE, status=503, content_type="text/plain; charset=utf-8")
         response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
         return response
+

@@ -1,10 +1,11 @@
 """The headers of every response that hands out a stored file (an item's or exemplar's image, an
 export's zip), in one place: never sniffed into another type, never run as a page, cached only
-by the browser of the person allowed to see it."""
+by the browser of the person allowed to see it. And the one shape of an error answer."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 
 IMAGE_CACHE = "private, max-age=3600"
 NO_STORE = "private, no-store"
@@ -31,3 +32,11 @@ def stored_image_response(image) -> HttpResponse:
     except FileNotFoundError:
         raise Http404("The stored image is missing.")
     return stored_file_headers(FileResponse(handle, content_type="image/jpeg"))
+
+
+def error_response(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    """An error as the client reads it: ``{"error": ...}`` under /api/, the error page elsewhere
+    (the handlers in views.py and the request guards in middleware.py); never a stack trace."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": message}, status=status)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)

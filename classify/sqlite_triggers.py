@@ -15,11 +15,14 @@ from importlib import import_module
 
 from django.db import connections
 
-# The migration that created each set of triggers, and the trigger names it creates on SQLite.
+# The migration that created each set of triggers: the count table it keeps (present once that
+# migration has run) and the trigger names it creates on SQLite.
 TRIGGER_MIGRATIONS = {
-    "classify.migrations.0015_backlog_counts": ("item_backlog_insert", "item_backlog_delete", "item_backlog_update"),
-    "classify.migrations.0019_status_counts": ("item_status_count_insert", "item_status_count_delete",
-                                               "item_status_count_update", "project_status_count_forget"),
+    "classify.migrations.0015_backlog_counts": (
+        "classify_backlogcount", ("item_backlog_insert", "item_backlog_delete", "item_backlog_update")),
+    "classify.migrations.0019_status_counts": (
+        "classify_statuscount", ("item_status_count_insert", "item_status_count_delete", "item_status_count_update",
+                                 "project_status_count_forget")),
 }
 
 
@@ -35,21 +38,15 @@ def restore_count_triggers(*, using: str = "default") -> list[str]:
         tables = set(connection.introspection.table_names(cursor))
     restored = []
     with connection.schema_editor() as editor:
-        for module_name, names in TRIGGER_MIGRATIONS.items():
-            migration = import_module(module_name)
-            if set(names) <= present or not _tables_exist(migration, tables):
+        for module_name, (counted, names) in TRIGGER_MIGRATIONS.items():
+            if set(names) <= present or counted not in tables:  # complete, or its migration has not run
                 continue
+            migration = import_module(module_name)
             for statement in migration.SQLITE_DROP:
                 editor.execute(statement)
             migration.create(None, editor)  # recount, then the triggers
             restored.append(module_name)
     return restored
-
-
-def _tables_exist(migration, tables: set[str]) -> bool:
-    """The migration has run (its count table exists): before that there is nothing to restore."""
-    counted = "classify_backlogcount" if "backlog" in migration.__name__ else "classify_statuscount"
-    return counted in tables
 
 
 def on_post_migrate(sender, using: str = "default", **kwargs) -> None:

@@ -20,7 +20,7 @@ from .auth import issue_token, revoke_token, token_or_session
 from .backends.imagenet import suggest
 from .forms import ApiTokenForm, BakeoffForm, BudgetForm, CustomLabelsTrainingForm, OverBudgetForm, ProjectForm
 from .models import Item, TrainingRun
-from .responses import stored_image_response
+from .responses import error_response, stored_image_response
 from .retrain.runs import DecisionError, decide, start_custom_labels_training, start_local_training, step_titles
 from .services import budgets, classification, learning, scoring
 from .services.projects import create_project
@@ -382,30 +382,24 @@ def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-# --- Error pages: JSON under /api/, a plain page elsewhere; never a stack trace -------------
-
-
-def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": message}, status=status)
-    return render(request, "error.html", {"status": status, "message": message}, status=status)
+# --- Error pages: JSON under /api/, a plain page elsewhere (responses.error_response) ----------
 
 
 @login_not_required
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 400, "The request could not be understood.")
+    return error_response(request, 400, "The request could not be understood.")
 
 
 @login_not_required
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "You do not have access to this.")
+    return error_response(request, 403, "You do not have access to this.")
 
 
 @login_not_required
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "Not found (or not yours to see).")
+    return error_response(request, 404, "Not found (or not yours to see).")
 
 
 @login_not_required
 def server_error(request: HttpRequest) -> HttpResponse:
-    return _error(request, 500, "Something went wrong on our side; it has been logged.")
+    return error_response(request, 500, "Something went wrong on our side; it has been logged.")

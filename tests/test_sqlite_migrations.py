@@ -22,5 +22,5 @@ def test_a_freshly_migrated_sqlite_database_has_every_count_trigger(tmp_path):
                    check=True, capture_output=True, timeout=300)
     with sqlite3.connect(tmp_path / "loupe.sqlite3") as database:
         triggers = {name for (name,) in database.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    expected = {name for names in TRIGGER_MIGRATIONS.values() for name in names}
+    expected = {name for _, names in TRIGGER_MIGRATIONS.values() for name in names}
     assert expected <= triggers, sorted(expected - triggers)
