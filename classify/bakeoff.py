@@ -271,8 +271,8 @@ def recover_bakeoffs(*, now=None) -> int:
         if BakeoffRun.objects.filter(pk=run_id, state=BakeoffRun.State.RUNNING).update(
                 state=BakeoffRun.State.QUEUED, claimed_by="", claimed_at=None):
             lost.append(run_id)
+    BakeoffRun.objects.filter(pk__in=lost).update(queued_at=now)
     for run_id in lost:
-        BakeoffRun.objects.filter(pk=run_id).update(queued_at=now)
         transaction.on_commit(lambda run_id=run_id: _publish_again(run_id))
     return len(lost)
 
