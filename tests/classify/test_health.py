@@ -235,3 +235,23 @@ class HeartbeatStepTests:
         finally:
             step.stop(worker)
             worker_state.active_requests.difference_update(running)
+
+    @pytest.mark.parametrize(("stalled_after", "restarts"), [(5.0, 1), (0, 0)])
+    def test_a_wedged_pool_restarts_the_worker_unless_the_watch_is_off(
+            self, transactional_db, settings, stalled_after, restarts):
+        """LOUPE_WORKER_STALLED_AFTER (README): past it the worker restarts itself; 0 turns the watch off."""
+        from classify import heartbeat
+
+        settings.LOUPE_WORKER_HEARTBEAT_SECONDS, settings.LOUPE_WORKER_STALLED_AFTER = 0.05, stalled_after
+        worker = SimpleNamespace(hostname="celery@unit", concurrency=2)
+        step = Heartbeat(worker)
+        with mock.patch.object(heartbeat.PoolWatch, "check", return_value=75.0), \
+                mock.patch.object(heartbeat, "restart_wedged_worker") as restart:
+            step.start(worker)
+            deadline = time.monotonic() + 10
+            while WorkerHeartbeat.objects.filter(name="celery@unit").count() == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.3)  # several beats
+            step.stop(worker)
+        assert restart.call_count == restarts
