@@ -21,7 +21,7 @@ RESIZE_SIZE = 256
 # The weights come from the TF-Lite checkpoints, trained on (x * 255 - 127) / 128.
 MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
-EMBEDDING_DIM = 1280
+EMBEDDING_DIM = 1280  # the pooled output of the last convolution, what the ImageNet layer reads
 NUM_CLASSES = 1000
 
 # Per stage: (repeats, kernel, first stride, expand ratio, output channels).
@@ -35,6 +35,10 @@ _STAGES = (
     (1, 3, 1, 6, 320),
 )
 _STEM_CHANNELS = 32
+# The stages whose pooled outputs join the embedding (indexes into _STAGES): the middle and late
+# ones, whose features are less ImageNet-specific than the last layer's.
+TAPPED_STAGES = (2, 3, 4, 5, 6)
+FEATURE_DIM = EMBEDDING_DIM + sum(_STAGES[stage][4] for stage in TAPPED_STAGES)  # 1280 + 744
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -101,19 +105,34 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = _bn(EMBEDDING_DIM)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(EMBEDDING_DIM, NUM_CLASSES)
+        ends, last = [], -1
+        for repeats, *_ in _STAGES:
+            last += repeats
+            ends.append(last)
+        self._tapped = frozenset(ends[stage] for stage in TAPPED_STAGES)
 
-    def embed_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ((N, 1280) pooled embedding before dropout/fc, (N, 1000) logits)."""
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ((N, ``FEATURE_DIM``) multi-level features, (N, 1000) logits) from one pass.
+
+        The features are the 1280-d pooled embedding followed by the spatial means of the
+        ``TAPPED_STAGES`` outputs. A head learning a project's own classes from a few hundred
+        labels does better on them than on the last layer alone, which is tuned to ImageNet's
+        classes: on MNIST digits with 200 labels, held-out accuracy 86% -> 90% and the share a
+        threshold could accept at 95% precision 74-80% -> 86-94% (docs/benchmarks.md).
+        """
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        pooled = []
+        for index, block in enumerate(self._blocks):
             x = block(x)
+            if index in self._tapped:
+                pooled.append(x.mean(dim=(2, 3)))
         x = F.relu6(self._bn1(self._conv_head(x)))
         embedding = x.mean(dim=(2, 3))
-        return embedding, self._fc(self._dropout(embedding))
+        return torch.cat([embedding, *pooled], dim=1), self._fc(self._dropout(embedding))
 
     def forward(self, x: Tensor) -> Tensor:
         """Return (N, 1000) ImageNet logits."""
-        return self.embed_and_logits(x)[1]
+        return self.features_and_logits(x)[1]
 
 
 def load_pretrained() -> EfficientNetLite0:

@@ -4,8 +4,9 @@ Two modes (``backend_config["mode"]``):
 
 - ``zero_shot``: each project class maps to ImageNet classes (``Label.mappings["local"]``); its
   score is the sum of their probabilities and unknown takes the rest.
-- ``trained``: a logistic-regression head on the 1280-d embeddings, fitted on the project's
-  exemplars and human labels (``fit_full``); without one, everything goes to review.
+- ``trained``: a logistic-regression head on the stored embeddings (the 1280-d pooled features
+  and the pooled outputs of five middle and late stages, ``EMBEDDING_DIM``), fitted on the
+  project's exemplars and human labels (``fit_full``); without one, everything goes to review.
 - ``auto`` (default): the trained head when the project has activated one, else zero-shot.
 
 The network is loaded once per worker process, on first use.
@@ -32,6 +33,12 @@ NETWORK = "efficientnet-lite0-imagenet"
 # The network's preprocess resizes the shorter side to this (efficientnet_lite.RESIZE_SIZE, kept
 # here so the web process need not import torch): stored JPEGs are decoded no larger than needed.
 INPUT_SIDE = 256
+# What Item.embedding stores (efficientnet_lite.FEATURE_DIM, kept here for the same reason): the
+# 1280-d pooled embedding the ImageNet layer reads (POOLED_DIM), then the spatial means of five
+# middle and late stages. Releases before it stored the 1280 alone: such a vector is still the
+# exact input of a head fitted then, and a refit re-embeds it (classify.retrain.data).
+POOLED_DIM = 1280
+EMBEDDING_DIM = 2024
 MODES = ("auto", "zero_shot", "trained")
 
 
@@ -77,12 +84,12 @@ CPU_FORWARD_BATCH = 1
 
 
 def embed_and_probabilities(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 1280) float32 embeddings and (N, 1000) ImageNet probabilities for RGB images: one
-    forward pass over all of them on a GPU, passes of ``CPU_FORWARD_BATCH`` on the CPU."""
+    """(N, ``EMBEDDING_DIM``) float32 embeddings and (N, 1000) ImageNet probabilities for RGB
+    images: one forward pass over all of them on a GPU, passes of ``CPU_FORWARD_BATCH`` on the CPU."""
     step = len(images) if device().startswith("cuda") else CPU_FORWARD_BATCH
     parts = [_forward(images[start:start + step]) for start in range(0, len(images), max(1, step))]
     if not parts:
-        return np.zeros((0, 1280), dtype=np.float32), np.zeros((0, 1000), dtype=np.float64)
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32), np.zeros((0, 1000), dtype=np.float64)
     return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
 
@@ -94,18 +101,20 @@ def _forward(images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
     network = _network()
     batch = torch.stack([preprocess(image) for image in images]).to(device())
     with torch.inference_mode():
-        embedding, logits = network.embed_and_logits(batch)
+        embedding, logits = network.features_and_logits(batch)
         probabilities = torch.softmax(logits, dim=1)
     return embedding.cpu().numpy().astype(np.float32), probabilities.cpu().numpy().astype(np.float64)
 
 
 def imagenet_probabilities(embeddings: np.ndarray) -> np.ndarray:
-    """(N, 1000) ImageNet probabilities from stored embeddings: the network's last layer alone,
-    so a zero-shot mapping can be measured on labelled images without decoding them again."""
+    """(N, 1000) ImageNet probabilities from stored embeddings: the network's last layer alone
+    (on the pooled part), so a zero-shot mapping can be measured on labelled images without
+    decoding them again."""
     import torch
 
+    pooled = np.ascontiguousarray(embeddings[:, :POOLED_DIM], dtype=np.float32)
     with torch.inference_mode():
-        logits = _network()._fc(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)))
+        logits = _network()._fc(torch.from_numpy(pooled))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
 
@@ -124,8 +133,14 @@ def zero_shot_top(embeddings: np.ndarray, classes: Sequence[ClassSpec]) -> tuple
 
 
 def embed(image: Image.Image) -> bytes:
-    """The 1280-d embedding of one image, as float32 bytes (what ``Item.embedding`` stores)."""
+    """The embedding of one image, as float32 bytes (what ``Item.embedding`` stores)."""
     return embed_and_probabilities([image])[0][0].tobytes()
+
+
+def is_current(embedding: bytes | memoryview | None) -> bool:
+    """Whether a stored embedding has today's layout (``EMBEDDING_DIM`` floats), not an older
+    release's 1280-d one or none at all."""
+    return embedding is not None and len(embedding) == EMBEDDING_DIM * 4
 
 
 def imagenet_indices(names: Sequence[str]) -> list[int]:
@@ -155,8 +170,18 @@ class TrainedHead:
     coef: np.ndarray
     intercept: np.ndarray
 
+    @property
+    def inputs(self) -> int:
+        """How many leading floats of an embedding the head reads: a head fitted on an older
+        release's 1280-d embeddings reads the same 1280 at the front of today's."""
+        return int(self.mean.shape[0])
+
+    def reads(self, embedding: bytes | memoryview) -> bool:
+        """Whether a stored embedding is long enough for this head."""
+        return len(embedding) >= self.inputs * 4
+
     def probabilities(self, embedding: np.ndarray) -> dict[str, float]:
-        logits = ((embedding - self.mean) / self.scale) @ self.coef.T + self.intercept
+        logits = ((embedding[: self.inputs] - self.mean) / self.scale) @ self.coef.T + self.intercept
         logits -= logits.max()
         exp = np.exp(logits)
         return dict(zip(self.classes, (exp / exp.sum()).tolist(), strict=True))
@@ -206,8 +231,8 @@ class LocalBackend:
 
     def scores_from_embedding(self, embedding: bytes) -> Scores | None:
         """The trained head's scores from a stored embedding (no image decoded, no network run),
-        or None when scoring needs the network (zero-shot)."""
-        if self.head is None:
+        or None when scoring needs the network (zero-shot, or an embedding older than the head)."""
+        if self.head is None or not self.head.reads(embedding):
             return None
         known = self.head.probabilities(np.frombuffer(bytes(embedding), dtype=np.float32))
         return Scores(distribution(known, self.classes), self.model_version, embedding=bytes(embedding))
@@ -349,7 +374,7 @@ def fit_scorer(x: np.ndarray, y: list[str], *, unlabelled: np.ndarray | None = N
 
 def head_top(head: TrainedHead, rows: np.ndarray) -> tuple[list[str], list[float]]:
     """Vectorised ``TrainedHead.probabilities``: the top class and its probability per row."""
-    logits = ((rows - head.mean) / head.scale) @ head.coef.T + head.intercept
+    logits = ((rows[:, : head.inputs] - head.mean) / head.scale) @ head.coef.T + head.intercept
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     probabilities = exp / exp.sum(axis=1, keepdims=True)
@@ -377,7 +402,7 @@ def _head_from(fitted: _Standardised) -> TrainedHead:
                            fitted.scale.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))
     # u = ((x - c) P^T / s - m) / sd  =>  logits = (x - c) P^T D W^T + b - (m / sd) W^T, D = 1 / (s * sd)
     weights = coef / fitted.scale  # W / sd, per whitened direction
-    folded = (weights / basis.spread) @ basis.components  # (classes, 1280)
+    folded = (weights / basis.spread) @ basis.components  # (classes, EMBEDDING_DIM)
     shift = intercept - (weights * fitted.mean).sum(axis=1)
     return TrainedHead(tuple(str(c) for c in model.classes_), basis.centre.astype(np.float32),
                        np.ones_like(basis.centre, dtype=np.float32), folded.astype(np.float32),

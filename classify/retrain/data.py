@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 from django.db.models import Count, Q
 
-from classify.backends.local import INPUT_SIDE, embed
+from classify.backends.local import EMBEDDING_DIM, INPUT_SIDE, embed, is_current
 from classify.models import Exemplar, Item, Project
 from classify.services.scoring import load_image
 
@@ -48,12 +48,12 @@ def examples(project: Project) -> Examples:
     """Exemplars and human-reviewed items, the first label of a picture winning (so no picture
     sits in two folds). Auto-accepted items never train the head: only people's labels do.
     Embeddings are read as stored; one missing (an exemplar just added, an item scored by another
-    backend) is computed once and kept."""
-    rows = [(e.sha256 or f"exemplar:{e.pk}", e.embedding or _embed_once(e), e.label.name, e.created_at)
+    backend) or in an older release's layout (``local.is_current``) is computed once and kept."""
+    rows = [(e.sha256 or f"exemplar:{e.pk}", _current(e.embedding, e), e.label.name, e.created_at)
             for e in Exemplar.objects.filter(label__project=project).select_related("label").order_by("pk")]
     reviewed = (Item.objects.filter(project=project, status=Item.Status.REVIEWED, label__isnull=False)
                 .order_by("labelled_at", "pk").values_list("sha256", "pk", "embedding", "label__name", "labelled_at"))
-    rows += [(sha or f"item:{pk}", vector or _embed_once(Item.objects.get(pk=pk)), name, when)
+    rows += [(sha or f"item:{pk}", _current(vector, pk), name, when)
              for sha, pk, vector, name, when in reviewed.iterator()]
     seen, keys, vectors, names, times = set(), [], [], [], []
     for key, vector, name, when in rows:
@@ -64,8 +64,16 @@ def examples(project: Project) -> Examples:
         vectors.append(np.frombuffer(bytes(vector), dtype=np.float32))
         names.append(name)
         times.append(when)
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, 1280), np.float32)
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, EMBEDDING_DIM), np.float32)
     return Examples(keys, matrix, names, times)
+
+
+def _current(vector: bytes | None, row: Exemplar | int) -> bytes:
+    """The stored embedding if it has today's layout, else one computed now (``row`` is the
+    exemplar, or an item's primary key: the item is only loaded when needed)."""
+    if is_current(vector):
+        return vector
+    return _embed_once(row if isinstance(row, Exemplar) else Item.objects.get(pk=row))
 
 
 def _embed_once(row: Exemplar | Item) -> bytes:
@@ -80,9 +88,10 @@ POOL_LIMIT = 4000  # the most recent unlabelled pictures whose geometry the head
 def unlabelled_pool(project: Project, *, limit: int = POOL_LIMIT) -> np.ndarray:
     """Stored embeddings of the project's most recent pictures no person labelled (waiting,
     auto-accepted, rejected...). Only their geometry is used (``local.whitened_basis``), never a
-    class: auto-accepted items never train the head."""
+    class: auto-accepted items never train the head. Embeddings of an older release's layout are
+    left out (the basis needs one layout; re-embedding thousands of pictures is not worth it)."""
     vectors = (Item.objects.filter(project=project, embedding__isnull=False)
                .exclude(status=Status.REVIEWED, label__isnull=False)
                .order_by("-pk").values_list("embedding", flat=True)[:limit])
-    rows = [np.frombuffer(bytes(vector), dtype=np.float32) for vector in vectors]
-    return np.vstack(rows) if rows else np.zeros((0, 1280), np.float32)
+    rows = [np.frombuffer(bytes(vector), dtype=np.float32) for vector in vectors if is_current(vector)]
+    return np.vstack(rows) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from classify.backends.local import POOLED_DIM
 from classify.calibration import CONFIDENCE, Calibration, Scored, calibrate, wilson_lower, wilson_upper
 from classify.models import Item, Label, ModelVersion, Prediction, Project, ThresholdChange
 
@@ -303,7 +304,8 @@ def _cluster_shares(project: Project, vectors: list) -> list[float]:
     from sklearn.cluster import MiniBatchKMeans  # heavy: only refits load scikit-learn
     from threadpoolctl import threadpool_limits
 
-    matrix = np.vstack([np.frombuffer(bytes(v), np.float32) for v in [vectors[i] for i in known] + labelled])
+    # The pooled part, which every release's embedding starts with: one layout for all rows.
+    matrix = np.vstack([np.frombuffer(bytes(v), np.float32)[:POOLED_DIM] for v in [vectors[i] for i in known] + labelled])
     with threadpool_limits(limits=1):
         assigned = MiniBatchKMeans(n_clusters=CLUSTERS, random_state=0, n_init=1).fit_predict(matrix)
     counts = np.bincount(assigned[len(known):], minlength=CLUSTERS)

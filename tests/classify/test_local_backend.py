@@ -10,7 +10,13 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from classify.backends import BackendError, ClassSpec, ModelArtifact, get_backend
-from classify.backends.local import TrainedHead, embed_and_probabilities, fit_head, suggest_imagenet_classes
+from classify.backends.local import (
+    EMBEDDING_DIM,
+    TrainedHead,
+    embed_and_probabilities,
+    fit_head,
+    suggest_imagenet_classes,
+)
 from classify.models import Exemplar, Item, Label, Membership, ModelVersion, Project
 from classify.retrain import runs
 from classify.services import intake, projects
@@ -48,7 +54,7 @@ class ZeroShotTests:
         other = get_backend("local", classes=[CLASSES[0], ClassSpec("coffee", mapping=("espresso",)), CLASSES[2]],
                             config={})
         result = first.classify(image("coffee"))
-        assert np.frombuffer(result.embedding, dtype=np.float32).shape == (1280,)
+        assert np.frombuffer(result.embedding, dtype=np.float32).shape == (EMBEDDING_DIM,)
         assert first.model_version.startswith("efficientnet-lite0-imagenet/zero-shot:")
         assert first.model_version != other.model_version
 
@@ -87,7 +93,7 @@ class ZeroShotTests:
         real = local._forward
         monkeypatch.setattr(local, "_forward", lambda images: passes.append(len(images)) or real(images))
         embeddings, probabilities = local.embed_and_probabilities(photos)
-        assert passes == [1, 1, 1] and embeddings.shape == (3, 1280) and probabilities.shape == (3, 1000)
+        assert passes == [1, 1, 1] and embeddings.shape == (3, EMBEDDING_DIM) and probabilities.shape == (3, 1000)
         one_pass_embeddings, one_pass_probabilities = real(photos)
         assert np.allclose(embeddings, one_pass_embeddings, atol=1e-4)
         assert np.allclose(probabilities, one_pass_probabilities, atol=1e-6)
@@ -142,7 +148,7 @@ class TrainedHeadTests:
 
     def test_it_refuses_to_fit_one_class(self):
         with pytest.raises(ValueError, match="at least two classes"):
-            fit_head(np.zeros((4, 1280), np.float32), ["cat"] * 4)
+            fit_head(np.zeros((4, EMBEDDING_DIM), np.float32), ["cat"] * 4)
 
     def test_trained_mode_without_a_head_sends_everything_to_review(self):
         backend = get_backend("local", classes=CLASSES, config={"mode": "trained"})
@@ -228,6 +234,63 @@ def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():
     from classify.backends import efficientnet_lite, local
 
     assert local.INPUT_SIDE == efficientnet_lite.RESIZE_SIZE
+
+
+class EmbeddingLayoutTests:
+    """Item.embedding holds the pooled 1280 the ImageNet layer reads, then the pooled outputs of
+    five middle and late stages (docs/retraining.md)."""
+
+    def test_the_web_process_constants_match_the_network(self):
+        from classify.backends import efficientnet_lite, local
+
+        assert local.EMBEDDING_DIM == efficientnet_lite.FEATURE_DIM == 1280 + 40 + 80 + 112 + 192 + 320
+        assert local.POOLED_DIM == efficientnet_lite.EMBEDDING_DIM
+
+    def test_the_front_of_the_embedding_is_what_the_imagenet_layer_reads(self):
+        from classify.backends import local
+
+        embeddings, probabilities = local.embed_and_probabilities([image("chelsea"), image("coffee")])
+        assert np.allclose(local.imagenet_probabilities(embeddings), probabilities, atol=1e-6)
+        assert np.abs(embeddings[:, local.POOLED_DIM:]).sum() > 0  # the stage features are there
+
+    def test_a_head_fitted_on_the_older_1280_layout_scores_todays_embeddings_as_before(self):
+        from classify.backends import local
+
+        cats, cups = embeddings("chelsea"), embeddings("coffee")
+        old = fit_head(np.vstack([cats, cups])[:, :1280], ["cat"] * len(cats) + ["coffee"] * len(cups)).head
+        backend = get_backend("local", classes=CLASSES, config={}, model=ModelArtifact("head-1", old.to_bytes()))
+        fresh = local.embed_and_probabilities([image("chelsea", mirror=True)])[0][0]
+        from_today = backend.scores_from_embedding(fresh.tobytes()).scores
+        assert from_today == pytest.approx(backend.scores_from_embedding(fresh[:1280].tobytes()).scores)
+        assert from_today == pytest.approx(backend.classify(image("chelsea", mirror=True)).scores, abs=1e-4)
+        assert max(from_today, key=from_today.get) == "cat"
+
+    def test_a_head_on_todays_layout_leaves_an_older_embedding_to_the_network(self):
+        cats, cups = embeddings("chelsea"), embeddings("coffee")
+        new = fit_head(np.vstack([cats, cups]), ["cat"] * len(cats) + ["coffee"] * len(cups)).head
+        backend = get_backend("local", classes=CLASSES, config={}, model=ModelArtifact("head-2", new.to_bytes()))
+        assert backend.scores_from_embedding(cats[0][:1280].tobytes()) is None
+        assert backend.scores_from_embedding(cats[0].tobytes()) is not None
+
+
+@pytest.mark.django_db
+def test_a_refit_re_embeds_labels_stored_in_the_older_layout_and_keeps_the_result():
+    from classify.backends import local
+    from classify.retrain.data import examples, unlabelled_pool
+
+    project = projects.create_project(slug="old", labels=["cat", "coffee"], backend="local")
+    label = project.labels.get(name="cat")
+    exemplar = Exemplar.objects.create(label=label, image=ContentFile(photo_bytes("chelsea"), name="e.jpg"))
+    current = embeddings("chelsea")[0]
+    Exemplar.objects.filter(pk=exemplar.pk).update(embedding=current[:1280].tobytes())  # as an older release left it
+    waiting = Item.objects.create(project=project, status=Item.Status.NEEDS_REVIEW, width=64, height=64,
+                                  embedding=current[:1280].tobytes())
+    data = examples(project)
+    assert data.embeddings.shape == (1, local.EMBEDDING_DIM)
+    exemplar.refresh_from_db()
+    assert local.is_current(exemplar.embedding)
+    assert np.allclose(np.frombuffer(exemplar.embedding, np.float32)[:1280], current[:1280], atol=1e-3)
+    assert waiting.pk and unlabelled_pool(project).shape == (0, local.EMBEDDING_DIM)  # left out of the basis
 
 
 class WhitenedHeadTests:
