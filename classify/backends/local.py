@@ -5,7 +5,7 @@ Two modes (``backend_config["mode"]``):
 - ``zero_shot``: each project class maps to ImageNet classes (``Label.mappings["local"]``); its
   score is the sum of their probabilities and unknown takes the rest.
 - ``trained``: a logistic-regression head on the stored embeddings (the 1280-d pooled features
-  and the pooled outputs of five middle and late stages, ``EMBEDDING_DIM``), fitted on the
+  and the last two stages averaged over a 2x2 grid, ``EMBEDDING_DIM``), fitted on the
   project's exemplars and human labels (``fit_full``); without one, everything goes to review.
 - ``auto`` (default): the trained head when the project has activated one, else zero-shot.
 
@@ -34,11 +34,12 @@ NETWORK = "efficientnet-lite0-imagenet"
 # here so the web process need not import torch): stored JPEGs are decoded no larger than needed.
 INPUT_SIDE = 256
 # What Item.embedding stores (efficientnet_lite.FEATURE_DIM, kept here for the same reason): the
-# 1280-d pooled embedding the ImageNet layer reads (POOLED_DIM), then the spatial means of five
-# middle and late stages. Releases before it stored the 1280 alone: such a vector is still the
-# exact input of a head fitted then, and a refit re-embeds it (classify.retrain.data).
+# 1280-d pooled embedding the ImageNet layer reads (POOLED_DIM), then the last two stages' outputs
+# averaged over a 2x2 grid (4 x (192 + 320)). Releases before it stored the 1280 alone: such a
+# vector is still the exact input of a head fitted then, and a refit re-embeds it
+# (classify.retrain.data). 13 KB a picture as float32.
 POOLED_DIM = 1280
-EMBEDDING_DIM = 2024
+EMBEDDING_DIM = 3328
 MODES = ("auto", "zero_shot", "trained")
 
 

@@ -237,13 +237,13 @@ def test_stored_jpegs_are_decoded_no_smaller_than_the_network_needs():
 
 
 class EmbeddingLayoutTests:
-    """Item.embedding holds the pooled 1280 the ImageNet layer reads, then the pooled outputs of
-    five middle and late stages (docs/retraining.md)."""
+    """Item.embedding holds the pooled 1280 the ImageNet layer reads, then the last two stages
+    averaged over a 2x2 grid (docs/retraining.md)."""
 
     def test_the_web_process_constants_match_the_network(self):
         from classify.backends import efficientnet_lite, local
 
-        assert local.EMBEDDING_DIM == efficientnet_lite.FEATURE_DIM == 1280 + 40 + 80 + 112 + 192 + 320
+        assert local.EMBEDDING_DIM == efficientnet_lite.FEATURE_DIM == 1280 + 4 * (192 + 320)
         assert local.POOLED_DIM == efficientnet_lite.EMBEDDING_DIM
 
     def test_the_front_of_the_embedding_is_what_the_imagenet_layer_reads(self):
