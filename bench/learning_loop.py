@@ -319,7 +319,8 @@ def verdict(rows: list[dict], target: float) -> None:
     if at_20:
         print(f"after 20 labels/class (round {at_20['round']}): auto-accepted {at_20['share']:.0%} (target ≥ 80%; "
               f"frontier {at_20['frontier']:.0%}) at precision "
-              f"{'-' if at_20['precision'] is None else format(at_20['precision'], '.1%')} (target ≥ {target:.0%})")
+              f"{'-' if at_20['precision'] is None else format(at_20['precision'], '.1%')} (target ≥ {target:.0%})"
+              f"{interval(at_20['right'], at_20['accepted'])}")
     total = sum(row["accepted"] for row in after)
     if after:
         worst = min(row["precision"] for row in after)
@@ -328,6 +329,17 @@ def verdict(rows: list[dict], target: float) -> None:
     last = rows[-1]
     print(f"last round: {last['share']:.0%} auto-accepted (frontier {last['frontier']:.0%}) with "
           f"{last['labels_before']} human labels ({last['labels_before'] / len(CLASSES):.0f} per class)")
+
+
+def interval(right: int, accepted: int) -> str:
+    """", 91/96 right: 95% interval 88.4-97.8%": how far one round's measured precision can sit
+    from the precision the thresholds really have (a round is ~100 items, one mistake ~1 point)."""
+    from classify.calibration import wilson_lower, wilson_upper
+
+    if not accepted:
+        return ""
+    low, high = wilson_lower(right, accepted, confidence=0.975), wilson_upper(right, accepted, confidence=0.975)
+    return f", {right}/{accepted} right: 95% interval {low:.1%}-{high:.1%}"
 
 
 def refit_timing(truth: dict[int, str], sizes: list[int]) -> None:

@@ -87,6 +87,8 @@ def measure_active(project: Project, data: Examples, *, classes: list[str], unkn
 
     Zero-shot (no active head): its own scores, which never learnt from any label. An active
     head: out of fold, each fold model learning only from labels the head had when it was fitted.
+    ``own_scores`` says which: only thresholds calibrated on a model's own scores may be applied
+    to it (``promotion.coverage_gate``).
     """
     active = ModelVersion.objects.filter(project=project, backend="local", is_active=True).first()
     mode = project.backend_config.get("mode", "auto") if project.backend == "local" else "auto"
@@ -104,4 +106,5 @@ def measure_active(project: Project, data: Examples, *, classes: list[str], unkn
         scored, name = Scored(predicted, scores, list(data.names)), "zero-shot mapping"
     calibration = calibrate(scored, classes=classes, target=project.target_precision, unknown=unknown)
     accuracy = sum(p == t for p, t in zip(scored.predicted, scored.truths, strict=True)) / max(1, len(scored.truths))
-    return {"model": name, "coverage": calibration.coverage, "accuracy": accuracy, "calibration": calibration.as_dict()}
+    return {"model": name, "coverage": calibration.coverage, "accuracy": accuracy, "calibration": calibration.as_dict(),
+            "own_scores": active is None or mode == "zero_shot"}

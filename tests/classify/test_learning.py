@@ -139,11 +139,18 @@ class GateTests:
         label_many(project, 40)
         first = refit(project, django_capture_on_commit_callbacks)
         assert first.state == TrainingRun.State.APPROVED
+        certified = dict(project.labels.values_list("name", "accept_threshold"))
+        changes = ThresholdChange.objects.filter(project=project).count()
         label_many(project, 40, start=1000, wrong_every=3)  # a careless reviewer joins
         second = refit(project, django_capture_on_commit_callbacks)
         assert second.state == TrainingRun.State.NOT_PROMOTED, second.steps
         assert "head-1" in second.reason and "on the same" in second.reason
         assert ModelVersion.objects.get(project=project, is_active=True).version == "head-1"
+        # the active head keeps the thresholds certified at its promotion: fold heads' scores
+        # (what measured it now) run lower than its own, so their thresholds would over-accept
+        assert second.metrics["active"]["own_scores"] is False
+        assert dict(project.labels.values_list("name", "accept_threshold")) == certified
+        assert ThresholdChange.objects.filter(project=project).count() == changes
 
     def test_the_gate_compares_coverage_not_an_absolute_f1(self):
         project = make_project()
@@ -173,6 +180,7 @@ class GateTests:
         classes, unknown = class_names(project)
         active = measure_active(project, examples(project), classes=classes, unknown=unknown)
         assert active["model"] == "zero-shot mapping" and active["calibration"]["n"] == 9
+        assert active["own_scores"] is True  # its thresholds may be recalibrated on these labels
         assert active["coverage"] == 0.0  # insects' ImageNet classes never see these vectors as theirs
 
 

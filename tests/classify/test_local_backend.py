@@ -322,10 +322,12 @@ class WhitenedHeadTests:
         assert head.probabilities(probe[0])[top[0]] == pytest.approx(scores[0], abs=1e-4)
 
     def test_few_pictures_keep_the_plain_standardised_head(self):
-        from classify.backends.local import _fit
+        from classify.backends.local import WHITEN_FROM, _fit
 
         x, y = self.data(60)
-        assert _fit(x, np.asarray(y)).basis is None
-        assert _fit(x, np.asarray(y), unlabelled=self.data(200, seed=4)[0]).basis is not None
+        assert len(x[:20]) < WHITEN_FROM <= len(x)
+        assert _fit(x[:20], np.asarray(y[:20])).basis is None
+        assert _fit(x, np.asarray(y)).basis is not None
+        assert _fit(x[:20], np.asarray(y[:20]), unlabelled=self.data(200, seed=4)[0]).basis is not None
         # a refit decides once for its fold heads and its final head: a fold of 54 whitens too
         assert _fit(x[:54], np.asarray(y[:54]), whiten=True).basis.components.shape == (27, 1280)
