@@ -519,8 +519,8 @@ class BacklogCount(models.Model):
 
 class StatusCount(models.Model):
     """How many of a project's items are in each status (and, within it, carry each label):
-    what the project list, the item list's tabs and the classes' "N labelled" show, without
-    counting a million rows per page.
+    what the project list, the item list's tabs, the classes' "N labelled" and the dashboard's
+    backlog snapshot show, without counting a million rows per page.
 
     Kept by the database itself, like ``BacklogCount``: triggers on ``classify_item`` (migration
     0019) record every insert, delete and change of status, project or label in the same transaction,

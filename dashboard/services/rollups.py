@@ -38,7 +38,8 @@ from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, I
 from django.db.models.functions import Cast, Floor, Least, TruncHour
 from django.utils import timezone
 
-from classify.models import Item, Prediction
+from classify.models import Item, Prediction, Project
+from classify.selectors import status_counts_of
 from dashboard import bins
 from dashboard.bins import HOUR, floor_hour
 from dashboard.models import HourlyRollup, RefreshLog, StatusSnapshot
@@ -215,17 +216,24 @@ def _consensus(start, end) -> Iterable[tuple[Key, float]]:
 
 
 def take_status_snapshot(*, now: datetime | None = None) -> int:
-    """Store every project's count per status for the current hour (the backlog plot's points)."""
+    """Store every project's count per status for the current hour (the backlog plot's points):
+    one row per project and status holding items, none for an empty status.
+
+    The counts come from the ones the item table's triggers keep (``StatusCount``, exact at every
+    commit), not from counting items: the periodic refresh takes a snapshot every few minutes, and
+    a COUNT over a million items each time would cost more than the rest of the refresh. Only the
+    backend failures among the items waiting for review are still counted from those items."""
     hour = floor_hour(now or timezone.now())
-    rows = Item.objects.order_by().values("project_id", "status").annotate(n=Count("pk"))
+    counts = status_counts_of(Project.objects.only("pk"))
+    rows = [(project_id, status, n) for project_id, by_status in counts.items() for status, n in by_status.items() if n > 0]
     failed = dict(Item.objects.filter(status=Item.Status.NEEDS_REVIEW, status_reason__startswith=BACKEND_FAILED)
                   .order_by().values("project_id").annotate(n=Count("pk")).values_list("project_id", "n"))
     with transaction.atomic():
         StatusSnapshot.objects.filter(hour=hour).delete()
         StatusSnapshot.objects.bulk_create(
-            StatusSnapshot(project_id=row["project_id"], hour=hour, status=row["status"], count=row["n"],
-                           backend_errors=failed.get(row["project_id"], 0) if row["status"] == Item.Status.NEEDS_REVIEW else 0)
-            for row in rows
+            StatusSnapshot(project_id=project_id, hour=hour, status=status, count=n,
+                           backend_errors=failed.get(project_id, 0) if status == Item.Status.NEEDS_REVIEW else 0)
+            for project_id, status, n in rows
         )
     return len(rows)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 
 from classify.models import Item, Prediction
+from classify.services.counts import compact_status_counts
 from dashboard import bins
 from dashboard.models import HourlyRollup, StatusSnapshot
 from dashboard.services.rollups import record_retry, refresh_rollups, take_status_snapshot
@@ -131,6 +135,36 @@ class SnapshotTests:
         take_status_snapshot(now=T0 + timedelta(minutes=40))  # the same hour: replaced, not added
         rows = {(s.hour, s.status): s.count for s in StatusSnapshot.objects.filter(project=project)}
         assert rows == {(T0, "needs_review"): 2, (T0, "auto_accepted"): 1}
+
+    def test_its_counts_are_a_count_of_the_items_whatever_moved_them(self, project):
+        other = make_colour_project(slug="other", admin=make_user("other-admin"))
+        items = [seed_item(p, at=T0, top_label="red", predict=False) for p in (project, project, project, other)]
+        seed_item(project, at=T0, top_label="red", decision=AUTO, predict=False)
+        seed_item(other, at=T0, top_label="red", label="red", predict=False)
+        Item.objects.filter(pk=items[0].pk).update(status=Item.Status.FAILED, status_reason="Backend error: down")
+        Item.objects.filter(pk=items[1].pk).delete()
+        compact_status_counts()  # some keys folded into one row, later changes appended beside them
+        Item.objects.filter(pk=items[3].pk).update(status=Item.Status.QUEUED)
+        Item.objects.filter(pk=items[2].pk).update(status_reason="Backend unavailable: timeout")
+        empty = make_colour_project(slug="empty", admin=make_user("empty-admin"))
+
+        assert take_status_snapshot(now=T0) == StatusSnapshot.objects.count()
+        counted = Item.objects.order_by().values_list("project_id", "status").annotate(n=Count("pk"))
+        assert {(s.project_id, s.status): s.count for s in StatusSnapshot.objects.all()} == {
+            (p, status): n for p, status, n in counted}
+        assert StatusSnapshot.objects.get(project=project, status="needs_review").backend_errors == 1
+        assert not StatusSnapshot.objects.filter(project=empty).exists()
+
+    def test_it_reads_the_kept_counts_instead_of_counting_every_item(self, project):
+        seed_item(project, at=T0, top_label="red", predict=False)
+        seed_item(project, at=T0, top_label="red", decision=AUTO, predict=False)
+        with CaptureQueriesContext(connection) as queries:
+            take_status_snapshot(now=T0)
+        sql = [query["sql"] for query in queries]
+        assert any('FROM "classify_statuscount"' in text for text in sql)
+        # Only the items waiting for review are read (their backend failures): never every item.
+        on_items = [text for text in sql if 'FROM "classify_item"' in text]
+        assert on_items and all("\"classify_item\".\"status\" = 'needs_review'" in text for text in on_items)
 
 
 class BinTests:
