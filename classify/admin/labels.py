@@ -4,19 +4,17 @@ exemplars (uploaded through the same checks as any image)."""
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.files.base import ContentFile
 from django.utils.html import format_html
 
-from classify import pipeline
 from classify.backends.imagenet import describe_mapping, imagenet_classes
 from classify.backends.local import suggest_imagenet_classes
 from classify.images import ImageRejected
 from classify.models import Exemplar, Label
 from classify.retrain.runs import schedule_refit_check
-from classify.services import intake
+from classify.services import exemplars, intake
 
 from .scoping import ProjectScopedAdmin, ScopedInline
 
@@ -58,7 +56,9 @@ class LabelForm(forms.ModelForm):
 
 
 class ExemplarForm(forms.ModelForm):
-    """Exemplar uploads go through the same validation and re-encoding as any upload."""
+    """Exemplar uploads go through the same checks and re-encoding as the drop zones' uploads
+    (``exemplars.prepare_exemplar``: format, pixel limit, the project's quality rules, one copy
+    per class); the admin saves the re-encoded file."""
 
     class Meta:
         model = Exemplar
@@ -70,10 +70,14 @@ class ExemplarForm(forms.ModelForm):
             return upload
         if getattr(upload, "_committed", False):  # an existing file, unchanged
             return upload
+        # The page's class, saved or not (on the add page the formset sets no ``label`` yet; its
+        # foreign key field holds the parent the exemplar will belong to).
+        label = self.fields["label"].parent_instance
+        if label.project_id is None:
+            raise forms.ValidationError("Choose the class's project first: its quality rules check the picture.")
         try:
             intake.check_upload_size(upload.size or 0)
-            prepared = pipeline.preprocess(upload.read(), max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
-                                           max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
+            prepared = exemplars.prepare_exemplar(label=label, data=upload.read())
         except ImageRejected as exc:
             raise forms.ValidationError(str(exc)) from None
         self.instance.sha256 = prepared.sha256

@@ -22,24 +22,34 @@ def promote_to_exemplar(*, item: Item) -> Exemplar:
 
 
 def add_exemplar(*, label: Label, data: bytes) -> Exemplar:
-    """Store an uploaded picture as an exemplar of ``label`` (the project page's drop zones).
+    """Store an uploaded picture as an exemplar of ``label`` (the project page's drop zones,
+    ``create_project --exemplars``), checked by ``prepare_exemplar``. Raises ``ImageRejected``
+    with the reason to show."""
+    prepared = prepare_exemplar(label=label, data=data)
+    exemplar = Exemplar(label=label, sha256=prepared.sha256)
+    exemplar.image.save("exemplar.jpg", ContentFile(prepared.jpeg), save=True)
+    return exemplar
+
+
+def prepare_exemplar(*, label: Label, data: bytes) -> pipeline.PreparedImage:
+    """Check an uploaded picture as an exemplar of ``label`` and return what to store: the
+    re-encoded JPEG (pixels only) and its hash. Every uploaded exemplar goes through here
+    (``add_exemplar``, the admin's exemplar inline, which saves the file itself), so none skips a check.
 
     The same checks as any upload: the caller refuses an oversized file first
     (``intake.check_upload_size``, before reading it), then the real format, the pixel limit and
-    the project's quality rules; the stored file is the same re-encoded JPEG. Raises
-    ``ImageRejected`` with the reason to show (also for a picture that is already an exemplar of
-    this class).
+    the project's quality rules; then one copy of a picture per class. ``label`` may be a class
+    not saved yet (the admin's add page): it has no exemplars to compare with. Raises
+    ``ImageRejected`` with the reason to show.
     """
     prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
                                    max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
     problems = pipeline.check_quality(prepared, rules=label.project.quality_rules)
     if problems:
         raise ImageRejected(" ".join(problems))
-    if Exemplar.objects.filter(label=label, sha256=prepared.sha256).exists():
+    if label.pk is not None and Exemplar.objects.filter(label=label, sha256=prepared.sha256).exists():
         raise ImageRejected(f"This picture is already an exemplar of {label.name}.")
-    exemplar = Exemplar(label=label, sha256=prepared.sha256)
-    exemplar.image.save("exemplar.jpg", ContentFile(prepared.jpeg), save=True)
-    return exemplar
+    return prepared
 
 
 def remove_exemplar(*, exemplar: Exemplar) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from django.conf import settings
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image
 
-from classify.models import Exemplar, Label
-from classify.services import intake, projects
-from tests.base import make_colour_project, make_user, photo_bytes
+from classify import pipeline
+from classify.models import Exemplar, Label, ModelVersion, Project, TrainingRun
+from classify.retrain import runs
+from classify.services import exemplars, intake, projects
+from tests.base import make_colour_project, make_user, noisy_image, photo_bytes, solid_image
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +85,93 @@ def test_exemplars_are_validated_and_reencoded(admin_client):
     assert exemplar.image.name.endswith(".jpg") and len(exemplar.sha256) == 64
     with exemplar.image.open("rb") as handle:
         assert handle.read(2) == b"\xff\xd8"
+
+
+def label_change_post(label, *, upload: bytes, name: str = "new.jpg") -> dict:
+    """The class's change form as the browser posts it: its fields unchanged, its exemplars kept
+    (the inline's management form, one row per exemplar) and one new exemplar in the extra row."""
+    kept = list(label.exemplars.order_by("pk"))
+    data = {"project": label.project_id, "name": label.name, "description": label.description, "order": label.order,
+            "accept_threshold": label.accept_threshold, "margin": label.margin, "audit_rate": label.audit_rate,
+            "paused_reason": label.paused_reason, "imagenet_classes": label.mappings.get("local", []),
+            "mappings": json.dumps({k: v for k, v in label.mappings.items() if k != "local"}),
+            "exemplars-TOTAL_FORMS": len(kept) + 1, "exemplars-INITIAL_FORMS": len(kept),
+            "exemplars-MIN_NUM_FORMS": 0, "exemplars-MAX_NUM_FORMS": 1000, "_save": "Save"}
+    for index, exemplar in enumerate(kept):
+        data[f"exemplars-{index}-id"] = exemplar.pk
+        data[f"exemplars-{index}-label"] = label.pk
+    data[f"exemplars-{len(kept)}-label"] = label.pk
+    data[f"exemplars-{len(kept)}-image"] = SimpleUploadedFile(name, upload, "image/jpeg")
+    return data
+
+
+def with_gps(data: bytes) -> bytes:
+    """The picture as a phone stores it: EXIF with a camera maker and a GPS position."""
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (52.0, 22.0, 0.0), 3: "E", 4: (4.0, 54.0, 0.0)}
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buffer, format="JPEG", exif=exif, quality=92)
+    return buffer.getvalue()
+
+
+def test_an_exemplar_added_in_the_class_page_is_reencoded_and_can_train_the_first_head(
+        client, django_capture_on_commit_callbacks):
+    """A project admin (not a superuser) adds the last exemplar a cold start waits for through the
+    class page's inline: stored like any upload (re-encoded JPEG, no EXIF, the pixels' hash), and
+    the refit check it queues trains the first head, as the drop zones' API does."""
+    admin = make_user("ada", is_staff=True)
+    project = projects.create_project(slug="bugs", labels=["alpha", "beta"], backend="local", created_by=admin)
+    Project.objects.filter(pk=project.pk).update(refit_every=0)  # the cold start, not the usual refits
+    alpha, beta = project.labels.get(name="alpha"), project.labels.get(name="beta")
+    crops = [(0, 0, 0.9, 0.9), (0.1, 0.1, 1, 1), (0.05, 0, 0.95, 0.95)]
+    for i, crop in enumerate(crops):
+        exemplars.add_exemplar(label=beta, data=photo_bytes("coffee", crop=crop, mirror=bool(i % 2)))
+    for i, crop in enumerate(crops[:2]):
+        exemplars.add_exemplar(label=alpha, data=photo_bytes("chelsea", crop=crop, mirror=bool(i % 2)))
+    posted = with_gps(photo_bytes("chelsea", crop=crops[2]))
+    assert b"PhoneMaker" in posted
+    client.force_login(admin)
+    cache.delete(runs.refit_check_key(project))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/classify/label/{alpha.pk}/change/", label_change_post(alpha, upload=posted))
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+    assert alpha.exemplars.count() == 3
+    added = alpha.exemplars.latest("pk")
+    with added.image.open("rb") as handle:
+        stored = handle.read()
+    assert stored[:3] == b"\xff\xd8\xff" and b"Exif" not in stored and b"PhoneMaker" not in stored
+    assert not Image.open(io.BytesIO(stored)).getexif()
+    assert added.sha256 == pipeline.preprocess(posted, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS).sha256
+    run = TrainingRun.objects.get(project=project)
+    assert run.state == TrainingRun.State.APPROVED, (run.reason, run.steps)
+    assert ModelVersion.objects.get(project=project, is_active=True) == run.candidate
+
+
+def test_the_class_page_refuses_the_exemplars_the_drop_zones_refuse(admin_client):
+    """The same checks as every other way in: the project's quality rules and one copy per class."""
+    client, project = admin_client
+    red = project.labels.get(name="red")
+    dark = client.post(f"/admin/classify/label/{red.pk}/change/",
+                       label_change_post(red, upload=solid_image((2, 2, 2), fmt="JPEG")))
+    assert dark.status_code == 200 and "Too dark" in dark.content.decode()
+    assert not Exemplar.objects.exists()
+    picture = noisy_image((200, 30, 30), seed=1)
+    first = client.post(f"/admin/classify/label/{red.pk}/change/", label_change_post(red, upload=picture))
+    assert first.status_code == 302
+    again = client.post(f"/admin/classify/label/{red.pk}/change/", label_change_post(red, upload=picture))
+    assert again.status_code == 200 and "This picture is already an exemplar of red." in again.content.decode()
+    assert Exemplar.objects.filter(label=red).count() == 1
+
+
+def test_a_new_class_can_start_with_an_exemplar(admin_client):
+    client, project = admin_client
+    data = {"project": project.pk, "name": "purple", "description": "", "order": 5, "accept_threshold": 0.8,
+            "margin": 0, "audit_rate": 0, "mappings": "{}", "exemplars-TOTAL_FORMS": 1, "exemplars-INITIAL_FORMS": 0,
+            "exemplars-0-image": SimpleUploadedFile("p.png", noisy_image((120, 40, 160), seed=2), "image/png")}
+    assert client.post("/admin/classify/label/add/", data).status_code == 302
+    assert Exemplar.objects.get().label == Label.objects.get(project=project, name="purple")
 
 
 def test_project_admins_see_only_their_projects(admin_client):
