@@ -39,9 +39,13 @@ def prepare_exemplar(*, label: Label, data: bytes) -> pipeline.PreparedImage:
     The same checks as any upload: the caller refuses an oversized file first
     (``intake.check_upload_size``, before reading it), then the real format, the pixel limit and
     the project's quality rules; then one copy of a picture per class. ``label`` may be a class
-    not saved yet (the admin's add page): it has no exemplars to compare with. Raises
+    not saved yet (the admin's add page): it has no exemplars to compare with. The unknown class
+    takes none: it is what matches no class, and the head would learn it as a class of its own
+    (the API and the drop zones never offer it; the admin's class page did). Raises
     ``ImageRejected`` with the reason to show.
     """
+    if label.is_unknown:
+        raise ImageRejected(f"{label.name} is where pictures that match no class go: it takes no exemplars.")
     prepared = pipeline.preprocess(data, max_pixels=settings.LOUPE_MAX_IMAGE_PIXELS,
                                    max_bytes=settings.LOUPE_DECODE_MAX_BYTES)
     problems = pipeline.check_quality(prepared, rules=label.project.quality_rules)

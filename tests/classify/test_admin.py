@@ -165,6 +165,16 @@ def test_the_class_page_refuses_the_exemplars_the_drop_zones_refuse(admin_client
     assert Exemplar.objects.filter(label=red).count() == 1
 
 
+def test_the_unknown_class_takes_no_exemplar_on_its_page(admin_client):
+    """As in the API and the drop zones: unknown is what matches no class, never a class to learn."""
+    client, project = admin_client
+    unknown = project.labels.get(is_unknown=True)
+    response = client.post(f"/admin/classify/label/{unknown.pk}/change/",
+                           label_change_post(unknown, upload=noisy_image((30, 200, 30), seed=2)))
+    assert response.status_code == 200 and "it takes no exemplars" in response.content.decode()
+    assert not Exemplar.objects.exists()
+
+
 def test_a_new_class_can_start_with_an_exemplar(admin_client):
     client, project = admin_client
     data = {"project": project.pk, "name": "purple", "description": "", "order": 5, "accept_threshold": 0.8,
