@@ -34,6 +34,7 @@ pytestmark = pytest.mark.django_db
 WHEN = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=UTC)
 JPEG = solid_image((200, 30, 30), fmt="JPEG")
 BUCKET = "loupe-export-test"
+MEDIA_BUCKET = "loupe-media-test"
 LINE_TYPE = "groundtruth/image-classification"
 
 
@@ -269,6 +270,21 @@ class PreflightTests:
         _, _, report = build(project, tmp_path)
         assert rules(report) == {big.pk: {"file-size"}, gone.pk: {"missing-image"}}
 
+    def test_on_s3_media_files_over_the_limit_and_missing_files_are_reported(self, s3_media, team, tmp_path,
+                                                                             monkeypatch):
+        project, _, rey = team
+        monkeypatch.setattr(export_rules, "MAX_IMAGE_BYTES", len(JPEG))  # not a 15 MB upload to moto
+        big = labelled(project, "red", reviewer=rey)
+        name = default_storage.save(f"items/{project.pk}/big.jpg", ContentFile(JPEG + b"\0"))
+        Item.objects.filter(pk=big.pk).update(image=name)
+        gone = labelled(project, "red", reviewer=rey)
+        s3_media.delete_object(Bucket=MEDIA_BUCKET, Key=f"loupe/{gone.image.name}")
+        labelled(project, "red", reviewer=rey)
+        labelled(project, "green", reviewer=rey)
+        _, counts, report = build(project, tmp_path)
+        assert rules(report) == {big.pk: {"file-size"}, gone.pk: {"missing-image"}}
+        assert counts["exported"] == 2
+
     def test_each_picture_once_a_duplicate_is_left_out(self, team, tmp_path):
         project, _, rey = team
         first = labelled(project, "red", reviewer=rey)
@@ -407,6 +423,18 @@ class RerunTests:
             assert row.state == "done", row.error
             zips.append((tmp_path / name).read_bytes())
         assert zips[0] == zips[1]
+
+
+@pytest.fixture
+def s3_media(moto_s3, settings):
+    """Media on S3 (moto), as config/settings.py sets them up with AWS_STORAGE_BUCKET_NAME."""
+    moto_s3.create_bucket(Bucket=MEDIA_BUCKET)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": MEDIA_BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
+                    "file_overwrite": False, "region_name": "us-east-1", "signature_version": "s3v4"},
+    }}
+    return moto_s3
 
 
 @pytest.fixture

@@ -1,15 +1,19 @@
 """What keeps an export at disk speed without changing a byte: the manifest lines joined from
 pre-encoded pieces are ``manifest_line``'s, the database answers a fixed number of queries
-whatever the number of items, and stored files are sized with one stat each."""
+whatever the number of items, and stored files are sized with one stat each (on S3 media, one
+listing per 1,000 images)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from django.core.exceptions import SuspiciousFileOperation
+from botocore.stub import Stubber
+from django.core.exceptions import SuspiciousFileOperation, SuspiciousOperation
+from django.core.files.storage import storages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given
@@ -19,7 +23,7 @@ from hypothesis import strategies as st
 from reviewer.export import collect, runs, split
 from reviewer.export import rules as export_rules
 from reviewer.models import Export
-from tests.reviewer.test_export import labelled, team  # noqa: F401  (team: a fixture)
+from tests.reviewer.test_export import MEDIA_BUCKET, labelled, s3_media, team  # noqa: F401  (fixtures)
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
@@ -106,3 +110,53 @@ class StoredSizesTests:
             (item_id, name, extension, number, line), = collect.read_work(work)
         assert (item_id, json.loads(name), extension, census.classes[number], line) == (
             "7", "odd\tname\n.jpg", ".jpg", ("red",), '{"source-ref": "x"}')
+
+
+def s3_calls() -> Counter:
+    """The S3 operations the media storage's client sends from now on, by name (moto answers them)."""
+    seen: Counter = Counter()
+    client = storages["default"].connection.meta.client
+    client.meta.events.register("before-call.s3", lambda model, **kwargs: seen.update([model.name]))
+    return seen
+
+
+@pytest.mark.django_db
+class ListedSizesTests:
+    def test_an_export_s_pre_flight_lists_the_images_folder_instead_of_a_head_per_image(
+            self, s3_media, team, tmp_path):  # noqa: F811
+        project, _, rey = team
+        for n in range(6):
+            labelled(project, ("red", "green")[n % 2], reviewer=rey)
+        calls = s3_calls()
+        folder = tmp_path / "out"
+        folder.mkdir()
+        _, _, counts, report = split.build(project, export_rules.Options(source_prefix="s3://b/p"), folder)
+        assert counts["exported"] == 6 and report["problems"] == []
+        assert calls == {"ListObjectsV2": 1}
+
+    def test_2001_images_are_three_listings_of_their_folder_under_the_storage_s_location(self, s3_media):  # noqa: F811
+        for n in range(2001):
+            s3_media.put_object(Bucket=MEDIA_BUCKET, Key=f"loupe/items/7/{n}.jpg", Body=b"x" * (n % 5))
+        s3_media.put_object(Bucket=MEDIA_BUCKET, Key="loupe/items/7/sub/0.jpg", Body=b"xyz")
+        s3_media.put_object(Bucket=MEDIA_BUCKET, Key="items/7/elsewhere.jpg", Body=b"x")  # outside the location
+        calls = s3_calls()
+        size_of = export_rules.stored_sizes()
+        assert [size_of(f"items/7/{n}.jpg") for n in range(2001)] == [n % 5 for n in range(2001)]
+        for missing in ("items/7/2001.jpg", "items/7/elsewhere.jpg", "items/7/sub"):
+            with pytest.raises(OSError):
+                size_of(missing)
+        assert calls == {"ListObjectsV2": 3}  # 1,000 keys a page; the subfolder is not in them
+        assert size_of("items/7/sub/0.jpg") == 3 and size_of("items/7/./sub/0.jpg") == 3
+        assert calls == {"ListObjectsV2": 4}  # each folder once
+        with pytest.raises(SuspiciousOperation):  # as S3Storage.size refuses it
+            size_of("items/../../etc/passwd")
+
+    def test_where_listing_is_refused_each_image_is_sized_with_a_head_and_the_log_says_why(self, s3_media, caplog):  # noqa: F811
+        size_of = export_rules.stored_sizes()
+        with Stubber(storages["default"].connection.meta.client) as stub:
+            stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", http_status_code=403)
+            stub.add_response("head_object", {"ContentLength": 123}, {"Bucket": MEDIA_BUCKET, "Key": "loupe/items/7/a.jpg"})
+            stub.add_response("head_object", {"ContentLength": 45}, {"Bucket": MEDIA_BUCKET, "Key": "loupe/items/7/b.jpg"})
+            assert size_of("items/7/a.jpg") == 123 and size_of("items/7/b.jpg") == 45
+            stub.assert_no_pending_responses()
+        assert "s3:ListBucket" in caplog.text
