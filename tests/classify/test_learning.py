@@ -162,6 +162,18 @@ class GateTests:
         with pytest.raises(NotPromoted, match="zero-shot mapping"):
             promotion.coverage_gate(run)
 
+    def test_a_full_tie_goes_to_the_candidate_which_learnt_from_more_labels(self):
+        """Coverage moves in steps (accepted-set sizes grow by 15%), so equal coverage is common:
+        as accurate on the same labels, the candidate that also learnt from the labels since wins."""
+        project = make_project()
+        candidate = ModelVersion.objects.create(project=project, version="head-4", coverage=0.86)
+        run = TrainingRun(project=project, kind="local", candidate=candidate,
+                          metrics={"accuracy": 0.93, "active": {"model": "head-3", "coverage": 0.86, "accuracy": 0.93}})
+        assert "as accurate (93%)" in promotion.coverage_gate(run).detail
+        run.metrics["accuracy"] = 0.92  # less accurate on the same labels: the active head stays
+        with pytest.raises(NotPromoted, match="not more than the active head-3"):
+            promotion.coverage_gate(run)
+
     def test_nothing_to_gain_is_not_promoted(self):
         project = make_project()
         candidate = ModelVersion.objects.create(project=project, version="head-2", coverage=0.0)
