@@ -397,9 +397,9 @@ def test_any_backend_gets_thresholds_for_the_target_from_its_reviewed_items_in_o
     admin = make_user("ada", is_staff=True)
     project = make_colour_project(admin=admin)
     rng = np.random.default_rng(3)
-    for n in range(400):  # red: right whenever it scores 0.8 or more (about 160 items), a coin toss below
+    for n in range(400):  # red: right whenever it scores 0.9 or more, a coin toss below
         score = round(float(rng.uniform(0.5, 1.0)), 4)
-        truth = "red" if score >= 0.8 or rng.uniform() < 0.5 else "green"
+        truth = "red" if score >= 0.9 or rng.uniform() < 0.5 else "green"
         item = add_item(project, truth, n, truth=truth)
         Prediction.objects.create(item=item, backend="colour", model_version="colour-1",
                                   scores={"red": score, "green": round(1 - score, 4), "blue": 0, "unknown": 0},
@@ -411,7 +411,7 @@ def test_any_backend_gets_thresholds_for_the_target_from_its_reviewed_items_in_o
     assert page.status_code == 200
     suggestion = page.context["suggestion"]
     red = suggestion.classes["red"]
-    assert red.source == "own" and 0.8 <= red.threshold and red.lower >= 0.95
+    assert red.source == "own" and 0.9 <= red.threshold and red.lower >= 0.95
     assert suggestion.classes["green"].threshold is None
     assert b"Apply these thresholds" in page.content
     response = client.post(reverse("classify:models", args=[project.slug]), {"action": "apply_suggestion"})
