@@ -10,8 +10,9 @@ loop's set, upscaled the same way) are embedded once by the local backend's netw
 each of ``--orders`` orders the first ``--labels`` digits are the human labels and the next
 ``--stream`` the new uploads. Each variant goes through the shipped refit procedure
 (``fit_scorer`` out of fold, ``calibrate``, ``fit_full``), and its thresholds are applied to the
-stream. Variants: the shipped embedding, and its first 1,280 numbers alone (the network's last
-layer, what releases before the grid stored).
+stream. Variants: the shipped embedding; its first 1,280 numbers alone (the network's last
+layer, what releases before the grid stored); and the shipped embedding with a plain standardised
+head, not whitened (what a refit of fewer than ``WHITEN_FROM`` pictures fits).
 
 Printed per variant and order: accuracy on the stream, the share auto-accepted at the calibrated
 thresholds and its measured precision, and beside it the frontier (the share a threshold chosen
@@ -57,17 +58,18 @@ def embed_digits(count: int) -> tuple[np.ndarray, list[str]]:
     return embed_and_probabilities(images)[0].astype(np.float64), [name for _, name in digits]
 
 
-def one_order(x: np.ndarray, names: list[str], start: int, args: argparse.Namespace) -> tuple[float, ...]:
+def one_order(x: np.ndarray, names: list[str], start: int, args: argparse.Namespace, *,
+              whiten: bool = True) -> tuple[float, ...]:
     from classify.backends.local import fit_full, fit_scorer, head_top
     from classify.calibration import calibrate, frontier, out_of_fold
 
     order = np.roll(np.arange(len(names)), -start)
     labelled, stream = order[: args.labels], order[args.labels: args.labels + args.stream]
     y = [names[i] for i in labelled]
-    fit = functools.partial(fit_scorer, whiten=True)
+    fit = functools.partial(fit_scorer, whiten=whiten)
     scored = out_of_fold(x[labelled], y, [str(i) for i in labelled], fit=fit)
     thresholds = calibrate(scored, classes=sorted(set(names)) + ["unknown"], target=args.target).thresholds
-    top, scores = head_top(fit_full(x[labelled], y, whiten=True), x[stream])
+    top, scores = head_top(fit_full(x[labelled], y, whiten=whiten), x[stream])
     truths = [names[i] for i in stream]
     taken = [p == t for p, s, t in zip(top, scores, truths, strict=True)
              if thresholds.get(p) is not None and s >= thresholds[p]]
@@ -89,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(names)} MNIST digits embedded in {time.perf_counter() - began:.0f} s; {args.labels} labels, "
           f"{args.stream} new per order, target {args.target:.0%}")
     step = max(1, (len(names) - args.labels - args.stream) // max(1, args.orders - 1))
-    variants = {"last layer alone (1,280)": x[:, :1280], f"shipped embedding ({x.shape[1]:,})": x}
+    variants = {"last layer alone (1,280)": (x[:, :1280], True), "shipped, plain head": (x, False),
+                f"shipped embedding ({x.shape[1]:,})": (x, True)}
     print(f"{'variant':28s} {'order':>5s} {'accuracy':>8s} {'auto-accepted':>13s} {'precision':>9s} {'frontier':>8s}")
-    for label, features in variants.items():
-        rows = [one_order(features, names, order * step, args) for order in range(args.orders)]
+    for label, (features, whiten) in variants.items():
+        rows = [one_order(features, names, order * step, args, whiten=whiten) for order in range(args.orders)]
         for order, (accuracy, share, precision, reach) in enumerate(rows):
             print(f"{label:28s} {order:5d} {accuracy:8.1%} {share:13.0%} {precision:9.1%} {reach:8.0%}")
         shares = [row[1] for row in rows]
