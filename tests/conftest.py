@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import boto3
@@ -21,7 +22,12 @@ def _lose_no_deadlock_to_the_worker(sender, connection, **kwargs):
     may still be writing (a late task, its heartbeat; item updates fire the count triggers):
     the two can deadlock. PostgreSQL aborts the session whose deadlock check runs first; this
     process waits 10 s before checking (the worker, 1 s), so the worker's write is the one
-    aborted and retried, never the suite's teardown. Test process only."""
+    aborted and retried, never the suite's teardown. Test process only, and its main thread only:
+    the live server's request threads keep 1 s, so a request a page sent just before its test
+    ended (a review page renews its leases every few seconds) is the one aborted (a 503 nobody
+    reads), not the TRUNCATE (seen once: the teardown of a browser test failed with a deadlock)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     if connection.vendor == "postgresql":
         try:
             with connection.cursor() as cursor:
