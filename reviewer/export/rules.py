@@ -241,6 +241,9 @@ def image_problems(item: ItemRow, options: Options, included: frozenset[str],
 def file_problems(item: ItemRow, size_of: Callable[[str], int] | None = None) -> list[Problem]:
     try:
         size = (size_of or default_storage.size)(item.image)
+    except PermissionError:
+        return [Problem(item.id, "missing-image", "The stored image file could not be read: S3 refused it "
+                                                  "(missing, or not readable with Loupe's credentials).")]
     except OSError:
         return [Problem(item.id, "missing-image", "The stored image file is missing.")]
     if size > MAX_IMAGE_BYTES:
@@ -313,15 +316,30 @@ class ListedSizes:
 
     def size(self, name: str) -> int:
         if self.refused:
-            return self.storage.size(name)
+            return self.head(name)
         key = self.storage._normalize_name(clean_name(name))  # the key S3Storage.size would HEAD
         folder = key[:key.rfind("/") + 1]
         if folder not in self.listed and not self.list_folder(folder):
-            return self.storage.size(name)
+            return self.head(name)
         try:
             return self.sizes[key]
         except KeyError:
             raise FileNotFoundError(f"File does not exist: {key}") from None
+
+    def head(self, name: str) -> int:
+        """One HEAD request (``S3Storage.size``). Without ``s3:ListBucket`` S3 answers a missing key
+        with 403, not 404, and the storage lets that ClientError through: it is a PermissionError
+        here, an OSError like a 404's FileNotFoundError, so the pre-flight reports the image
+        instead of the export failing."""
+        from botocore.exceptions import ClientError  # botocore is loaded already: S3Storage imported it
+
+        try:
+            return self.storage.size(name)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 403:
+                raise
+            raise PermissionError(f"S3 refused to read {name} (403: missing, or not readable with these "
+                                  "credentials)") from None
 
     def list_folder(self, folder: str) -> bool:
         """Add the sizes of ``folder``'s files; False when the listing is refused."""

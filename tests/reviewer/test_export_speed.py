@@ -9,8 +9,10 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from django.core.exceptions import SuspiciousFileOperation, SuspiciousOperation
 from django.core.files.storage import storages
@@ -160,3 +162,18 @@ class ListedSizesTests:
             assert size_of("items/7/a.jpg") == 123 and size_of("items/7/b.jpg") == 45
             stub.assert_no_pending_responses()
         assert "s3:ListBucket" in caplog.text
+
+    def test_without_list_rights_a_missing_image_s_403_is_a_reported_problem_not_a_failed_export(
+            self, s3_media):  # noqa: F811
+        """Without s3:ListBucket, S3 answers a HEAD of a missing key with 403 (not 404), which the
+        storage lets through as a ClientError: the pre-flight reports it like a missing file."""
+        size_of = export_rules.stored_sizes()
+        with Stubber(storages["default"].connection.meta.client) as stub:
+            stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", http_status_code=403)
+            stub.add_client_error("head_object", service_error_code="403", http_status_code=403)
+            problems = export_rules.file_problems(SimpleNamespace(id=7, image="items/7/gone.jpg"), size_of)
+            assert [(p.item, p.rule) for p in problems] == [(7, "missing-image")]
+            assert "S3 refused it" in problems[0].message
+            stub.add_client_error("head_object", service_error_code="InternalError", http_status_code=500)
+            with pytest.raises(ClientError):  # anything else still surfaces
+                size_of("items/7/other.jpg")
