@@ -85,9 +85,27 @@ class ExemplarForm(forms.ModelForm):
         return ContentFile(prepared.jpeg, name="exemplar.jpg")
 
 
+class ExemplarFormSet(forms.BaseInlineFormSet):
+    """One copy of a picture per class within one submission too: ``prepare_exemplar`` compares a
+    new picture with the class's saved exemplars, not with the other rows of the same form."""
+
+    def clean(self):
+        super().clean()
+        seen: set[str] = set()
+        for form in self.forms:
+            if not form.has_changed() or form.errors or self.can_delete and self._should_delete_form(form):
+                continue
+            digest = form.instance.sha256
+            if digest and "image" in form.changed_data:
+                if digest in seen:
+                    form.add_error("image", "The same picture is added twice on this page.")
+                seen.add(digest)
+
+
 class ExemplarInline(ScopedInline, admin.TabularInline):
     model = Exemplar
     form = ExemplarForm
+    formset = ExemplarFormSet
     extra = 1
     fields = ["image", "preview"]
     readonly_fields = ["preview"]

@@ -165,6 +165,19 @@ def test_the_class_page_refuses_the_exemplars_the_drop_zones_refuse(admin_client
     assert Exemplar.objects.filter(label=red).count() == 1
 
 
+def test_the_same_picture_twice_in_one_submission_is_refused(admin_client):
+    client, project = admin_client
+    red = project.labels.get(name="red")
+    picture = noisy_image((200, 30, 30), seed=3)
+    data = label_change_post(red, upload=picture)
+    data["exemplars-TOTAL_FORMS"] = 2
+    data["exemplars-1-label"] = red.pk
+    data["exemplars-1-image"] = SimpleUploadedFile("again.jpg", picture, "image/jpeg")
+    response = client.post(f"/admin/classify/label/{red.pk}/change/", data)
+    assert response.status_code == 200 and "The same picture is added twice on this page." in response.content.decode()
+    assert not Exemplar.objects.exists()
+
+
 def test_the_unknown_class_takes_no_exemplar_on_its_page(admin_client):
     """As in the API and the drop zones: unknown is what matches no class, never a class to learn."""
     client, project = admin_client
