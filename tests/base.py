@@ -17,6 +17,8 @@ from classify.services import projects
 from reviewer import selectors as review_selectors
 from reviewer import services as review_services
 
+MEDIA_BUCKET = "loupe-media-test"  # the bucket of the s3_media fixture (tests/conftest.py)
+
 PASSWORD = "correct horse battery staple"
 COLOURS = {"red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
 

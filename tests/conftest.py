@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from classify import aws
 from config.celery import app as celery_app
+from tests.base import MEDIA_BUCKET
 from tests.worker_process import TEST_BACKENDS, WorkerForTest, WorkerService
 
 
@@ -84,6 +85,20 @@ def moto_s3(aws_env):
     Every S3 client made meanwhile, ``classify.aws.client("s3")`` included, talks to the same moto."""
     with mock_aws():
         yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_media(moto_s3, settings):
+    """Media on S3 (moto), as config/settings.py sets them up with AWS_STORAGE_BUCKET_NAME: the
+    private bucket ``MEDIA_BUCKET``, keys under ``loupe/``, presigned URLs valid 300 s."""
+    moto_s3.create_bucket(Bucket=MEDIA_BUCKET)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": MEDIA_BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
+                    "querystring_expire": 300, "file_overwrite": False, "region_name": "us-east-1",
+                    "signature_version": "s3v4"},
+    }}
+    return moto_s3
 
 
 @pytest.fixture

@@ -10,22 +10,9 @@ from django.test import Client
 from django.urls import reverse
 
 from classify.services import intake
-from tests.base import make_colour_project, make_user, noisy_image
+from tests.base import MEDIA_BUCKET, make_colour_project, make_user, noisy_image
 
 pytestmark = pytest.mark.django_db
-BUCKET = "loupe-media-test"
-
-
-@pytest.fixture
-def s3_media(settings, moto_s3):
-    moto_s3.create_bucket(Bucket=BUCKET)
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
-                    "querystring_expire": 300, "file_overwrite": False, "region_name": "us-east-1",
-                    "signature_version": "s3v4"},
-    }}
-    return moto_s3
 
 
 def test_uploads_are_stored_in_the_bucket_and_served_by_presigned_redirect(s3_media, django_capture_on_commit_callbacks):
@@ -35,9 +22,9 @@ def test_uploads_are_stored_in_the_bucket_and_served_by_presigned_redirect(s3_me
         item = intake.ingest_upload(project=project, data=noisy_image((200, 20, 20), seed=1), filename="r.png")
     item.refresh_from_db()
     assert item.status == "auto_accepted"  # the worker read the image back from S3
-    stored = s3_media.get_object(Bucket=BUCKET, Key=f"loupe/{item.image.name}")
+    stored = s3_media.get_object(Bucket=MEDIA_BUCKET, Key=f"loupe/{item.image.name}")
     assert stored["Body"].read(3) == b"\xff\xd8\xff"
-    acl = s3_media.get_object_acl(Bucket=BUCKET, Key=f"loupe/{item.image.name}")
+    acl = s3_media.get_object_acl(Bucket=MEDIA_BUCKET, Key=f"loupe/{item.image.name}")
     assert not [g for g in acl["Grants"] if g["Grantee"].get("URI", "").endswith("AllUsers")]  # not public
 
     client = Client()

@@ -28,13 +28,12 @@ from classify.models import Item, Label, Membership, Prediction
 from reviewer.export import collect, runs, split
 from reviewer.export import rules as export_rules
 from reviewer.models import Decision, Export
-from tests.base import make_colour_project, make_user, solid_image
+from tests.base import MEDIA_BUCKET, make_colour_project, make_user, solid_image
 
 pytestmark = pytest.mark.django_db
 WHEN = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=UTC)
 JPEG = solid_image((200, 30, 30), fmt="JPEG")
 BUCKET = "loupe-export-test"
-MEDIA_BUCKET = "loupe-media-test"
 LINE_TYPE = "groundtruth/image-classification"
 
 
@@ -423,18 +422,6 @@ class RerunTests:
             assert row.state == "done", row.error
             zips.append((tmp_path / name).read_bytes())
         assert zips[0] == zips[1]
-
-
-@pytest.fixture
-def s3_media(moto_s3, settings):
-    """Media on S3 (moto), as config/settings.py sets them up with AWS_STORAGE_BUCKET_NAME."""
-    moto_s3.create_bucket(Bucket=MEDIA_BUCKET)
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": MEDIA_BUCKET, "location": "loupe", "default_acl": None, "querystring_auth": True,
-                    "file_overwrite": False, "region_name": "us-east-1", "signature_version": "s3v4"},
-    }}
-    return moto_s3
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from reviewer.export import collect, runs, split
 from reviewer.export import rules as export_rules
 from reviewer.models import Export
-from tests.reviewer.test_export import MEDIA_BUCKET, labelled, s3_media, team  # noqa: F401  (fixtures)
+from tests.base import MEDIA_BUCKET
+from tests.reviewer.test_export import labelled, team  # noqa: F401  (fixtures)
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
@@ -136,7 +137,7 @@ class ListedSizesTests:
         assert counts["exported"] == 6 and report["problems"] == []
         assert calls == {"ListObjectsV2": 1}
 
-    def test_2001_images_are_three_listings_of_their_folder_under_the_storage_s_location(self, s3_media):  # noqa: F811
+    def test_2001_images_are_three_listings_of_their_folder_under_the_storage_s_location(self, s3_media):
         for n in range(2001):
             s3_media.put_object(Bucket=MEDIA_BUCKET, Key=f"loupe/items/7/{n}.jpg", Body=b"x" * (n % 5))
         s3_media.put_object(Bucket=MEDIA_BUCKET, Key="loupe/items/7/sub/0.jpg", Body=b"xyz")
@@ -153,7 +154,7 @@ class ListedSizesTests:
         with pytest.raises(SuspiciousOperation):  # as S3Storage.size refuses it
             size_of("items/../../etc/passwd")
 
-    def test_where_listing_is_refused_each_image_is_sized_with_a_head_and_the_log_says_why(self, s3_media, caplog):  # noqa: F811
+    def test_where_listing_is_refused_each_image_is_sized_with_a_head_and_the_log_says_why(self, s3_media, caplog):
         size_of = export_rules.stored_sizes()
         with Stubber(storages["default"].connection.meta.client) as stub:
             stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", http_status_code=403)
@@ -164,7 +165,7 @@ class ListedSizesTests:
         assert "s3:ListBucket" in caplog.text
 
     def test_without_list_rights_a_missing_image_s_403_is_a_reported_problem_not_a_failed_export(
-            self, s3_media):  # noqa: F811
+            self, s3_media):
         """Without s3:ListBucket, S3 answers a HEAD of a missing key with 403 (not 404), which the
         storage lets through as a ClientError: the pre-flight reports it like a missing file."""
         size_of = export_rules.stored_sizes()
