@@ -355,6 +355,7 @@ def refit_timing(truth: dict[int, str], sizes: list[int]) -> None:
     from classify.retrain.data import POOL_LIMIT
 
     rows = list(Item.objects.filter(pk__in=list(truth), embedding__isnull=False).values_list("pk", "embedding"))
+    matrix = np.vstack([np.frombuffer(bytes(v), np.float32) for _, v in rows]) if rows else None
     print("\nrefit cost by size (this process, one BLAS thread per fit):")
     print(f"{'labels':>7} {'pool':>5} {'refit s':>8} {'floor s':>8} {'ratio':>6}")
     for wanted in sizes:
@@ -362,7 +363,6 @@ def refit_timing(truth: dict[int, str], sizes: list[int]) -> None:
         if size < 0.9 * wanted:
             print(f"{wanted:>7} (only {len(rows)} images uploaded)")
             continue
-        matrix = np.vstack([np.frombuffer(bytes(v), np.float32) for _, v in rows])
         x, pool = matrix[:size], matrix[size:size + POOL_LIMIT]
         names = [truth[pk] for pk, _ in rows[:size]]
         started = time.perf_counter()
